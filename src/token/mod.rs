@@ -1,0 +1,403 @@
+//! Token checking: compact JWS (RFC 7515) carrying JWT claims (RFC 7519), verified by the rules of RFC 8725.
+//!
+//! Pure Rust, no Postgres: everything here is unit-tested with `cargo test`. The Postgres side (where keys come
+//! from, where the verified context is kept) lives in `issuers` and `context`.
+//!
+//! What is checked, in this order:
+//! 1. size (at most [`MAX_TOKEN_BYTES`]) before anything is decoded;
+//! 2. shape: exactly three canonical base64url parts;
+//! 3. header: strict JSON; `alg` present and never `none`; no `crit`, `jku`, `x5u`, `jwk`, `x5c`; no nested token;
+//!    `kid`, if any, a string of at most 256 bytes used only as an exact lookup key;
+//! 4. claims: strict JSON object with a string `iss` naming a trusted issuer;
+//! 5. key: the issuer's key with exactly that `kid`; the header's `alg` must equal the algorithm the key is bound to;
+//! 6. signature (ES256 signatures are exactly 64 bytes R‖S, never DER);
+//! 7. claims: `exp` required, `nbf`/`iat` not in the future, lifetime cap, `aud`, the tenant claim (a uuid).
+//!
+//! No claim is believed before the signature is checked. Rejections are fixed messages that name the failed check and
+//! never contain the token or any key.
+
+pub mod b64url;
+pub mod json;
+pub mod jwk;
+#[cfg(test)]
+pub mod testkeys;
+
+use hmac::Mac;
+use json::JsonError;
+use jwk::{Alg, Jwk, KeyMaterial, MAX_KID_BYTES};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// Longest token accepted, checked before decoding.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Header parameters that would make the verifier fetch or trust keys named by the token itself.
+const FORBIDDEN_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
+
+/// A trusted issuer, as registered by `tenant.trust_issuer`.
+#[derive(Debug)]
+pub struct Issuer {
+    pub audience: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub keys: Vec<Jwk>,
+}
+
+impl Issuer {
+    fn key(&self, kid: Option<&str>) -> Option<&Jwk> {
+        self.keys.iter().find(|k| k.kid.as_deref() == kid)
+    }
+}
+
+/// Every trusted issuer, by exact `iss` value.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    issuers: HashMap<String, Issuer>,
+}
+
+impl KeyStore {
+    pub fn insert(&mut self, name: String, issuer: Issuer) {
+        self.issuers.insert(name, issuer);
+    }
+    pub fn len(&self) -> usize {
+        self.issuers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+}
+
+/// The settings verification depends on, read from `tenant_guard.*` by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// Leeway in seconds for `exp`, `nbf` and `iat`.
+    pub clock_skew: i64,
+    /// Longest accepted lifetime in seconds, from `iat` (or `nbf`, or now) to `exp`.
+    pub max_lifetime: i64,
+    /// Claim that carries the tenant id when the issuer names none.
+    pub default_tenant_claim: &'a str,
+}
+
+/// A token whose signature and claims have been checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub tenant: Uuid,
+    pub subject: Option<String>,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    pub claims: Map<String, Value>,
+}
+
+/// The part of a token a rejection is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Header,
+    Claims,
+    Signature,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Header => "header",
+            Part::Claims => "claim set",
+            Part::Signature => "signature",
+        })
+    }
+}
+
+/// Why a token was rejected. Every variant is one check; the message says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    Empty,
+    Oversized,
+    NotCompact,
+    NotCanonical(Part),
+    BadJson(Part, JsonError),
+    NotAnObject(Part),
+    AlgMissing,
+    AlgNone,
+    Crit,
+    ForbiddenHeader(&'static str),
+    NestedToken,
+    BadKid,
+    MissingIssuer,
+    UnknownIssuer,
+    UnknownKey,
+    AlgorithmMismatch(Alg),
+    Es256SignatureLength,
+    BadSignature,
+    MissingExp,
+    BadClaimType(&'static str),
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    MissingAudience,
+    WrongAudience,
+    MissingTenant(String),
+    BadTenant(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Rejection::*;
+        match self {
+            Empty => f.write_str("token is empty"),
+            Oversized => write!(f, "token is longer than {MAX_TOKEN_BYTES} bytes"),
+            NotCompact => f.write_str("token is not a compact JWS (three base64url parts separated by dots)"),
+            NotCanonical(p) => write!(f, "token {p} is not canonical base64url without padding"),
+            BadJson(p, e) => write!(f, "token {p} {e}"),
+            NotAnObject(p) => write!(f, "token {p} is not a JSON object"),
+            AlgMissing => f.write_str("token header has no alg"),
+            AlgNone => f.write_str("token algorithm \"none\" is never accepted"),
+            Crit => f.write_str("token header has a crit parameter; tenant_guard understands no critical extensions"),
+            ForbiddenHeader(h) => write!(
+                f,
+                "token header parameter \"{h}\" is not accepted: keys come only from tenant.trust_issuer"
+            ),
+            NestedToken => f.write_str("nested tokens (cty \"JWT\") are not accepted"),
+            BadKid => write!(f, "token kid is not a string of at most {MAX_KID_BYTES} bytes"),
+            MissingIssuer => f.write_str("token has no iss claim"),
+            UnknownIssuer => f.write_str("token issuer is not trusted (see tenant.issuers)"),
+            UnknownKey => f.write_str("token kid does not name a key of its issuer (see tenant.issuers)"),
+            AlgorithmMismatch(alg) => {
+                write!(f, "token algorithm does not match its key, which is bound to {alg}")
+            }
+            Es256SignatureLength => f.write_str(
+                "ES256 signature must be exactly 64 bytes (R||S); DER-encoded signatures are not accepted",
+            ),
+            BadSignature => f.write_str("token signature does not verify"),
+            MissingExp => f.write_str("token has no exp claim"),
+            BadClaimType(c) => write!(f, "token claim {c} has the wrong type"),
+            Expired => f.write_str("token has expired"),
+            NotYetValid => f.write_str("token is not valid yet (nbf is in the future)"),
+            IssuedInFuture => f.write_str("token was issued in the future (iat)"),
+            LifetimeTooLong => f.write_str("token lifetime exceeds tenant_guard.max_token_lifetime"),
+            MissingAudience => f.write_str("token has no aud claim, but its issuer requires an audience"),
+            WrongAudience => f.write_str("token audience does not match its issuer's audience"),
+            MissingTenant(c) => write!(f, "token has no \"{}\" claim naming the tenant", c.escape_default()),
+            BadTenant(c) => write!(f, "token claim \"{}\" is not a uuid", c.escape_default()),
+        }
+    }
+}
+
+/// Verifies `token` against `store` at time `now` (seconds since the epoch).
+pub fn verify(
+    token: &str,
+    store: &KeyStore,
+    policy: &Policy,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    let verified = verify_signed(token, store, policy)?;
+    verified.check_time(now, policy)?;
+    Ok(verified)
+}
+
+/// Everything but the time checks, which depend on the moment of use and are re-run on every use of a cached result.
+pub fn verify_signed(
+    token: &str,
+    store: &KeyStore,
+    policy: &Policy,
+) -> Result<Verified, Rejection> {
+    if token.is_empty() {
+        return Err(Rejection::Empty);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Rejection::Oversized);
+    }
+    let mut parts = token.split('.');
+    let (Some(h64), Some(c64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Rejection::NotCompact);
+    };
+
+    let mut buf = Vec::with_capacity(token.len());
+    let header = decode_object(h64, Part::Header, &mut buf)?;
+    let alg = match header.get("alg") {
+        None => return Err(Rejection::AlgMissing),
+        Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(Rejection::AlgNone),
+        Some(Value::String(a)) => a.as_str(),
+        Some(_) => return Err(Rejection::BadClaimType("alg")),
+    };
+    if header.contains_key("crit") {
+        return Err(Rejection::Crit);
+    }
+    if let Some(h) = FORBIDDEN_HEADERS.iter().find(|h| header.contains_key(**h)) {
+        return Err(Rejection::ForbiddenHeader(h));
+    }
+    if header
+        .get("cty")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(Rejection::NestedToken);
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) if k.len() <= MAX_KID_BYTES => Some(k.as_str()),
+        Some(_) => return Err(Rejection::BadKid),
+    };
+
+    let claims = decode_object(c64, Part::Claims, &mut buf)?;
+    let iss = match claims.get("iss") {
+        None => return Err(Rejection::MissingIssuer),
+        Some(Value::String(iss)) => iss,
+        Some(_) => return Err(Rejection::BadClaimType("iss")),
+    };
+    let issuer = store.issuers.get(iss).ok_or(Rejection::UnknownIssuer)?;
+    let key = issuer.key(kid).ok_or(Rejection::UnknownKey)?;
+    if Alg::from_name(alg) != Some(key.alg) {
+        return Err(Rejection::AlgorithmMismatch(key.alg));
+    }
+    b64url::decode_into(s64.as_bytes(), &mut buf)
+        .map_err(|_| Rejection::NotCanonical(Part::Signature))?;
+    let signing_input = &token.as_bytes()[..h64.len() + 1 + c64.len()];
+    check_signature(&key.material, signing_input, &buf)?;
+
+    // From here on the claims are authentic.
+    let exp = numeric_date(&claims, "exp")?.ok_or(Rejection::MissingExp)?;
+    let nbf = numeric_date(&claims, "nbf")?;
+    let iat = numeric_date(&claims, "iat")?;
+    if let Some(expected) = &issuer.audience {
+        let matches = match claims.get("aud") {
+            None => return Err(Rejection::MissingAudience),
+            Some(Value::String(aud)) => aud == expected,
+            Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                list.iter().any(|a| a == expected)
+            }
+            Some(_) => return Err(Rejection::BadClaimType("aud")),
+        };
+        if !matches {
+            return Err(Rejection::WrongAudience);
+        }
+    }
+    let subject = match claims.get("sub") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Rejection::BadClaimType("sub")),
+    };
+    let claim_name = issuer
+        .tenant_claim
+        .as_deref()
+        .unwrap_or(policy.default_tenant_claim);
+    let tenant = match claims.get(claim_name) {
+        None => return Err(Rejection::MissingTenant(claim_name.to_owned())),
+        Some(Value::String(s)) => {
+            parse_uuid(s).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?
+        }
+        Some(_) => return Err(Rejection::BadTenant(claim_name.to_owned())),
+    };
+    Ok(Verified {
+        tenant,
+        subject,
+        exp,
+        nbf,
+        iat,
+        claims,
+    })
+}
+
+impl Verified {
+    /// The checks that depend on the moment of use: expiry, not-before, issued-at and the lifetime cap.
+    pub fn check_time(&self, now: i64, policy: &Policy) -> Result<(), Rejection> {
+        let skew = policy.clock_skew;
+        if now >= self.exp.saturating_add(skew) {
+            return Err(Rejection::Expired);
+        }
+        if self.nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
+            return Err(Rejection::NotYetValid);
+        }
+        if self.iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+            return Err(Rejection::IssuedInFuture);
+        }
+        let start = self.iat.or(self.nbf).unwrap_or(now);
+        if self.exp.saturating_sub(start) > policy.max_lifetime {
+            return Err(Rejection::LifetimeTooLong);
+        }
+        Ok(())
+    }
+}
+
+/// A uuid in its canonical hyphenated form only (36 characters); braces, URNs and bare hex are refused so that one
+/// tenant has one spelling.
+fn parse_uuid(s: &str) -> Option<Uuid> {
+    if s.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(s).ok()
+}
+
+fn decode_object(
+    part: &str,
+    which: Part,
+    buf: &mut Vec<u8>,
+) -> Result<Map<String, Value>, Rejection> {
+    b64url::decode_into(part.as_bytes(), buf).map_err(|_| Rejection::NotCanonical(which))?;
+    match json::parse_strict(buf) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Rejection::NotAnObject(which)),
+        Err(e) => Err(Rejection::BadJson(which, e)),
+    }
+}
+
+/// A NumericDate claim (RFC 7519 section 2): a JSON number of seconds. Fractions are truncated toward the past.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Rejection> {
+    const LIMIT: f64 = 1e15;
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f.abs() < LIMIT => Ok(Some(f.floor() as i64)),
+                _ => Err(Rejection::BadClaimType(name)),
+            }
+        }
+        Some(_) => Err(Rejection::BadClaimType(name)),
+    }
+}
+
+fn check_signature(key: &KeyMaterial, input: &[u8], sig: &[u8]) -> Result<(), Rejection> {
+    use ed25519_dalek::Signature as EdSignature;
+    use p256::ecdsa::signature::Verifier;
+    let ok = match key {
+        KeyMaterial::Hmac(secret) => {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+                .map_err(|_| Rejection::BadSignature)?;
+            mac.update(input);
+            // constant-time comparison
+            mac.verify_slice(sig).is_ok()
+        }
+        KeyMaterial::Ed25519(vk) => {
+            let sig = EdSignature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
+            vk.verify_strict(input, &sig).is_ok()
+        }
+        KeyMaterial::Es256(vk) => {
+            if sig.len() != 64 {
+                return Err(Rejection::Es256SignatureLength);
+            }
+            // from_slice refuses r = 0 or s = 0 (the all-zero "psychic signature", CVE-2022-21449) and values >= n.
+            let sig =
+                p256::ecdsa::Signature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
+            vk.verify(input, &sig).is_ok()
+        }
+        KeyMaterial::Rs256(vk) => {
+            let sig =
+                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| Rejection::BadSignature)?;
+            vk.verify(input, &sig).is_ok()
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests;
