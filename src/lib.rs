@@ -1,3 +1,72 @@
+//! tenant_guard: multi-tenant isolation as a property of PostgreSQL.
+//!
+//! Modules, one per concern:
+//! - [`token`]: token checking (pure Rust, no Postgres);
+//! - [`context`]: the tenant context, the only place that holds tenant state;
+//! - [`issuers`]: trusted issuers and their keys;
+//! - [`errors`]: every SQLSTATE tenant_guard raises;
+//! - [`gucs`]: every `tenant_guard.*` setting.
+
 use pgrx::prelude::*;
-::pgrx::pg_module_magic!(name, version);
+
+pub mod context;
+pub mod errors;
+pub mod gucs;
+pub mod issuers;
 pub mod token;
+
+::pgrx::pg_module_magic!(name, version);
+
+/// Oldest supported server: 15.14 fixes CVE-2025-8713 (optimizer statistics leaking rows hidden by RLS).
+const MIN_SERVER_VERSION_NUM: i64 = 150014;
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: plain read of a postmaster global.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        errors::not_preloaded();
+    }
+    gucs::init();
+    context::init();
+    check_server_version();
+}
+
+fn check_server_version() {
+    // SAFETY: GetConfigOption returns a pointer to a static GUC string or NULL; we copy it at once.
+    let num = unsafe {
+        let ptr = pg_sys::GetConfigOption(c"server_version_num".as_ptr(), true, false);
+        if ptr.is_null() {
+            return;
+        }
+        std::ffi::CStr::from_ptr(ptr).to_str().ok().and_then(|s| s.parse::<i64>().ok())
+    };
+    if num.is_some_and(|n| n < MIN_SERVER_VERSION_NUM) {
+        errors::warning(
+            "tenant_guard supports PostgreSQL 15.14 or later; this server is older".into(),
+            "Upgrade the server: older minor releases leak rows hidden by row-level security (CVE-2025-8713 and others).",
+        );
+    }
+}
+
+extension_sql!(
+    r#"
+COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
+"#,
+    name = "schema_grants",
+    bootstrap
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// This module is required by `cargo pgrx test` invocations.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'tenant_guard'", "max_worker_processes = 16", "max_parallel_workers = 8"]
+    }
+}

@@ -13,18 +13,13 @@ pub struct NotCanonical;
 
 /// Decodes canonical unpadded base64url. The result is zeroized on drop, since it may be key material.
 pub fn decode(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, NotCanonical> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map(Zeroizing::new)
-        .map_err(|_| NotCanonical)
+    URL_SAFE_NO_PAD.decode(text).map(Zeroizing::new).map_err(|_| NotCanonical)
 }
 
 /// Decodes into a caller-provided buffer, for the hot path (no zeroizing: used for token parts only).
 pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotCanonical> {
     out.clear();
-    URL_SAFE_NO_PAD
-        .decode_vec(text, out)
-        .map_err(|_| NotCanonical)
+    URL_SAFE_NO_PAD.decode_vec(text, out).map_err(|_| NotCanonical)
 }
 
 pub fn encode(bytes: &[u8]) -> String {

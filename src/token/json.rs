@@ -40,9 +40,7 @@ const TOO_DEEP: &str = "tenant_guard: nesting too deep";
 /// Parses `bytes` as one JSON value under the strict rules.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue { depth: 0 }
-        .deserialize(&mut de)
-        .map_err(classify)?;
+    let value = StrictValue { depth: 0 }.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(|_| JsonError::Invalid)?;
     Ok(value)
 }
@@ -75,9 +73,7 @@ impl StrictValue {
         if self.depth >= MAX_DEPTH {
             return Err(E::custom(TOO_DEEP));
         }
-        Ok(StrictValue {
-            depth: self.depth + 1,
-        })
+        Ok(StrictValue { depth: self.depth + 1 })
     }
 }
 
@@ -104,9 +100,7 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -150,34 +144,18 @@ mod tests {
 
     #[test]
     fn rejects_duplicate_keys_at_any_depth() {
-        assert_eq!(
-            parse_object(br#"{"a":1,"a":2}"#),
-            Err(JsonError::DuplicateKey)
-        );
-        assert_eq!(
-            parse_object(br#"{"x":{"a":1,"a":1}}"#),
-            Err(JsonError::DuplicateKey)
-        );
-        assert_eq!(
-            parse_object(br#"{"x":[{"k":1,"k":1}]}"#),
-            Err(JsonError::DuplicateKey)
-        );
+        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_object(br#"{"x":{"a":1,"a":1}}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_object(br#"{"x":[{"k":1,"k":1}]}"#), Err(JsonError::DuplicateKey));
         // an escaped spelling of the same name is the same name
-        assert_eq!(
-            parse_object(br#"{"alg":"HS256","\u0061lg":"none"}"#),
-            Err(JsonError::DuplicateKey)
-        );
+        assert_eq!(parse_object(br#"{"alg":"HS256","\u0061lg":"none"}"#), Err(JsonError::DuplicateKey));
     }
 
     #[test]
     fn rejects_deep_nesting() {
         let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse_strict(ok.as_bytes()).is_ok());
-        let deep = format!(
-            "{}1{}",
-            "[".repeat(MAX_DEPTH + 1),
-            "]".repeat(MAX_DEPTH + 1)
-        );
+        let deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert_eq!(parse_strict(deep.as_bytes()), Err(JsonError::TooDeep));
     }
 

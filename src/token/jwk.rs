@@ -96,11 +96,7 @@ pub enum JwksError {
     NotAKeySet,
     Empty,
     TooManyKeys,
-    Key {
-        index: usize,
-        kid: Option<String>,
-        problem: String,
-    },
+    Key { index: usize, kid: Option<String>, problem: String },
     DuplicateKid(Option<String>),
     MissingKidWithSeveralKeys,
 }
@@ -109,24 +105,13 @@ impl fmt::Display for JwksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JwksError::Json(e) => write!(f, "the key set {e}"),
-            JwksError::NotAKeySet => {
-                f.write_str(r#"the key set must be a JSON object of the form {"keys": [...]}"#)
-            }
+            JwksError::NotAKeySet => f.write_str(r#"the key set must be a JSON object of the form {"keys": [...]}"#),
             JwksError::Empty => f.write_str("the key set has no keys"),
             JwksError::TooManyKeys => {
                 write!(f, "the key set has more than {MAX_KEYS_PER_ISSUER} keys")
             }
-            JwksError::Key {
-                index,
-                kid,
-                problem,
-            } => match kid {
-                Some(kid) => write!(
-                    f,
-                    "key {} (kid \"{}\"): {problem}",
-                    index + 1,
-                    kid.escape_default()
-                ),
+            JwksError::Key { index, kid, problem } => match kid {
+                Some(kid) => write!(f, "key {} (kid \"{}\"): {problem}", index + 1, kid.escape_default()),
                 None => write!(f, "key {}: {problem}", index + 1),
             },
             JwksError::DuplicateKid(Some(kid)) => {
@@ -148,7 +133,9 @@ pub struct KeySet {
 
 /// Parses and validates a JWKS document.
 pub fn parse_jwks(text: &str) -> Result<KeySet, JwksError> {
-    let mut doc = json::parse_object(text.as_bytes()).map_err(JwksError::Json)?;
+    let Value::Object(mut doc) = json::parse_strict(text.as_bytes()).map_err(JwksError::Json)? else {
+        return Err(JwksError::NotAKeySet);
+    };
     let keys = match doc.remove("keys") {
         Some(Value::Array(keys)) => keys,
         _ => return Err(JwksError::NotAKeySet),
@@ -163,17 +150,9 @@ pub fn parse_jwks(text: &str) -> Result<KeySet, JwksError> {
     let mut normalized = Vec::with_capacity(keys.len());
     for (index, key) in keys.into_iter().enumerate() {
         let Value::Object(mut obj) = key else {
-            return Err(JwksError::Key {
-                index,
-                kid: None,
-                problem: "is not a JSON object".into(),
-            });
+            return Err(JwksError::Key { index, kid: None, problem: "is not a JSON object".into() });
         };
-        let jwk = parse_jwk(&obj).map_err(|(kid, problem)| JwksError::Key {
-            index,
-            kid,
-            problem,
-        })?;
+        let jwk = parse_jwk(&obj).map_err(|(kid, problem)| JwksError::Key { index, kid, problem })?;
         obj.insert("alg".into(), Value::String(jwk.alg.as_str().into()));
         normalized.push(Value::Object(obj));
         parsed.push(jwk);
@@ -186,10 +165,7 @@ pub fn parse_jwks(text: &str) -> Result<KeySet, JwksError> {
     if parsed.len() > 1 && parsed.iter().any(|k| k.kid.is_none()) {
         return Err(JwksError::MissingKidWithSeveralKeys);
     }
-    Ok(KeySet {
-        keys: parsed,
-        normalized: serde_json::json!({ "keys": normalized }),
-    })
+    Ok(KeySet { keys: parsed, normalized: serde_json::json!({ "keys": normalized }) })
 }
 
 type KeyProblem = (Option<String>, String);
@@ -198,12 +174,7 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
     let kid = match obj.get("kid") {
         None => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_KID_BYTES => Some(s.clone()),
-        Some(_) => {
-            return Err((
-                None,
-                format!("kid must be a non-empty string of at most {MAX_KID_BYTES} bytes"),
-            ))
-        }
+        Some(_) => return Err((None, format!("kid must be a non-empty string of at most {MAX_KID_BYTES} bytes"))),
     };
     let fail = |problem: String| (kid.clone(), problem);
 
@@ -224,9 +195,7 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
     if let Some(alg) = obj.get("alg") {
         let named = alg.as_str().and_then(Alg::from_name);
         if named != Some(derived) {
-            return Err(fail(format!(
-                "alg does not fit the key: a {kty} key can only be used with {derived}"
-            )));
+            return Err(fail(format!("alg does not fit the key: a {kty} key can only be used with {derived}")));
         }
     }
     match obj.get("use") {
@@ -235,9 +204,7 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
         Some(_) => return Err(fail("use must be \"sig\"".into())),
     }
     if let Some(ops) = obj.get("key_ops") {
-        let verifies = ops
-            .as_array()
-            .is_some_and(|a| a.iter().any(|o| o == "verify"));
+        let verifies = ops.as_array().is_some_and(|a| a.iter().any(|o| o == "verify"));
         if !verifies {
             return Err(fail("key_ops must include \"verify\"".into()));
         }
@@ -256,18 +223,13 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
         Alg::HS256 => {
             let k = bytes_member(obj, "k").map_err(&fail)?;
             if k.len() < MIN_HMAC_SECRET_BYTES {
-                return Err(fail(format!(
-                    "an HS256 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes"
-                )));
+                return Err(fail(format!("an HS256 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")));
             }
             KeyMaterial::Hmac(k)
         }
         Alg::EdDSA => {
             let x = bytes_member(obj, "x").map_err(&fail)?;
-            let x: [u8; 32] = x
-                .as_slice()
-                .try_into()
-                .map_err(|_| fail("x must be 32 bytes".into()))?;
+            let x: [u8; 32] = x.as_slice().try_into().map_err(|_| fail("x must be 32 bytes".into()))?;
             let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
                 .map_err(|_| fail("x is not a valid Ed25519 public key".into()))?;
             if key.is_weak() {
@@ -279,16 +241,10 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
             let x = bytes_member(obj, "x").map_err(&fail)?;
             let y = bytes_member(obj, "y").map_err(&fail)?;
             let coordinate = |v: &[u8]| -> Result<p256::FieldBytes, KeyProblem> {
-                let a: [u8; 32] = v
-                    .try_into()
-                    .map_err(|_| fail("x and y must be 32 bytes each".into()))?;
+                let a: [u8; 32] = v.try_into().map_err(|_| fail("x and y must be 32 bytes each".into()))?;
                 Ok(a.into())
             };
-            let point = p256::EncodedPoint::from_affine_coordinates(
-                &coordinate(&x)?,
-                &coordinate(&y)?,
-                false,
-            );
+            let point = p256::EncodedPoint::from_affine_coordinates(&coordinate(&x)?, &coordinate(&y)?, false);
             let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                 .map_err(|_| fail("x and y are not a point on P-256".into()))?;
             KeyMaterial::Es256(key)
@@ -307,17 +263,13 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
                     "an RSA key must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits (this one has {bits})"
                 )));
             }
-            let key = rsa::RsaPublicKey::new(n, e)
-                .map_err(|_| fail("n and e are not a valid RSA public key".into()))?;
+            let key =
+                rsa::RsaPublicKey::new(n, e).map_err(|_| fail("n and e are not a valid RSA public key".into()))?;
             debug_assert!(key.size() * 8 >= MIN_RSA_BITS);
             KeyMaterial::Rs256(rsa::pkcs1v15::VerifyingKey::new(key))
         }
     };
-    Ok(Jwk {
-        kid,
-        alg: derived,
-        material,
-    })
+    Ok(Jwk { kid, alg: derived, material })
 }
 
 fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -326,8 +278,7 @@ fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 fn bytes_member(obj: &Map<String, Value>, name: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     let text = str_member(obj, name).ok_or_else(|| format!("{name} is missing or not a string"))?;
-    b64url::decode(text.as_bytes())
-        .map_err(|_| format!("{name} is not canonical base64url without padding"))
+    b64url::decode(text.as_bytes()).map_err(|_| format!("{name} is not canonical base64url without padding"))
 }
 
 #[cfg(test)]
@@ -420,22 +371,12 @@ mod tests {
 
     #[test]
     fn kid_rules() {
-        let set = format!(
-            r#"{{"keys":[{},{}]}}"#,
-            testkeys::hs256_jwk("same"),
-            testkeys::ed25519_jwk("same")
-        );
-        assert_eq!(
-            parse_jwks(&set).err(),
-            Some(JwksError::DuplicateKid(Some("same".into())))
-        );
+        let set = format!(r#"{{"keys":[{},{}]}}"#, testkeys::hs256_jwk("same"), testkeys::ed25519_jwk("same"));
+        assert_eq!(parse_jwks(&set).err(), Some(JwksError::DuplicateKid(Some("same".into()))));
         let mut nokid = testkeys::ed25519_jwk("x");
         nokid.as_object_mut().unwrap().remove("kid");
         let set = format!(r#"{{"keys":[{},{}]}}"#, testkeys::hs256_jwk("a"), nokid);
-        assert_eq!(
-            parse_jwks(&set).err(),
-            Some(JwksError::MissingKidWithSeveralKeys)
-        );
+        assert_eq!(parse_jwks(&set).err(), Some(JwksError::MissingKidWithSeveralKeys));
         assert!(one(nokid).is_ok(), "a lone key may omit its kid");
         let long = testkeys::hs256_jwk(&"k".repeat(MAX_KID_BYTES + 1));
         assert!(problem(one(long)).contains("kid must be"));
@@ -443,19 +384,11 @@ mod tests {
 
     #[test]
     fn refuses_malformed_sets() {
-        assert_eq!(
-            parse_jwks("[]").err(),
-            Some(JwksError::Json(JsonError::Invalid))
-        );
-        assert_eq!(
-            parse_jwks(r#"{"keys":{}}"#).err(),
-            Some(JwksError::NotAKeySet)
-        );
+        assert_eq!(parse_jwks("[]").err(), Some(JwksError::NotAKeySet));
+        assert_eq!(parse_jwks("{").err(), Some(JwksError::Json(JsonError::Invalid)));
+        assert_eq!(parse_jwks(r#"{"keys":{}}"#).err(), Some(JwksError::NotAKeySet));
         assert_eq!(parse_jwks(r#"{"keys":[]}"#).err(), Some(JwksError::Empty));
-        assert_eq!(
-            parse_jwks(r#"{"keys":[],"keys":[]}"#).err(),
-            Some(JwksError::Json(JsonError::DuplicateKey))
-        );
+        assert_eq!(parse_jwks(r#"{"keys":[],"keys":[]}"#).err(), Some(JwksError::Json(JsonError::DuplicateKey)));
     }
 
     #[test]
@@ -464,8 +397,7 @@ mod tests {
         let jwk = serde_json::json!({"kty":"oct","kid":"s","k": secret});
         let msg = problem(one(jwk));
         assert!(!msg.contains(&secret), "{msg}");
-        let jwk =
-            serde_json::json!({"kty":"EC","crv":"P-256","kid":"p","x":"not base64!","y":"AA"});
+        let jwk = serde_json::json!({"kty":"EC","crv":"P-256","kid":"p","x":"not base64!","y":"AA"});
         let msg = problem(one(jwk));
         assert!(!msg.contains("not base64!"), "{msg}");
     }

@@ -19,7 +19,7 @@
 pub mod b64url;
 pub mod json;
 pub mod jwk;
-#[cfg(test)]
+#[cfg(any(test, feature = "pg_test"))]
 pub mod testkeys;
 
 use hmac::Mac;
@@ -154,10 +154,9 @@ impl fmt::Display for Rejection {
             AlgMissing => f.write_str("token header has no alg"),
             AlgNone => f.write_str("token algorithm \"none\" is never accepted"),
             Crit => f.write_str("token header has a crit parameter; tenant_guard understands no critical extensions"),
-            ForbiddenHeader(h) => write!(
-                f,
-                "token header parameter \"{h}\" is not accepted: keys come only from tenant.trust_issuer"
-            ),
+            ForbiddenHeader(h) => {
+                write!(f, "token header parameter \"{h}\" is not accepted: keys come only from tenant.trust_issuer")
+            }
             NestedToken => f.write_str("nested tokens (cty \"JWT\") are not accepted"),
             BadKid => write!(f, "token kid is not a string of at most {MAX_KID_BYTES} bytes"),
             MissingIssuer => f.write_str("token has no iss claim"),
@@ -166,9 +165,9 @@ impl fmt::Display for Rejection {
             AlgorithmMismatch(alg) => {
                 write!(f, "token algorithm does not match its key, which is bound to {alg}")
             }
-            Es256SignatureLength => f.write_str(
-                "ES256 signature must be exactly 64 bytes (R||S); DER-encoded signatures are not accepted",
-            ),
+            Es256SignatureLength => {
+                f.write_str("ES256 signature must be exactly 64 bytes (R||S); DER-encoded signatures are not accepted")
+            }
             BadSignature => f.write_str("token signature does not verify"),
             MissingExp => f.write_str("token has no exp claim"),
             BadClaimType(c) => write!(f, "token claim {c} has the wrong type"),
@@ -185,23 +184,14 @@ impl fmt::Display for Rejection {
 }
 
 /// Verifies `token` against `store` at time `now` (seconds since the epoch).
-pub fn verify(
-    token: &str,
-    store: &KeyStore,
-    policy: &Policy,
-    now: i64,
-) -> Result<Verified, Rejection> {
+pub fn verify(token: &str, store: &KeyStore, policy: &Policy, now: i64) -> Result<Verified, Rejection> {
     let verified = verify_signed(token, store, policy)?;
     verified.check_time(now, policy)?;
     Ok(verified)
 }
 
 /// Everything but the time checks, which depend on the moment of use and are re-run on every use of a cached result.
-pub fn verify_signed(
-    token: &str,
-    store: &KeyStore,
-    policy: &Policy,
-) -> Result<Verified, Rejection> {
+pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<Verified, Rejection> {
     if token.is_empty() {
         return Err(Rejection::Empty);
     }
@@ -209,9 +199,7 @@ pub fn verify_signed(
         return Err(Rejection::Oversized);
     }
     let mut parts = token.split('.');
-    let (Some(h64), Some(c64), Some(s64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h64), Some(c64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Rejection::NotCompact);
     };
 
@@ -229,11 +217,7 @@ pub fn verify_signed(
     if let Some(h) = FORBIDDEN_HEADERS.iter().find(|h| header.contains_key(**h)) {
         return Err(Rejection::ForbiddenHeader(h));
     }
-    if header
-        .get("cty")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.eq_ignore_ascii_case("JWT"))
-    {
+    if header.get("cty").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case("JWT")) {
         return Err(Rejection::NestedToken);
     }
     let kid = match header.get("kid") {
@@ -253,8 +237,7 @@ pub fn verify_signed(
     if Alg::from_name(alg) != Some(key.alg) {
         return Err(Rejection::AlgorithmMismatch(key.alg));
     }
-    b64url::decode_into(s64.as_bytes(), &mut buf)
-        .map_err(|_| Rejection::NotCanonical(Part::Signature))?;
+    b64url::decode_into(s64.as_bytes(), &mut buf).map_err(|_| Rejection::NotCanonical(Part::Signature))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + c64.len()];
     check_signature(&key.material, signing_input, &buf)?;
 
@@ -266,9 +249,7 @@ pub fn verify_signed(
         let matches = match claims.get("aud") {
             None => return Err(Rejection::MissingAudience),
             Some(Value::String(aud)) => aud == expected,
-            Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-                list.iter().any(|a| a == expected)
-            }
+            Some(Value::Array(list)) if list.iter().all(Value::is_string) => list.iter().any(|a| a == expected),
             Some(_) => return Err(Rejection::BadClaimType("aud")),
         };
         if !matches {
@@ -280,25 +261,13 @@ pub fn verify_signed(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(Rejection::BadClaimType("sub")),
     };
-    let claim_name = issuer
-        .tenant_claim
-        .as_deref()
-        .unwrap_or(policy.default_tenant_claim);
+    let claim_name = issuer.tenant_claim.as_deref().unwrap_or(policy.default_tenant_claim);
     let tenant = match claims.get(claim_name) {
         None => return Err(Rejection::MissingTenant(claim_name.to_owned())),
-        Some(Value::String(s)) => {
-            parse_uuid(s).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?
-        }
+        Some(Value::String(s)) => parse_uuid(s).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?,
         Some(_) => return Err(Rejection::BadTenant(claim_name.to_owned())),
     };
-    Ok(Verified {
-        tenant,
-        subject,
-        exp,
-        nbf,
-        iat,
-        claims,
-    })
+    Ok(Verified { tenant, subject, exp, nbf, iat, claims })
 }
 
 impl Verified {
@@ -331,11 +300,7 @@ fn parse_uuid(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s).ok()
 }
 
-fn decode_object(
-    part: &str,
-    which: Part,
-    buf: &mut Vec<u8>,
-) -> Result<Map<String, Value>, Rejection> {
+fn decode_object(part: &str, which: Part, buf: &mut Vec<u8>) -> Result<Map<String, Value>, Rejection> {
     b64url::decode_into(part.as_bytes(), buf).map_err(|_| Rejection::NotCanonical(which))?;
     match json::parse_strict(buf) {
         Ok(Value::Object(map)) => Ok(map),
@@ -367,8 +332,7 @@ fn check_signature(key: &KeyMaterial, input: &[u8], sig: &[u8]) -> Result<(), Re
     use p256::ecdsa::signature::Verifier;
     let ok = match key {
         KeyMaterial::Hmac(secret) => {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
-                .map_err(|_| Rejection::BadSignature)?;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| Rejection::BadSignature)?;
             mac.update(input);
             // constant-time comparison
             mac.verify_slice(sig).is_ok()
@@ -382,13 +346,11 @@ fn check_signature(key: &KeyMaterial, input: &[u8], sig: &[u8]) -> Result<(), Re
                 return Err(Rejection::Es256SignatureLength);
             }
             // from_slice refuses r = 0 or s = 0 (the all-zero "psychic signature", CVE-2022-21449) and values >= n.
-            let sig =
-                p256::ecdsa::Signature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
+            let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
             vk.verify(input, &sig).is_ok()
         }
         KeyMaterial::Rs256(vk) => {
-            let sig =
-                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| Rejection::BadSignature)?;
+            let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| Rejection::BadSignature)?;
             vk.verify(input, &sig).is_ok()
         }
     };

@@ -96,11 +96,7 @@ pub fn sign(alg: Alg, input: &[u8]) -> Vec<u8> {
 
 /// Builds a compact JWS from raw header and claim JSON text, signed with `alg`'s test key.
 pub fn mint_raw(alg: Alg, header: &str, claims: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url::encode(header.as_bytes()),
-        b64url::encode(claims.as_bytes())
-    );
+    let input = format!("{}.{}", b64url::encode(header.as_bytes()), b64url::encode(claims.as_bytes()));
     let sig = sign(alg, input.as_bytes());
     format!("{input}.{}", b64url::encode(&sig))
 }

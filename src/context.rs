@@ -1,0 +1,313 @@
+//! The tenant context: the only place that holds tenant state.
+//!
+//! The context is the token itself, carried in the `tenant_guard.token` setting. Setting it, whether by
+//! `tenant.authenticate()`, `SET LOCAL`, `set_config()` or a connection option, only stores a string; the tenant is
+//! derived by verifying that string when it is used. GUC semantics then give the rest for free: `SET LOCAL` ends at
+//! COMMIT/ROLLBACK, ROLLBACK TO SAVEPOINT undoes it, parallel workers receive it, `DISCARD ALL` and `RESET` clear it.
+//!
+//! Verification is lazy (at first use inside a transaction), because keys live in a table and GUC hooks may not read
+//! the catalog. Results are cached per backend, keyed by the SHA-256 of the token, and the time checks (`exp`, `nbf`,
+//! `iat`, lifetime) are re-run on every use against the statement's start time, which parallel workers share.
+//!
+//! A transaction is sealed to the first tenant it uses: resolving a different tenant later in the same transaction
+//! raises 28000, whichever way the other token arrived. Re-authenticating as the same tenant is allowed.
+
+use crate::errors;
+use crate::gucs;
+use crate::issuers;
+use crate::token::{self, Policy, Rejection, Verified};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Most distinct tokens remembered per backend; the cache is emptied when it is full.
+const CACHE_CAPACITY: usize = 4096;
+
+type Outcome = Result<Rc<Verified>, Rejection>;
+
+#[derive(Default)]
+struct State {
+    /// Parsed keys, loaded on first need.
+    keys: Option<Rc<token::KeyStore>>,
+    /// Invalidation generation the cached keys and results belong to.
+    generation: u64,
+    /// Tenant claim name the cached results were derived with.
+    claim: String,
+    /// Verification outcomes by SHA-256 of the token. Rejections are cached too.
+    cache: HashMap<[u8; 32], Outcome>,
+    /// The last token seen and its outcome: the common case is the same token on every statement.
+    last: Option<(Zeroizing<Vec<u8>>, Outcome)>,
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.keys = None;
+        self.cache.clear();
+        self.last = None;
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+    /// Bumped by the relcache callback when the issuer table changes. Kept apart from STATE so the callback never
+    /// needs a borrow.
+    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static ISSUER_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// The tenant this transaction is sealed to.
+    static SEALED: Cell<Option<Uuid>> = const { Cell::new(None) };
+}
+
+/// Registers the transaction and relcache callbacks. Called once from `_PG_init`.
+pub fn init() {
+    // SAFETY: registering backend-lifetime callbacks with static functions and no argument.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        SEALED.set(None);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = ISSUER_RELID.get();
+    if relid == pg_sys::InvalidOid || (ours != pg_sys::InvalidOid && relid == ours) {
+        GENERATION.set(GENERATION.get().wrapping_add(1));
+        ISSUER_RELID.set(pg_sys::InvalidOid);
+    }
+}
+
+/// Seconds since the Unix epoch at the start of the current statement (shared with parallel workers).
+fn statement_time() -> i64 {
+    const UNIX_TO_PG_EPOCH_SECS: i64 = 946_684_800;
+    // SAFETY: plain read of backend state.
+    let ts = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    ts.div_euclid(1_000_000) + UNIX_TO_PG_EPOCH_SECS
+}
+
+fn with_policy<R>(f: impl FnOnce(&Policy) -> R) -> R {
+    let policy = Policy {
+        clock_skew: gucs::clock_skew(),
+        max_lifetime: gucs::max_token_lifetime(),
+        default_tenant_claim: gucs::tenant_claim(),
+    };
+    f(&policy)
+}
+
+/// Verifies `token` (or finds its cached outcome). Time checks are the caller's.
+fn resolve(token: &[u8]) -> Outcome {
+    let generation = GENERATION.get();
+    let hit = STATE.with_borrow_mut(|s| {
+        if s.generation != generation || s.claim != gucs::tenant_claim() {
+            s.clear();
+            s.generation = generation;
+            s.claim = gucs::tenant_claim().to_owned();
+        }
+        if let Some((t, outcome)) = &s.last {
+            if t.as_slice() == token {
+                return Some(outcome.clone());
+            }
+        }
+        None
+    });
+    if let Some(outcome) = hit {
+        return outcome;
+    }
+
+    let token = Zeroizing::new(token.to_vec()); // owned: the GUC may change while keys load
+    let digest: [u8; 32] = Sha256::digest(&token).into();
+    let cached = STATE.with_borrow(|s| s.cache.get(&digest).cloned());
+    let outcome = match cached {
+        Some(outcome) => outcome,
+        None => {
+            let keys = keys();
+            let outcome = match std::str::from_utf8(&token) {
+                Ok(text) => with_policy(|p| token::verify_signed(text, &keys, p)).map(Rc::new),
+                Err(_) => Err(Rejection::NotCompact),
+            };
+            STATE.with_borrow_mut(|s| {
+                if s.cache.len() >= CACHE_CAPACITY {
+                    s.cache.clear();
+                }
+                s.cache.insert(digest, outcome.clone());
+            });
+            outcome
+        }
+    };
+    STATE.with_borrow_mut(|s| s.last = Some((token, outcome.clone())));
+    outcome
+}
+
+/// The parsed key store, loading it from the issuer table when needed.
+fn keys() -> Rc<token::KeyStore> {
+    if let Some(keys) = STATE.with_borrow(|s| s.keys.clone()) {
+        return keys;
+    }
+    let generation = GENERATION.get();
+    let (store, relid) = issuers::load();
+    let store = Rc::new(store);
+    // An invalidation that arrived while loading makes this copy stale: use it for this call only.
+    if GENERATION.get() == generation {
+        ISSUER_RELID.set(relid);
+        STATE.with_borrow_mut(|s| s.keys = Some(store.clone()));
+    }
+    store
+}
+
+/// Binds the transaction to `tenant`, or raises 28000 if it is bound to another one.
+fn seal(tenant: Uuid) {
+    // Parallel workers cannot change settings, so they see the leader's token; the leader keeps the seal.
+    // SAFETY: plain read of a backend global.
+    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+        return;
+    }
+    match SEALED.get() {
+        Some(sealed) if sealed != tenant => errors::sealed(),
+        Some(_) => {}
+        None => SEALED.set(Some(tenant)),
+    }
+}
+
+/// The verified context of the current statement, or 42501.
+pub fn current() -> Rc<Verified> {
+    let token = gucs::token_bytes();
+    if token.is_empty() {
+        errors::no_context(None);
+    }
+    let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
+    if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
+        errors::no_context(Some(&r));
+    }
+    seal(verified.tenant);
+    verified
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Transaction,
+    Session,
+}
+
+impl Scope {
+    fn parse(text: &str) -> Scope {
+        match text {
+            "transaction" => Scope::Transaction,
+            "session" => Scope::Session,
+            _ => errors::invalid_parameter(
+                "scope must be 'transaction' or 'session'".into(),
+                Some("Use 'transaction' (the default) behind transaction-mode poolers."),
+            ),
+        }
+    }
+}
+
+/// Verifies `token` now (raising 28000 with the failed check), seals the transaction, and stores the token.
+pub fn authenticate(token: &str, scope: Scope) -> Uuid {
+    if token.len() > token::MAX_TOKEN_BYTES {
+        errors::token_rejected(&Rejection::Oversized);
+    }
+    let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
+    if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
+        errors::token_rejected(&r);
+    }
+    seal(verified.tenant);
+    set_token(token, scope);
+    verified.tenant
+}
+
+/// Clears the context for the rest of the session (the transaction stays sealed).
+pub fn reset() {
+    set_token("", Scope::Session);
+}
+
+fn set_token(value: &str, scope: Scope) {
+    let value = std::ffi::CString::new(value).unwrap_or_else(|_| errors::token_rejected(&Rejection::NotCompact));
+    let action = match scope {
+        Scope::Transaction => pg_sys::GucAction::GUC_ACTION_LOCAL,
+        Scope::Session => pg_sys::GucAction::GUC_ACTION_SET,
+    };
+    // SAFETY: both strings are NUL-terminated and outlive the call; this is what set_config() does.
+    unsafe {
+        pg_sys::set_config_option(
+            gucs::TOKEN_NAME.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SQL API. Thin wrappers; the logic is above.
+
+/// Verifies a token and sets the tenant context for the current transaction. Returns the tenant id.
+#[pg_extern(volatile, parallel_unsafe, strict, name = "authenticate")]
+fn authenticate_sql(token: &str) -> pgrx::Uuid {
+    to_pg_uuid(authenticate(token, Scope::Transaction))
+}
+
+/// Verifies a token and sets the tenant context for the transaction (`'transaction'`) or the session (`'session'`).
+#[pg_extern(volatile, parallel_unsafe, strict, name = "authenticate")]
+fn authenticate_scoped_sql(token: &str, scope: &str) -> pgrx::Uuid {
+    to_pg_uuid(authenticate(token, Scope::parse(scope)))
+}
+
+/// The verified tenant id, or SQLSTATE 42501 "no tenant context".
+#[pg_extern(stable, parallel_safe, name = "current_id")]
+fn current_id_sql() -> pgrx::Uuid {
+    to_pg_uuid(current().tenant)
+}
+
+/// All verified claims of the current context.
+#[pg_extern(stable, parallel_safe, name = "claims")]
+fn claims_sql() -> JsonB {
+    JsonB(serde_json::Value::Object(current().claims.clone()))
+}
+
+/// One verified claim as text (strings as-is, other JSON values as JSON text); NULL when absent.
+#[pg_extern(stable, parallel_safe, strict, name = "claim")]
+fn claim_sql(name: &str) -> Option<String> {
+    match current().claims.get(name)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The verified `sub` claim; NULL when the token has none.
+#[pg_extern(stable, parallel_safe, name = "subject")]
+fn subject_sql() -> Option<String> {
+    current().subject.clone()
+}
+
+/// Clears the tenant context for the session.
+#[pg_extern(volatile, parallel_unsafe, name = "reset")]
+fn reset_sql() {
+    reset()
+}
+
+fn to_pg_uuid(u: Uuid) -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*u.as_bytes())
+}

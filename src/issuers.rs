@@ -1,0 +1,191 @@
+//! Trusted issuers and their keys: the admin API, where keys are stored, and how every backend learns of changes.
+//!
+//! Key sets live in `tenant.trusted_issuer`, readable by superusers only. A statement trigger on that table sends a
+//! relcache invalidation for it; every backend has registered a callback for those (see `context::init`) and drops
+//! its parsed keys and its verification cache when one arrives. Other backends process invalidations at the start of
+//! their next transaction (and on lock acquisition), so a removed key stops verifying there without a restart.
+
+use crate::errors;
+use crate::token::jwk;
+use crate::token::{Issuer, KeyStore};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// Longest issuer (`iss`) accepted, in bytes.
+const MAX_ISSUER_BYTES: usize = 1024;
+/// Longest audience or claim name accepted, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// Reads every trusted issuer. Returns the key store and the table's oid (for invalidation matching).
+///
+/// The caller may be any role, including one with no rights on the table, so the query runs as the bootstrap
+/// superuser. The query text is fixed and fully qualified, and takes no input.
+pub fn load() -> (KeyStore, pg_sys::Oid) {
+    as_bootstrap_superuser(|| {
+        Spi::connect(|client| {
+            let relid = client
+                .select("SELECT 'tenant.trusted_issuer'::pg_catalog.regclass::pg_catalog.oid", None, &[])
+                .and_then(|t| t.first().get_one::<pg_sys::Oid>())
+                .unwrap_or_else(|_| errors::internal("tenant_guard could not find tenant.trusted_issuer".into()))
+                .unwrap_or(pg_sys::InvalidOid);
+            let rows = client
+                .select(
+                    "SELECT issuer, jwks::pg_catalog.text, audience, tenant_claim FROM tenant.trusted_issuer",
+                    None,
+                    &[],
+                )
+                .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.trusted_issuer".into()));
+            let mut store = KeyStore::default();
+            for row in rows {
+                let name: Option<String> = row.get(1).ok().flatten();
+                let jwks: Option<String> = row.get(2).ok().flatten();
+                let (Some(name), Some(jwks)) = (name, jwks) else {
+                    continue;
+                };
+                match jwk::parse_jwks(&jwks) {
+                    Ok(set) => store.insert(
+                        name,
+                        Issuer {
+                            audience: row.get(3).ok().flatten(),
+                            tenant_claim: row.get(4).ok().flatten(),
+                            keys: set.keys,
+                        },
+                    ),
+                    // Only reachable if the table was edited by hand: skip that issuer, say so, and name no key.
+                    Err(e) => errors::warning(
+                        format!("tenant_guard ignores issuer \"{}\": {e}", name.escape_default()),
+                        "Register it again with tenant.trust_issuer().",
+                    ),
+                }
+            }
+            (store, relid)
+        })
+    })
+}
+
+/// Runs `f` with the current user switched to the bootstrap superuser.
+fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(pg_sys::Oid, i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores exactly what GetUserIdAndSecContext returned. Also runs while unwinding from an ERROR;
+            // transaction abort would restore the same values anyway.
+            unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) }
+        }
+    }
+    let mut user = pg_sys::InvalidOid;
+    let mut sec = 0;
+    // SAFETY: plain FFI getters/setters of backend-local state; SECURITY_LOCAL_USERID_CHANGE marks the switch as
+    // temporary so that SET ROLE and friends are refused while it is in effect.
+    let _restore = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        Restore(user, sec)
+    };
+    f()
+}
+
+fn check_text(what: &str, value: &str, max: usize) {
+    if value.is_empty() || value.len() > max {
+        errors::invalid_parameter(format!("{what} must be between 1 and {max} bytes long"), None);
+    }
+}
+
+/// Registers or replaces an issuer's key set. Returns the number of keys registered.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn trust_issuer(
+    issuer: &str,
+    jwks: JsonB,
+    audience: default!(Option<&str>, "NULL"),
+    tenant_claim: default!(Option<&str>, "NULL"),
+) -> i32 {
+    check_text("issuer", issuer, MAX_ISSUER_BYTES);
+    if let Some(a) = audience {
+        check_text("audience", a, MAX_NAME_BYTES);
+    }
+    if let Some(c) = tenant_claim {
+        check_text("tenant_claim", c, MAX_NAME_BYTES);
+    }
+    let text = serde_json::to_string(&jwks.0).unwrap_or_default();
+    let set = jwk::parse_jwks(&text).unwrap_or_else(|e| errors::invalid_key_set(&e));
+    let count = set.keys.len() as i32;
+    Spi::run_with_args(
+        "INSERT INTO tenant.trusted_issuer AS t (issuer, jwks, audience, tenant_claim) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (issuer) DO UPDATE SET jwks = EXCLUDED.jwks, audience = EXCLUDED.audience, \
+         tenant_claim = EXCLUDED.tenant_claim, updated_at = pg_catalog.now()",
+        &[issuer.into(), JsonB(set.normalized).into(), audience.into(), tenant_claim.into()],
+    )
+    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store the issuer: {e}")));
+    count
+}
+
+/// Removes an issuer and all its keys. Returns whether it existed.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn untrust_issuer(issuer: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "WITH d AS (DELETE FROM tenant.trusted_issuer WHERE issuer = $1 RETURNING 1) SELECT count(*) > 0 FROM d",
+        &[issuer.into()],
+    )
+    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not remove the issuer: {e}")))
+    .unwrap_or(false)
+}
+
+/// Called by the statement trigger on tenant.trusted_issuer: tells every backend to drop its cached keys.
+#[pg_extern(volatile, parallel_unsafe, name = "_issuers_changed")]
+fn issuers_changed(relid: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation for an existing relation (the trigger's own table); sent at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
+}
+
+extension_sql!(
+    r#"
+CREATE TABLE tenant.trusted_issuer (
+    issuer       text PRIMARY KEY CHECK (octet_length(issuer) BETWEEN 1 AND 1024),
+    jwks         jsonb NOT NULL,
+    audience     text,
+    tenant_claim text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tenant.trusted_issuer IS
+    'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
+REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
+
+CREATE FUNCTION tenant._issuers_changed_trigger() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM tenant._issuers_changed(TG_RELID);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant._issuers_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER issuers_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuers_changed_trigger();
+
+CREATE VIEW tenant.issuers AS
+SELECT i.issuer,
+       k.value ->> 'kid' AS kid,
+       k.value ->> 'alg' AS alg,
+       k.value ->> 'kty' AS kty,
+       i.audience,
+       i.tenant_claim,
+       i.updated_at
+  FROM tenant.trusted_issuer i
+ CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
+COMMENT ON VIEW tenant.issuers IS 'Trusted issuers: one row per key, without key material.';
+REVOKE ALL ON tenant.issuers FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;
+"#,
+    name = "issuers_schema",
+    requires = [trust_issuer, untrust_issuer, issuers_changed],
+);
