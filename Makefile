@@ -1,0 +1,73 @@
+# tenant_guard: every target installs what it needs first (tests/support/deps.sh), on a fresh Debian 12 machine too.
+#
+#   make demo    build, install, start a throwaway cluster, run the demo application, stop
+#   make test    unit tests, in-database tests (pgrx), end-to-end tests against a real cluster
+#   make bench   benchmarks on a throwaway cluster, report in bench/results/latest.md
+#   make install / install-release / fmt / lint / clean
+
+SHELL := /bin/bash
+PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+E2E_DIR    ?= /tmp/tenant_guard-e2e
+E2E_PORT   ?= 54329
+DEMO_DIR   ?= /tmp/tenant_guard-demo
+DEMO_PORT  ?= 54330
+BENCH_DIR  ?= /tmp/tenant_guard-bench
+BENCH_PORT ?= 54331
+PGTEST_DIR ?= /tmp/tenant_guard-pgtest
+
+# PostgreSQL refuses to run as root: as root, pgrx runs the test server as the postgres OS user, with its data
+# directory somewhere that user can create. As anyone else, installing into the system PostgreSQL needs sudo.
+ifeq ($(shell id -u),0)
+  PGRX_TEST_ENV := CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=$(PGTEST_DIR)
+  INSTALL_SUDO :=
+else
+  PGRX_TEST_ENV :=
+  INSTALL_SUDO := --sudo
+endif
+
+.PHONY: deps install install-release test test-unit test-pg test-e2e demo bench fmt lint clean
+
+deps:
+	@tests/support/deps.sh
+
+install: deps
+	cargo pgrx install --pg-config $(PG_CONFIG) $(INSTALL_SUDO)
+
+install-release: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) $(INSTALL_SUDO)
+
+test: deps
+	$(MAKE) test-pg
+	$(MAKE) test-e2e
+
+## pure-Rust unit tests only (no Postgres needed)
+test-unit:
+	cargo test --lib token
+
+## unit tests and #[pg_test] in-database tests
+test-pg: deps
+	$(PGRX_TEST_ENV) cargo pgrx test pg15
+
+## end-to-end tests (several connections, COMMIT, session scope, connection options, PyJWT interop)
+test-e2e: install
+	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) .venv/bin/python -m pytest -q tests/e2e
+
+demo: install-release
+	tests/support/with-cluster.sh $(DEMO_DIR) $(DEMO_PORT) .venv/bin/python examples/demo.py
+
+bench: install-release
+	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) .venv/bin/python bench/run.py
+
+fmt:
+	cargo fmt
+
+lint:
+	cargo fmt --check
+	cargo clippy --features pg_test --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .venv
+	tests/support/cluster.sh stop $(E2E_DIR); tests/support/cluster.sh stop $(DEMO_DIR); tests/support/cluster.sh stop $(BENCH_DIR)

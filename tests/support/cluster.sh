@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster with tenant_guard preloaded, for the end-to-end tests, the demo and the benchmarks.
+#
+#   cluster.sh start DIR PORT   initdb (if needed) and start; listens on 127.0.0.1:PORT and a socket in DIR
+#   cluster.sh stop DIR         stop it and remove DIR
+#
+# As root the server runs as the `postgres` OS user (PostgreSQL refuses to run as root). Authentication is `trust`
+# on loopback only: this cluster is for tests and demos, never for data.
+set -euo pipefail
+BIN=/usr/lib/postgresql/15/bin
+cmd=${1:?start|stop}; dir=${2:?data directory}; port=${3:-}
+
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$cmd" in
+start)
+  : "${port:?port}"
+  if [ -f "$dir/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    echo "cluster: already running in $dir"; exit 0
+  fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    rm -rf "$dir"
+    if [ "$(id -u)" -eq 0 ]; then install -d -o postgres -g postgres -m 700 "$dir"; else install -d -m 700 "$dir"; fi
+    as_owner "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
+      || { cat "$dir.initdb.log"; exit 1; }
+    as_owner tee -a "$dir/postgresql.conf" >/dev/null <<CONF
+# tenant_guard test cluster
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'tenant_guard'
+max_connections = 200
+max_worker_processes = 16
+max_parallel_workers = 8
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_line_prefix = '%m [%p] %q%u@%d '
+CONF
+  fi
+  as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { cat "$dir/server.log"; exit 1; }
+  echo "cluster: PostgreSQL 15 with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
+  ;;
+stop)
+  if [ -f "$dir/postmaster.pid" ]; then as_owner "$BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true; fi
+  rm -rf "$dir" "$dir.initdb.log"
+  ;;
+*)
+  echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+esac
