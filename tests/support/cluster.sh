@@ -4,6 +4,7 @@
 #   cluster.sh start DIR PORT   initdb (if needed) and start; listens on 127.0.0.1:PORT and a socket in DIR
 #   cluster.sh stop DIR         stop it and remove DIR
 #
+# TG_PRELOAD overrides shared_preload_libraries (the tests use an empty one to check the error).
 # As root the server runs as the `postgres` OS user (PostgreSQL refuses to run as root). Authentication is `trust`
 # on loopback only: this cluster is for tests and demos, never for data.
 set -euo pipefail
@@ -30,7 +31,7 @@ start)
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-shared_preload_libraries = 'tenant_guard'
+shared_preload_libraries = '${TG_PRELOAD-tenant_guard}'
 max_connections = 200
 max_worker_processes = 16
 max_parallel_workers = 8
