@@ -9,7 +9,6 @@
 
 use super::b64url;
 use super::json::{self, JsonError};
-use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -61,12 +60,20 @@ impl fmt::Display for Alg {
     }
 }
 
-/// The verifying half of a key, parsed once when the key set is loaded.
+/// The verifying half of a key, validated once when the key set is parsed.
+///
+/// Keys are validated with RustCrypto (`p256`, `rsa`, `ed25519-dalek`); ES256 and RS256 signatures are checked with
+/// `ring`, whose verifiers are several times faster (bench/results/latest.md has the figures).
 pub enum KeyMaterial {
     Hmac(Zeroizing<Vec<u8>>),
     Ed25519(ed25519_dalek::VerifyingKey),
-    Es256(p256::ecdsa::VerifyingKey),
-    Rs256(rsa::pkcs1v15::VerifyingKey<sha2::Sha256>),
+    /// Uncompressed SEC1 point (0x04 ‖ x ‖ y), checked to be on the curve.
+    Es256(Vec<u8>),
+    /// Big-endian modulus and exponent, checked to be a 2048-4096 bit RSA public key.
+    Rs256 {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -76,7 +83,7 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::Hmac(_) => "Hmac(..)",
             KeyMaterial::Ed25519(_) => "Ed25519(..)",
             KeyMaterial::Es256(_) => "Es256(..)",
-            KeyMaterial::Rs256(_) => "Rs256(..)",
+            KeyMaterial::Rs256 { .. } => "Rs256(..)",
         })
     }
 }
@@ -245,9 +252,9 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
                 Ok(a.into())
             };
             let point = p256::EncodedPoint::from_affine_coordinates(&coordinate(&x)?, &coordinate(&y)?, false);
-            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+            p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                 .map_err(|_| fail("x and y are not a point on P-256".into()))?;
-            KeyMaterial::Es256(key)
+            KeyMaterial::Es256(point.as_bytes().to_vec())
         }
         Alg::RS256 => {
             let n = bytes_member(obj, "n").map_err(&fail)?;
@@ -255,6 +262,7 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
             if n.first() == Some(&0) || e.first() == Some(&0) {
                 return Err(fail("n and e must not have leading zero bytes".into()));
             }
+            let (n_bytes, e_bytes) = (n.to_vec(), e.to_vec());
             let n = rsa::BigUint::from_bytes_be(&n);
             let e = rsa::BigUint::from_bytes_be(&e);
             let bits = n.bits();
@@ -263,10 +271,8 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
                     "an RSA key must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits (this one has {bits})"
                 )));
             }
-            let key =
-                rsa::RsaPublicKey::new(n, e).map_err(|_| fail("n and e are not a valid RSA public key".into()))?;
-            debug_assert!(key.size() * 8 >= MIN_RSA_BITS);
-            KeyMaterial::Rs256(rsa::pkcs1v15::VerifyingKey::new(key))
+            rsa::RsaPublicKey::new(n, e).map_err(|_| fail("n and e are not a valid RSA public key".into()))?;
+            KeyMaterial::Rs256 { n: n_bytes, e: e_bytes }
         }
     };
     Ok(Jwk { kid, alg: derived, material })

@@ -328,8 +328,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
 }
 
 fn check_signature(key: &KeyMaterial, input: &[u8], sig: &[u8]) -> Result<(), Rejection> {
-    use ed25519_dalek::Signature as EdSignature;
-    use p256::ecdsa::signature::Verifier;
+    use ring::signature as ring_sig;
     let ok = match key {
         KeyMaterial::Hmac(secret) => {
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| Rejection::BadSignature)?;
@@ -338,20 +337,20 @@ fn check_signature(key: &KeyMaterial, input: &[u8], sig: &[u8]) -> Result<(), Re
             mac.verify_slice(sig).is_ok()
         }
         KeyMaterial::Ed25519(vk) => {
-            let sig = EdSignature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
+            let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
+            // strict: refuses non-canonical S and small-order components
             vk.verify_strict(input, &sig).is_ok()
         }
-        KeyMaterial::Es256(vk) => {
+        KeyMaterial::Es256(point) => {
             if sig.len() != 64 {
                 return Err(Rejection::Es256SignatureLength);
             }
-            // from_slice refuses r = 0 or s = 0 (the all-zero "psychic signature", CVE-2022-21449) and values >= n.
-            let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| Rejection::BadSignature)?;
-            vk.verify(input, &sig).is_ok()
+            // FIXED = exactly R||S; ring refuses r or s outside [1, n-1], so the all-zero "psychic signature"
+            // (CVE-2022-21449) and r = s = n both fail.
+            ring_sig::UnparsedPublicKey::new(&ring_sig::ECDSA_P256_SHA256_FIXED, point).verify(input, sig).is_ok()
         }
-        KeyMaterial::Rs256(vk) => {
-            let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| Rejection::BadSignature)?;
-            vk.verify(input, &sig).is_ok()
+        KeyMaterial::Rs256 { n, e } => {
+            ring_sig::RsaPublicKeyComponents { n, e }.verify(&ring_sig::RSA_PKCS1_2048_8192_SHA256, input, sig).is_ok()
         }
     };
     if ok {
