@@ -263,15 +263,17 @@ fn set_token(value: &str, scope: Scope) {
 // SQL API. Thin wrappers; the logic is above.
 
 /// Verifies a token and sets the tenant context for the current transaction. Returns the tenant id.
-#[pg_extern(volatile, parallel_unsafe, strict, name = "authenticate")]
-fn authenticate_sql(token: &str) -> pgrx::Uuid {
-    to_pg_uuid(authenticate(token, Scope::Transaction))
+/// Not STRICT: a NULL token is an error (28000), never a silent NULL.
+#[pg_extern(volatile, parallel_unsafe, name = "authenticate")]
+fn authenticate_sql(token: Option<&str>) -> pgrx::Uuid {
+    to_pg_uuid(authenticate(token.unwrap_or(""), Scope::Transaction))
 }
 
 /// Verifies a token and sets the tenant context for the transaction (`'transaction'`) or the session (`'session'`).
-#[pg_extern(volatile, parallel_unsafe, strict, name = "authenticate")]
-fn authenticate_scoped_sql(token: &str, scope: &str) -> pgrx::Uuid {
-    to_pg_uuid(authenticate(token, Scope::parse(scope)))
+#[pg_extern(volatile, parallel_unsafe, name = "authenticate")]
+fn authenticate_scoped_sql(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
+    let scope = Scope::parse(scope.unwrap_or(""));
+    to_pg_uuid(authenticate(token.unwrap_or(""), scope))
 }
 
 /// The verified tenant id, or SQLSTATE 42501 "no tenant context".

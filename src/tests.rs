@@ -426,11 +426,19 @@ mod tests {
     }
 
     #[pg_test]
-    fn bad_scope_is_22023() {
+    fn null_and_bad_arguments_are_clear_errors() {
         setup();
         assert_eq!(
             outcome(&format!("SELECT tenant.authenticate({}, 'forever')", quote(&token_for(TENANT_A)))),
             "22023: scope must be 'transaction' or 'session'"
         );
+        assert_eq!(
+            outcome(&format!("SELECT tenant.authenticate({}, NULL)", quote(&token_for(TENANT_A)))),
+            "22023: scope must be 'transaction' or 'session'"
+        );
+        assert_eq!(outcome("SELECT tenant.authenticate(NULL)"), "28000: token rejected: token is empty");
+        assert_eq!(outcome("SELECT tenant.authenticate(NULL, 'session')"), "28000: token rejected: token is empty");
+        assert_eq!(outcome("SELECT tenant.authenticate('')"), "28000: token rejected: token is empty");
+        assert_eq!(outcome("SELECT tenant.current_id()"), "42501: no tenant context");
     }
 }
