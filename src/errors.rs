@@ -3,8 +3,12 @@
 //! | SQLSTATE | name                                 | raised when                                           |
 //! |----------|--------------------------------------|-------------------------------------------------------|
 //! | 28000    | invalid_authorization_specification  | a token is rejected; a sealed context would change    |
-//! | 42501    | insufficient_privilege               | no valid tenant context                               |
-//! | 22023    | invalid_parameter_value              | a bad argument to an admin or app function            |
+//! | 42501    | insufficient_privilege               | no valid tenant context; the tamper guard refuses DDL |
+//! | 22023    | invalid_parameter_value              | a bad argument or security label                      |
+//! | 42703    | undefined_column                     | a labelled table has no such tenant column            |
+//! | 42804    | datatype_mismatch                    | the tenant column is not uuid                         |
+//! | 42809    | wrong_object_type                    | a label on something that is not a table or schema    |
+//! | 42P16    | invalid_table_definition             | a table in a tenant_scoped schema has no tenant column|
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries        |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
 //!
@@ -96,4 +100,63 @@ pub fn warning(message: String, hint: &str) {
     ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message, "tenant_guard")
         .set_hint(hint)
         .report(PgLogLevel::WARNING);
+}
+
+/// 22023: a security label tenant_guard does not know.
+pub fn invalid_label(text: &str, why: &crate::labels::grammar::BadLabel) -> ! {
+    invalid_parameter(
+        format!("invalid tenant_guard security label \"{}\"", text.escape_default()),
+        Some(&format!("The {why}.")),
+    )
+}
+
+/// 42809: a label on an object that cannot carry one.
+pub fn wrong_object_type(message: &str) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message.into(), None, None)
+}
+
+/// 42703: the tenant column named by a label does not exist.
+pub fn missing_tenant_column(table: &str, column: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        format!("table {table} has no column \"{}\" to hold the tenant", column.escape_default()),
+        None,
+        Some("Add a uuid tenant column, or name it: SECURITY LABEL FOR tenant_guard ON TABLE ... IS 'tenant_scoped column=<name>'."),
+    )
+}
+
+/// 42804: the tenant column is not a uuid.
+pub fn tenant_column_not_uuid(table: &str, column: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!("tenant column \"{}\" of table {table} must be of type uuid", column.escape_default()),
+        None,
+        Some("Tenant ids are uuids, as tenant.current_id() returns them."),
+    )
+}
+
+/// 42P16: a table created in a tenant_scoped schema has no tenant column and no 'global' label.
+pub fn unscoped_table_in_scoped_schema(table: &str, column: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+        format!("table {table} is in a tenant_scoped schema but has no column \"{}\"", column.escape_default()),
+        None,
+        Some(&format!(
+            "Add the tenant column (uuid), or declare the table shared by all tenants in the same transaction: \
+             SECURITY LABEL FOR tenant_guard ON TABLE {table} IS 'global'."
+        )),
+    )
+}
+
+/// 42501: the tamper guard refuses a change to a protected table.
+pub fn tamper_refused(what: &str, table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: table {table} is protected by tenant_guard"),
+        None,
+        Some(&format!(
+            "To unprotect it, its owner runs SECURITY LABEL FOR tenant_guard ON TABLE {table} IS NULL. \
+             Superusers and members of tenant_guard_admin are not refused."
+        )),
+    )
 }

@@ -4,6 +4,7 @@
 //! - [`token`]: token checking (pure Rust, no Postgres);
 //! - [`context`]: the tenant context, the only place that holds tenant state;
 //! - [`issuers`]: trusted issuers and their keys;
+//! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting.
 
@@ -12,7 +13,9 @@ use pgrx::prelude::*;
 pub mod context;
 pub mod errors;
 pub mod gucs;
+pub mod hooks;
 pub mod issuers;
+pub mod labels;
 pub mod token;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -28,6 +31,9 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     context::init();
+    labels::init();
+    labels::init_xact();
+    hooks::init();
     check_server_version();
 }
 

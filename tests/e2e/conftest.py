@@ -134,5 +134,15 @@ def sqlstate(conn, sql, params=None):
     return None
 
 
+@pytest.fixture(autouse=True)
+def no_open_transactions(request):
+    """A failed test must not leave a connection holding locks that block the next one."""
+    yield
+    for name in ("app", "admin"):
+        conn = request.node.funcargs.get(name)
+        if conn is not None and not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+
+
 NO_CONTEXT = ("42501", "no tenant context")
 SEALED = ("28000", "tenant context is sealed: this transaction already belongs to another tenant")

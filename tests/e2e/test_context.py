@@ -281,7 +281,10 @@ def test_admin_functions_are_not_executable_by_public(admin):
           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
          WHERE n.nspname = 'tenant' ORDER BY 1, 2""").fetchall()
     allowed = {name for name, ok in rows if ok}
-    assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject"}
+    # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _table_created is called by the
+    # event trigger as the role running the DDL; _policy_intact backs tenant.scoped_tables
+    assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
+                       "protect", "_table_created", "_policy_intact", "_ddl_command_end"}
     assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
 
 

@@ -41,7 +41,8 @@ full_page_writes = off
 log_line_prefix = '%m [%p] %q%u@%d '
 CONF
   fi
-  as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+  # a server never runs with RUST_BACKTRACE: pgrx would put a Rust backtrace into error details
+  as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log"; exit 1; }
   echo "cluster: PostgreSQL 15 with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
   ;;

@@ -1,0 +1,236 @@
+//! Hooks into the executor of utility statements: the tamper guard.
+//!
+//! For any role other than a superuser or a member of `tenant_guard_admin`, these are refused with 42501 on a table
+//! labelled `tenant_scoped` (partitions carry their own label, so a detached partition stays guarded):
+//! - `ALTER TABLE ... DISABLE ROW LEVEL SECURITY` / `NO FORCE ROW LEVEL SECURITY`;
+//! - `DROP POLICY` / `ALTER POLICY` / `ALTER POLICY ... RENAME` of `tenant_isolation` or `tenant_access`;
+//! - dropping, retyping or renaming the tenant column, or dropping its default or NOT NULL.
+//!
+//! `CREATE POLICY tenant_isolation|tenant_access` on a protected table that already has it is skipped with a NOTICE
+//! (tenant_guard manages those policies; a restore of pg_dump output re-creates them after the label has).
+
+use crate::errors;
+use crate::labels;
+use pgrx::prelude::*;
+use pgrx::PgList;
+use std::ffi::CStr;
+
+/// Members of this role may change protected tables like a superuser.
+pub const ADMIN_ROLE: &CStr = c"tenant_guard_admin";
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn init() {
+    // SAFETY: _PG_init runs once per process before any statement; we chain to whatever hook was installed before.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: pstmt is the statement PostgreSQL is about to execute; we only read its parse tree.
+    let run = unsafe { guard((*pstmt).utilityStmt) };
+    if !run {
+        return;
+    }
+    // SAFETY: reads the node tag only.
+    let is_seclabel =
+        unsafe { !(*pstmt).utilityStmt.is_null() && (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_SecLabelStmt };
+    // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
+    unsafe {
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+    if is_seclabel {
+        // the labelled table is closed again: apply what the label hook decided
+        labels::flush_actions();
+    }
+}
+
+fn is_admin() -> bool {
+    // SAFETY: plain catalog lookups for the current user.
+    unsafe {
+        if pg_sys::superuser() {
+            return true;
+        }
+        let admin = pg_sys::get_role_oid(ADMIN_ROLE.as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), admin)
+    }
+}
+
+fn cstr(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: parse-tree strings are NUL-terminated.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Resolves a RangeVar without locking or erroring (the statement itself will do both).
+unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    // SAFETY: rv is a RangeVar from the parse tree.
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+fn display_name(relid: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "?".into())
+}
+
+fn is_managed_policy(name: &str) -> bool {
+    name == labels::ISOLATION_POLICY || name == labels::ACCESS_POLICY
+}
+
+/// Returns whether the statement should run. Raises 42501 when the tamper guard refuses it.
+unsafe fn guard(node: *mut pg_sys::Node) -> bool {
+    if node.is_null() || labels::in_internal_ddl() {
+        return true;
+    }
+    // SAFETY: each branch casts the node to the type its tag names.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let stmt = node as *mut pg_sys::AlterTableStmt;
+                let relid = relid_of((*stmt).relation);
+                let Some(column) = labels::protected_column(relid) else { return true };
+                if is_admin() {
+                    return true;
+                }
+                for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
+                    let name = cstr((*cmd).name);
+                    let refused = match (*cmd).subtype {
+                        pg_sys::AlterTableType::AT_DisableRowSecurity => Some("DISABLE ROW LEVEL SECURITY"),
+                        pg_sys::AlterTableType::AT_NoForceRowSecurity => Some("NO FORCE ROW LEVEL SECURITY"),
+                        pg_sys::AlterTableType::AT_DropColumn if name == column => Some("dropping the tenant column"),
+                        pg_sys::AlterTableType::AT_AlterColumnType if name == column => {
+                            Some("changing the type of the tenant column")
+                        }
+                        pg_sys::AlterTableType::AT_ColumnDefault if name == column => {
+                            Some("changing the default of the tenant column")
+                        }
+                        pg_sys::AlterTableType::AT_DropNotNull if name == column => {
+                            Some("dropping NOT NULL from the tenant column")
+                        }
+                        _ => None,
+                    };
+                    if let Some(what) = refused {
+                        errors::tamper_refused(what, &display_name(relid));
+                    }
+                }
+                true
+            }
+            pg_sys::NodeTag::T_RenameStmt => {
+                let stmt = node as *mut pg_sys::RenameStmt;
+                let relid = relid_of((*stmt).relation);
+                let Some(column) = labels::protected_column(relid) else { return true };
+                let sub = cstr((*stmt).subname);
+                let refused = match (*stmt).renameType {
+                    pg_sys::ObjectType::OBJECT_COLUMN if sub == column => Some("renaming the tenant column"),
+                    pg_sys::ObjectType::OBJECT_POLICY if is_managed_policy(&sub) => Some("renaming its policy"),
+                    _ => None,
+                };
+                if let Some(what) = refused {
+                    if !is_admin() {
+                        errors::tamper_refused(what, &display_name(relid));
+                    }
+                }
+                true
+            }
+            pg_sys::NodeTag::T_AlterPolicyStmt => {
+                let stmt = node as *mut pg_sys::AlterPolicyStmt;
+                let relid = relid_of((*stmt).table);
+                if is_managed_policy(&cstr((*stmt).policy_name))
+                    && labels::protected_column(relid).is_some()
+                    && !is_admin()
+                {
+                    errors::tamper_refused("ALTER POLICY", &display_name(relid));
+                }
+                true
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                let stmt = node as *mut pg_sys::DropStmt;
+                if (*stmt).removeType != pg_sys::ObjectType::OBJECT_POLICY {
+                    return true;
+                }
+                for names in PgList::<pg_sys::List>::from_pg((*stmt).objects).iter_ptr() {
+                    let parts: Vec<String> =
+                        PgList::<pg_sys::String>::from_pg(names).iter_ptr().map(|s| cstr((*s).sval)).collect();
+                    let Some((policy, _)) = parts.split_last() else { continue };
+                    if !is_managed_policy(policy) {
+                        continue;
+                    }
+                    let table_names = pg_sys::list_truncate(pg_sys::list_copy(names), (parts.len() - 1) as i32);
+                    let relid = relid_of(pg_sys::makeRangeVarFromNameList(table_names));
+                    if labels::protected_column(relid).is_some() && !is_admin() {
+                        errors::tamper_refused("DROP POLICY", &display_name(relid));
+                    }
+                }
+                true
+            }
+            pg_sys::NodeTag::T_CreatePolicyStmt => {
+                let stmt = node as *mut pg_sys::CreatePolicyStmt;
+                let name = cstr((*stmt).policy_name);
+                if !is_managed_policy(&name) {
+                    return true;
+                }
+                let relid = relid_of((*stmt).table);
+                if labels::protected_column(relid).is_none() {
+                    return true;
+                }
+                let exists = Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname = $2)",
+                    &[relid.into(), name.as_str().into()],
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+                if exists {
+                    pgrx::notice!(
+                        "policy \"{name}\" on {} is managed by tenant_guard; CREATE POLICY skipped",
+                        display_name(relid)
+                    );
+                    return false;
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+}

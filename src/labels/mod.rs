@@ -1,0 +1,480 @@
+//! Labels and policies: `SECURITY LABEL FOR tenant_guard ... IS 'tenant_scoped'` and what it attaches.
+//!
+//! Protecting a table, in one step:
+//! - ENABLE and FORCE ROW LEVEL SECURITY;
+//! - the RESTRICTIVE policy `tenant_isolation` and the PERMISSIVE policy `tenant_access`, both for ALL commands with
+//!   USING and WITH CHECK `<column> = (SELECT tenant.current_id())` (an InitPlan: evaluated once per statement,
+//!   index-friendly, plain equality on the column so that Citus can prune shards). RLS grants nothing unless some
+//!   permissive policy allows it, so `tenant_access` is that permission; `tenant_isolation` is what confines: other
+//!   permissive policies a DBA adds can never widen it;
+//! - the column DEFAULT `tenant.current_id()` and NOT NULL.
+//!
+//! Partitions of a protected partitioned table are labelled (and so protected) too, including partitions created or
+//! attached later, so that they are also confined when queried directly. A schema labelled `tenant_scoped` labels
+//! every table in it that has the tenant column, and every table created there later; a table created there without
+//! the column must be labelled `global` before its transaction commits.
+
+pub mod grammar;
+
+use crate::errors;
+use grammar::Label;
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
+
+pub const PROVIDER: &CStr = c"tenant_guard";
+pub const ISOLATION_POLICY: &str = "tenant_isolation";
+pub const ACCESS_POLICY: &str = "tenant_access";
+
+thread_local! {
+    /// Depth of DDL that tenant_guard itself is running: the tamper guard lets it through.
+    static INTERNAL_DDL: Cell<u32> = const { Cell::new(0) };
+    /// Tables created in a tenant_scoped schema without the tenant column, to be labelled before COMMIT.
+    static PENDING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
+    /// Protections decided by the label hook, applied once the labelling statement is done (see flush_actions).
+    static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
+}
+
+enum Action {
+    Protect { relid: pg_sys::Oid, column: String },
+    Unprotect { relid: pg_sys::Oid, column: String },
+}
+
+/// Applies the protections the label hook decided.
+///
+/// The hook itself cannot run ALTER TABLE: `SECURITY LABEL ON TABLE` keeps the table open while it calls the hook,
+/// and ALTER TABLE refuses a table in use. So the hook validates the label (an invalid one is refused before it is
+/// stored) and queues the work; the tamper-guard hook calls this when the SECURITY LABEL statement has finished, and
+/// tenant_guard's own callers of SetSecurityLabel call it right after. Everything stays in the same transaction.
+pub fn flush_actions() {
+    while let Some(action) = ACTIONS.with_borrow_mut(|a| if a.is_empty() { None } else { Some(a.remove(0)) }) {
+        match action {
+            Action::Protect { relid, column } => {
+                if let Some(t) = table(relid) {
+                    protect(&t, &column);
+                }
+            }
+            Action::Unprotect { relid, column } => {
+                if let Some(t) = table(relid) {
+                    unprotect(&t, &column);
+                }
+            }
+        }
+    }
+}
+
+fn queue(action: Action) {
+    ACTIONS.with_borrow_mut(|a| a.push(action));
+}
+
+/// Registers the label provider. Called from `_PG_init` (needs shared_preload_libraries).
+pub fn init() {
+    // SAFETY: registers a static callback under a static provider name, once, at load time.
+    unsafe { pg_sys::register_label_provider(PROVIDER.as_ptr(), Some(on_relabel)) }
+}
+
+/// Whether tenant_guard's own DDL is running (the tamper guard must not refuse it).
+pub fn in_internal_ddl() -> bool {
+    INTERNAL_DDL.get() > 0
+}
+
+fn internal_ddl(sql: &str) {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            INTERNAL_DDL.set(INTERNAL_DDL.get() - 1);
+        }
+    }
+    INTERNAL_DDL.set(INTERNAL_DDL.get() + 1);
+    let _depth = Depth;
+    Spi::run(sql).unwrap_or_else(|e| errors::internal(format!("tenant_guard could not apply its policies: {e}")));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relabel(object: *const pg_sys::ObjectAddress, seclabel: *const std::ffi::c_char) {
+    // SAFETY: PostgreSQL passes a valid ObjectAddress and a NUL-terminated label, or NULL to remove the label.
+    let object = unsafe { &*object };
+    let label = if seclabel.is_null() {
+        None
+    } else {
+        let text = unsafe { CStr::from_ptr(seclabel) }.to_string_lossy();
+        Some(grammar::parse(&text).unwrap_or_else(|e| errors::invalid_label(&text, &e)))
+    };
+    match object.classId {
+        pg_sys::RelationRelationId => {
+            if object.objectSubId != 0 {
+                errors::wrong_object_type("tenant_guard labels apply to tables and schemas, not to columns");
+            }
+            relabel_table(object.objectId, label)
+        }
+        pg_sys::NamespaceRelationId => relabel_schema(object.objectId, label),
+        _ => errors::wrong_object_type("tenant_guard labels apply to tables and schemas only"),
+    }
+}
+
+/// The tenant_guard label of a table or schema, if any.
+pub fn label_of(class_id: pg_sys::Oid, object_id: pg_sys::Oid) -> Option<Label> {
+    let address = pg_sys::ObjectAddress { classId: class_id, objectId: object_id, objectSubId: 0 };
+    // SAFETY: GetSecurityLabel reads pg_seclabel and returns a palloc'd copy or NULL.
+    let text = unsafe { pg_sys::GetSecurityLabel(&address, PROVIDER.as_ptr()) };
+    if text.is_null() {
+        return None;
+    }
+    grammar::parse(&unsafe { CStr::from_ptr(text) }.to_string_lossy()).ok()
+}
+
+pub fn table_label(relid: pg_sys::Oid) -> Option<Label> {
+    label_of(pg_sys::RelationRelationId, relid)
+}
+
+/// The tenant column of a protected table.
+pub fn protected_column(relid: pg_sys::Oid) -> Option<String> {
+    match table_label(relid) {
+        Some(Label::TenantScoped { column }) => Some(column),
+        _ => None,
+    }
+}
+
+/// Labels a table the way `SECURITY LABEL` would: validates and queues the protection, then stores the label.
+/// (`SetSecurityLabel` only writes the catalog; it does not call the provider hook.)
+fn label_table(relid: pg_sys::Oid, label: &Label) {
+    relabel_table(relid, Some(label.clone()));
+    let address = pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: 0 };
+    let text = CString::new(label.canonical()).expect("labels have no NUL");
+    // SAFETY: a valid address of an existing table, and NUL-terminated provider and label strings.
+    unsafe { pg_sys::SetSecurityLabel(&address, PROVIDER.as_ptr(), text.as_ptr()) }
+}
+
+struct Table {
+    relid: pg_sys::Oid,
+    relkind: u8,
+    qualified: String,
+}
+
+fn table(relid: pg_sys::Oid) -> Option<Table> {
+    // SAFETY: syscache lookups by oid; NULL / 0 when the relation does not exist.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        if name.is_null() {
+            return None;
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        let relkind = pg_sys::get_rel_relkind(relid) as u8;
+        Some(Table {
+            relid,
+            relkind,
+            qualified: spi::quote_qualified_identifier(
+                CStr::from_ptr(nsp).to_string_lossy(),
+                CStr::from_ptr(name).to_string_lossy(),
+            ),
+        })
+    }
+}
+
+fn is_table(relkind: u8) -> bool {
+    relkind == pg_sys::RELKIND_RELATION || relkind == pg_sys::RELKIND_PARTITIONED_TABLE
+}
+
+fn relabel_table(relid: pg_sys::Oid, label: Option<Label>) {
+    let Some(t) = table(relid) else { return };
+    if !is_table(t.relkind) {
+        errors::wrong_object_type("tenant_guard labels apply to tables and partitioned tables only");
+    }
+    let current = table_label(relid);
+    if let Some(Label::TenantScoped { column }) = &current {
+        if label.as_ref() != current.as_ref() {
+            queue(Action::Unprotect { relid, column: column.clone() });
+        }
+    }
+    if let Some(Label::TenantScoped { column }) = &label {
+        check_tenant_column(&t, column);
+        queue(Action::Protect { relid, column: column.clone() });
+    }
+}
+
+/// Refuses (before the label is stored) a tenant column that is missing or not a uuid.
+fn check_tenant_column(t: &Table, column: &str) {
+    let ccol = CString::new(column).expect("labels have no NUL");
+    // SAFETY: syscache lookups on an existing relation.
+    let (attnum, atttype) = unsafe {
+        let attnum = pg_sys::get_attnum(t.relid, ccol.as_ptr());
+        let atttype = if attnum == pg_sys::InvalidAttrNumber as i16 {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_atttype(t.relid, attnum)
+        };
+        (attnum, atttype)
+    };
+    if attnum == pg_sys::InvalidAttrNumber as i16 {
+        errors::missing_tenant_column(&t.qualified, column);
+    }
+    if atttype != pg_sys::UUIDOID {
+        errors::tenant_column_not_uuid(&t.qualified, column);
+    }
+}
+
+/// The policy expression, fully qualified so that search_path cannot change what it means.
+pub fn policy_predicate(column: &str) -> String {
+    format!("{} OPERATOR(pg_catalog.=) (SELECT tenant.current_id())", spi::quote_identifier(column))
+}
+
+fn protect(t: &Table, column: &str) {
+    let (tbl, col, pred) = (&t.qualified, spi::quote_identifier(column), policy_predicate(column));
+    internal_ddl(&format!(
+        "ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY;
+         ALTER TABLE {tbl} ALTER COLUMN {col} SET DEFAULT tenant.current_id();
+         ALTER TABLE {tbl} ALTER COLUMN {col} SET NOT NULL;
+         {drop}
+         CREATE POLICY {ISOLATION_POLICY} ON {tbl} AS RESTRICTIVE FOR ALL TO PUBLIC
+             USING ({pred}) WITH CHECK ({pred});
+         CREATE POLICY {ACCESS_POLICY} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC
+             USING ({pred}) WITH CHECK ({pred});",
+        drop = drop_managed_policies(t)
+    ));
+    if t.relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
+        protect_partitions(t.relid, &Label::TenantScoped { column: column.to_owned() });
+    }
+}
+
+/// Labels every direct partition of `parent` that has no tenant_guard label yet (each label recurses further down).
+fn protect_partitions(parent: pg_sys::Oid, label: &Label) {
+    let children: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select("SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1", None, &[parent.into()])
+            .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    for child in children {
+        if table_label(child).is_none() {
+            label_table(child, label);
+        }
+    }
+}
+
+fn unprotect(t: &Table, column: &str) {
+    let (tbl, col) = (&t.qualified, spi::quote_identifier(column));
+    internal_ddl(&format!("{} ALTER TABLE {tbl} ALTER COLUMN {col} DROP DEFAULT;", drop_managed_policies(t)));
+    // Turn row-level security off again only if no other policy relies on it.
+    let others = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1)",
+        &[t.relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(true);
+    if !others {
+        internal_ddl(&format!(
+            "ALTER TABLE {tbl} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {tbl} DISABLE ROW LEVEL SECURITY;"
+        ));
+    }
+}
+
+/// DROP POLICY statements for the managed policies the table has now (none if it has none: no NOTICE noise).
+fn drop_managed_policies(t: &Table) -> String {
+    let existing: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT polname::text FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname IN ($2, $3)",
+            None,
+            &[t.relid.into(), ISOLATION_POLICY.into(), ACCESS_POLICY.into()],
+        )
+        .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+        .unwrap_or_default()
+    });
+    existing.iter().map(|p| format!("DROP POLICY {} ON {};", spi::quote_identifier(p), t.qualified)).collect()
+}
+
+fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
+    match label {
+        None => {} // tables keep their own labels
+        Some(Label::Global) => errors::invalid_parameter(
+            "the 'global' label applies to tables only".into(),
+            Some("Label the schema 'tenant_scoped', and single tables in it 'global'."),
+        ),
+        Some(Label::TenantScoped { ref column }) => {
+            let tables: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
+                c.select(
+                    "SELECT c.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid
+                                             AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped)
+                       FROM pg_catalog.pg_class c
+                      WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                      ORDER BY c.relname",
+                    None,
+                    &[nspid.into(), column.as_str().into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<bool>(2).ok()??))).collect()
+                })
+                .unwrap_or_default()
+            });
+            for (relid, has_column) in tables {
+                if has_column && table_label(relid).is_none() {
+                    label_table(relid, label.as_ref().unwrap());
+                }
+            }
+            // applied by flush_actions() once SECURITY LABEL ON SCHEMA has finished
+        }
+    }
+}
+
+/// Called by the `ddl_command_end` event trigger for each table a command created or altered.
+#[pg_extern(volatile, parallel_unsafe, name = "_table_created")]
+fn table_created(relid: pg_sys::Oid) {
+    table_created_inner(relid);
+    flush_actions();
+}
+
+fn table_created_inner(relid: pg_sys::Oid) {
+    let Some(t) = table(relid) else { return };
+    if !is_table(t.relkind) {
+        return;
+    }
+    if let Some(label) = table_label(relid) {
+        // ALTER TABLE ... ATTACH PARTITION reports the parent: protect partitions attached to it.
+        if matches!(label, Label::TenantScoped { .. }) && t.relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
+            protect_partitions(relid, &label);
+        }
+        return;
+    }
+    // SAFETY: syscache lookups on an existing relation.
+    let (is_partition, nspid) = unsafe { (pg_sys::get_rel_relispartition(relid), pg_sys::get_rel_namespace(relid)) };
+    if is_partition {
+        let parent = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1",
+            &[relid.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(pg_sys::InvalidOid);
+        if let Some(label @ Label::TenantScoped { .. }) = table_label(parent) {
+            label_table(relid, &label);
+            return;
+        }
+    }
+    if let Some(label @ Label::TenantScoped { .. }) = label_of(pg_sys::NamespaceRelationId, nspid) {
+        let Label::TenantScoped { column } = &label else { unreachable!() };
+        let ccol = CString::new(column.as_str()).expect("no NUL");
+        // SAFETY: syscache lookup on an existing relation.
+        let has_column = unsafe { pg_sys::get_attnum(relid, ccol.as_ptr()) } != pg_sys::InvalidAttrNumber as i16;
+        if has_column {
+            label_table(relid, &label);
+        } else {
+            PENDING.with_borrow_mut(|p| p.push(relid));
+        }
+    }
+}
+
+/// At PRE_COMMIT: every table created in a tenant_scoped schema must by now be labelled (tenant_scoped or global).
+pub fn check_pending_at_commit() {
+    let pending = PENDING.with_borrow_mut(std::mem::take);
+    for relid in pending {
+        let Some(t) = table(relid) else { continue }; // dropped again
+        if table_label(relid).is_none() {
+            // SAFETY: syscache lookup on an existing relation.
+            let nspid = unsafe { pg_sys::get_rel_namespace(relid) };
+            if let Some(Label::TenantScoped { column }) = label_of(pg_sys::NamespaceRelationId, nspid) {
+                errors::unscoped_table_in_scoped_schema(&t.qualified, &column);
+            }
+        }
+    }
+}
+
+pub fn forget_pending() {
+    PENDING.with_borrow_mut(Vec::clear);
+}
+
+/// Protects a table: the same as `SECURITY LABEL FOR tenant_guard ON TABLE tbl IS 'tenant_scoped column=...'`.
+#[pg_extern(volatile, parallel_unsafe, name = "protect")]
+fn protect_sql(tbl: PgRelation, tenant_column: default!(&str, "'tenant_id'")) {
+    let label = Label::TenantScoped { column: tenant_column.to_owned() };
+    let text = label.canonical();
+    let relid = tbl.oid();
+    drop(tbl); // close it: ALTER TABLE refuses a table this session still has open
+    let Some(t) = table(relid) else { errors::wrong_object_type("tenant.protect() takes a table") };
+    Spi::run(&format!("SECURITY LABEL FOR tenant_guard ON TABLE {} IS {}", t.qualified, spi::quote_literal(text)))
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not label the table: {e}")));
+}
+
+/// Registers the PRE_COMMIT check of tables created in tenant_scoped schemas.
+pub fn init_xact() {
+    // SAFETY: a backend-lifetime callback with a static function and no argument.
+    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => check_pending_at_commit(),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
+            forget_pending();
+            ACTIONS.with_borrow_mut(Vec::clear);
+        }
+        _ => {}
+    }
+}
+
+extension_sql!(
+    r#"
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_guard_admin') THEN
+        CREATE ROLE tenant_guard_admin NOLOGIN;
+    END IF;
+END
+$$;
+COMMENT ON ROLE tenant_guard_admin IS
+    'tenant_guard administrators: manage issuers, and change protected tables without the tamper guard';
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text), tenant.untrust_issuer(text)
+    TO tenant_guard_admin;
+GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
+
+CREATE FUNCTION tenant._policy_intact(rel oid, col name) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(*) = 2
+      FROM pg_catalog.pg_policy p
+     WHERE p.polrelid = rel AND p.polcmd = '*' AND p.polroles = '{0}'
+       AND ((p.polname = 'tenant_isolation' AND NOT p.polpermissive)
+            OR (p.polname = 'tenant_access' AND p.polpermissive))
+       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid)
+           = pg_catalog.format('(%I = ( SELECT tenant.current_id() AS current_id))', col)
+       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+           = pg_catalog.format('(%I = ( SELECT tenant.current_id() AS current_id))', col)
+$$;
+
+CREATE VIEW tenant.scoped_tables AS
+SELECT c.oid::pg_catalog.regclass AS table_name,
+       t.col AS tenant_column,
+       c.relrowsecurity AS rls_enabled,
+       c.relforcerowsecurity AS rls_forced,
+       tenant._policy_intact(c.oid, t.col) AS policy_intact,
+       EXISTS (SELECT 1
+                 FROM pg_catalog.pg_index i
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = c.oid AND a.attname = t.col) AS tenant_index
+  FROM pg_catalog.pg_seclabel l
+  JOIN pg_catalog.pg_class c ON l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND l.objoid = c.oid
+ CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.substring(l.label, 'column=(\S+)'), 'tenant_id')::name AS col) t
+ WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND l.label LIKE 'tenant_scoped%';
+COMMENT ON VIEW tenant.scoped_tables IS 'One row per table protected by tenant_guard, with the state of its guards.';
+GRANT SELECT ON tenant.scoped_tables TO PUBLIC;
+
+CREATE FUNCTION tenant._ddl_command_end() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+              WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND object_type = 'table'
+    LOOP
+        PERFORM tenant._table_created(r.objid);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+    EXECUTE FUNCTION tenant._ddl_command_end();
+"#,
+    name = "labels_schema",
+    requires = ["issuers_schema", table_created, protect_sql],
+);
