@@ -5,9 +5,11 @@ runs this script, and stops the cluster again.
 
 What it shows:
 1. An identity provider (simulated here with an Ed25519 key pair) is registered as a trusted issuer.
-2. The app mints tokens for two tenants, Acme and Globex; each sees only its own rows.
+2. The DBA labels the schema tenant_scoped: tenant_guard attaches and guards the row-level security itself.
+   The app mints tokens for two tenants, Acme and Globex; each sees only its own rows, with no WHERE clause.
 3. Spoofing the tenant without a signed token fails: SET, set_config(), a forged token, alg "none", an expired token.
-4. A transaction is sealed to one tenant.
+4. The tamper guard refuses to switch the protection off, even for the table owner.
+5. A transaction is sealed to one tenant.
 """
 
 import os
@@ -39,14 +41,16 @@ def ok(text):
     print(f"   ok   {text}")
 
 
-def refused(conn, sql, params=None, label=""):
-    """Runs sql, expecting an error; prints its SQLSTATE and message. Rolls back if a transaction was open."""
+def refused(conn, sql, params=None, label="", expect=None):
+    """Runs sql, expecting an error (with SQLSTATE and message start `expect`, if given); prints it."""
     try:
         conn.execute(sql, params)
     except psycopg.Error as e:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
         print(f"   REFUSED {label or sql[:60]}\n           -> SQLSTATE {e.sqlstate}: {e.diag.message_primary}")
+        if expect and not f"{e.sqlstate}: {e.diag.message_primary}".startswith(expect):
+            raise SystemExit(f"demo failed: expected {expect!r}")
         return e.sqlstate
     raise SystemExit(f"demo failed: {label or sql} was not refused")
 
@@ -78,26 +82,33 @@ def main():
             print(f"        tenant.issuers: {row}")
         c.execute("""
             CREATE SCHEMA app;
-            CREATE TABLE app.notes (id serial PRIMARY KEY, tenant_id uuid NOT NULL, body text NOT NULL);
+            CREATE TABLE app.notes (id serial PRIMARY KEY, tenant_id uuid, body text NOT NULL);
             CREATE INDEX ON app.notes (tenant_id);
-            -- a hand-written policy on tenant.current_id(); SECURITY LABEL ... 'tenant_scoped' will attach it for you
-            ALTER TABLE app.notes ENABLE ROW LEVEL SECURITY;
-            ALTER TABLE app.notes FORCE ROW LEVEL SECURITY;
-            CREATE POLICY tenant_isolation ON app.notes AS RESTRICTIVE
-                USING (tenant_id = (SELECT tenant.current_id()))
-                WITH CHECK (tenant_id = (SELECT tenant.current_id()));
-            CREATE POLICY notes_app ON app.notes TO notes_app USING (true) WITH CHECK (true);
             GRANT USAGE ON SCHEMA app TO notes_app;
             GRANT SELECT, INSERT, UPDATE, DELETE ON app.notes TO notes_app;
             GRANT USAGE ON SEQUENCE app.notes_id_seq TO notes_app;
         """)
         c.execute("INSERT INTO app.notes (tenant_id, body) VALUES (%s, 'Acme: Q3 roadmap'), "
                   "(%s, 'Acme: payroll run'), (%s, 'Globex: merger memo')", (ACME, ACME, GLOBEX))
-        ok("app.notes: 2 rows for Acme, 1 for Globex, row-level security on tenant.current_id()")
+        ok("app.notes: 2 rows for Acme, 1 for Globex; no policy written by hand")
+        c.execute("SECURITY LABEL FOR tenant_guard ON SCHEMA app IS 'tenant_scoped'")
+        ok("SECURITY LABEL FOR tenant_guard ON SCHEMA app IS 'tenant_scoped'")
+        for row in c.execute("SELECT table_name::text, tenant_column, rls_forced, policy_intact, tenant_index "
+                             "FROM tenant.scoped_tables"):
+            print(f"        tenant.scoped_tables: {row}")
+        c.execute("CREATE TABLE app.invoices (id serial PRIMARY KEY, tenant_id uuid, amount int)")
+        row = c.execute("SELECT policy_intact FROM tenant.scoped_tables "
+                        "WHERE table_name = 'app.invoices'::regclass").fetchone()
+        ok(f"CREATE TABLE app.invoices (...): protected at creation by the event trigger (policy_intact = {row[0]})")
+        try:
+            c.execute("CREATE TABLE app.scratch (note text)")
+        except psycopg.Error as e:
+            print(f"   REFUSED CREATE TABLE app.scratch without a tenant column\n"
+                  f"           -> SQLSTATE {e.sqlstate}: {e.diag.message_primary}")
 
     app = psycopg.connect(dsn("notes_app"), autocommit=True)
 
-    step("Each tenant sees only its own rows (the app role is NOSUPERUSER NOBYPASSRLS)")
+    step("Each tenant sees only its own rows: SELECT body FROM app.notes, no WHERE clause")
     for name, tenant in (("Acme", ACME), ("Globex", GLOBEX)):
         with app.transaction():
             got = app.execute("SELECT tenant.authenticate(%s)", (mint(tenant),)).fetchone()[0]
@@ -106,22 +117,23 @@ def main():
             assert rows and all(r.startswith(name) for r in rows)
     with app.transaction():
         app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
-        app.execute("INSERT INTO app.notes (tenant_id, body) VALUES (%s, 'Acme: new note')", (ACME,))
-        ok("Acme inserts a note of its own")
+        got = app.execute("INSERT INTO app.notes (body) VALUES ('Acme: new note') RETURNING tenant_id").fetchone()[0]
+        ok(f"Acme inserts a note without naming the tenant: tenant_id defaults to {got}")
         refused(app, "INSERT INTO app.notes (tenant_id, body) VALUES (%s, 'planted')", (GLOBEX,),
-                "Acme inserts a row for Globex")
+                "Acme inserts a row for Globex", expect="42501: new row violates row-level security policy")
 
     step("After COMMIT the connection holds no tenant (safe behind a transaction-mode pooler)")
-    refused(app, "SELECT body FROM app.notes", label="SELECT with no token")
+    refused(app, "SELECT body FROM app.notes", label="SELECT with no token", expect="42501: no tenant context")
 
     step("Spoofing attempts")
     app.execute(f"SET tenant_guard.token = '{GLOBEX}'")
-    refused(app, "SELECT body FROM app.notes", label="SET tenant_guard.token = '<Globex uuid>', then SELECT")
+    refused(app, "SELECT body FROM app.notes", label="SET tenant_guard.token = '<Globex uuid>', then SELECT",
+            expect="42501: no tenant context")
     app.execute("RESET tenant_guard.token")
     refused(app, "SELECT set_config('tenant_guard.token', %s, false)", (str(GLOBEX),), "set_config(...)")
     refused(app, "SET tenant_guard.clock_skew = 300", label="widen the clock leeway")
     refused(app, "SELECT tenant.authenticate(%s)", (mint(GLOBEX, key=attacker_key),),
-            "forged token (Globex claims, attacker's key)")
+            "forged token (Globex claims, attacker's key)", expect="28000: token rejected: token signature")
     header = jwt.utils.base64url_encode(b'{"alg":"none","kid":"idp-2026"}').decode()
     body = jwt.utils.base64url_encode(
         f'{{"iss":"{ISSUER}","aud":"{AUDIENCE}","tenant_id":"{GLOBEX}","exp":{int(time.time()) + 60}}}'.encode()
@@ -130,11 +142,26 @@ def main():
     refused(app, "SELECT tenant.authenticate(%s)", (mint(ACME, iat=int(time.time()) - 7200, lifetime=-3600),),
             "expired token")
 
+    step("The tamper guard: even the table owner cannot switch the protection off")
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute("DROP ROLE IF EXISTS notes_owner")
+        c.execute("CREATE ROLE notes_owner LOGIN")
+        c.execute("ALTER TABLE app.notes OWNER TO notes_owner")
+        c.execute("GRANT USAGE ON SCHEMA app TO notes_owner")
+    with psycopg.connect(dsn("notes_owner"), autocommit=True) as owner:
+        refused(owner, "ALTER TABLE app.notes DISABLE ROW LEVEL SECURITY", label="owner: DISABLE ROW LEVEL SECURITY",
+                expect="42501: DISABLE ROW LEVEL SECURITY is refused: table app.notes is protected by tenant_guard")
+        refused(owner, "DROP POLICY tenant_isolation ON app.notes", label="owner: DROP POLICY tenant_isolation",
+                expect="42501: DROP POLICY is refused")
+        refused(owner, "SELECT body FROM app.notes", label="owner: SELECT without a token (FORCE applies to owners)",
+                expect="42501: no tenant context")
+
     step("A transaction is sealed to one tenant")
     app.execute("BEGIN")
     app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
     ok("BEGIN; authenticate as Acme")
-    refused(app, "SELECT tenant.authenticate(%s)", (mint(GLOBEX),), "then authenticate as Globex")
+    refused(app, "SELECT tenant.authenticate(%s)", (mint(GLOBEX),), "then authenticate as Globex",
+            expect="28000: tenant context is sealed")
 
     step("Clients that cannot call a function pass the token as a connection option")
     token = mint(GLOBEX)
@@ -143,7 +170,8 @@ def main():
         ok(f"psql \"... options='-c tenant_guard.token=<token>'\" sees {rows}")
     app.close()
 
-    print("\nDemo complete: two tenants isolated by a verified token; every spoofing attempt was refused.")
+    print("\nDemo complete: a label protected the schema; two tenants were isolated by verified tokens with no WHERE")
+    print("clause; every spoofing and tampering attempt was refused.")
 
 
 if __name__ == "__main__":

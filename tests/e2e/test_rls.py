@@ -267,6 +267,34 @@ def test_other_policies_may_be_added_and_admins_are_not_refused(shop, admin):
     admin.execute("ROLLBACK")
 
 
+def test_only_the_owner_can_unprotect(shop, app):
+    assert sqlstate(app, "SECURITY LABEL FOR tenant_guard ON TABLE shop.orders IS NULL") == \
+        ("42501", "must be owner of table orders")
+    assert sqlstate(app, "SELECT tenant.protect('shop.orders', 'customer_id')") == \
+        ("42501", "must be owner of table orders")
+
+
+def test_admin_role_members_are_not_refused(shop, admin):
+    admin.execute("DROP ROLE IF EXISTS tg_dba")
+    admin.execute("CREATE ROLE tg_dba LOGIN NOSUPERUSER IN ROLE tenant_guard_admin")
+    admin.execute(f"GRANT {OWNER} TO tg_dba")  # may act on tg_owner's tables
+    try:
+        with psycopg.connect(dsn(user="tg_dba")) as dba:
+            dba.execute(f"SET ROLE {OWNER}")
+            assert sqlstate(dba, "ALTER TABLE shop.orders NO FORCE ROW LEVEL SECURITY")[0] == "42501"
+            dba.execute("RESET ROLE")
+            dba.execute("SET ROLE tg_dba")
+            # as itself, tg_dba holds tenant_guard_admin and inherits ownership through tg_owner
+            dba.execute("ALTER TABLE shop.orders NO FORCE ROW LEVEL SECURITY")
+            assert dba.execute("SELECT rls_forced FROM tenant.scoped_tables "
+                               "WHERE table_name = 'shop.orders'::regclass").fetchone() == (False,)
+            dba.rollback()
+        assert admin.execute("SELECT rls_forced FROM tenant.scoped_tables "
+                             "WHERE table_name = 'shop.orders'::regclass").fetchone() == (True,)
+    finally:
+        admin.execute("DROP ROLE tg_dba")
+
+
 def test_dump_and_restore_keeps_the_protection(shop, keys, tmp_path):
     import subprocess
 
