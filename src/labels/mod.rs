@@ -49,14 +49,20 @@ enum Action {
 /// tenant_guard's own callers of SetSecurityLabel call it right after. Everything stays in the same transaction.
 pub fn flush_actions() {
     while let Some(action) = ACTIONS.with_borrow_mut(|a| if a.is_empty() { None } else { Some(a.remove(0)) }) {
+        // Act only if the stored label still says so: a label whose statement failed (say, inside a rolled-back
+        // savepoint) must not leave its protection queued for the next flush.
+        // SAFETY: makes the label just written by this command visible to the lookups below.
+        unsafe { pg_sys::CommandCounterIncrement() };
         match action {
             Action::Protect { relid, column } => {
-                if let Some(t) = table(relid) {
+                let wanted = Some(Label::TenantScoped { column: column.clone() });
+                if let (Some(t), true) = (table(relid), table_label(relid) == wanted) {
                     protect(&t, &column);
                 }
             }
             Action::Unprotect { relid, column } => {
-                if let Some(t) = table(relid) {
+                let old = Some(Label::TenantScoped { column: column.clone() });
+                if let (Some(t), true) = (table(relid), table_label(relid) != old) {
                     unprotect(&t, &column);
                 }
             }
