@@ -2,6 +2,7 @@
 //!
 //! Modules, one per concern:
 //! - [`token`]: token checking (pure Rust, no Postgres);
+//! - [`ciphertext`]: the ciphertext and wrapped-key formats (pure Rust, no Postgres);
 //! - [`context`]: the tenant context, the only place that holds tenant state;
 //! - [`issuers`]: trusted issuers and their keys;
 //! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
@@ -10,6 +11,7 @@
 
 use pgrx::prelude::*;
 
+pub mod ciphertext;
 pub mod context;
 pub mod errors;
 pub mod gucs;
