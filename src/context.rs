@@ -220,7 +220,7 @@ impl Scope {
 }
 
 /// Verifies `token` now (raising 28000 with the failed check), seals the transaction, and stores the token.
-pub fn authenticate(token: &str, scope: Scope) -> Uuid {
+pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
     if token.len() > token::MAX_TOKEN_BYTES {
         errors::token_rejected(&Rejection::Oversized);
     }
@@ -234,7 +234,7 @@ pub fn authenticate(token: &str, scope: Scope) -> Uuid {
 }
 
 /// Clears the context for the rest of the session (the transaction stays sealed).
-pub fn reset() {
+pub fn clear() {
     set_token("", Scope::Session);
 }
 
@@ -264,33 +264,34 @@ fn set_token(value: &str, scope: Scope) {
 
 /// Verifies a token and sets the tenant context for the current transaction. Returns the tenant id.
 /// Not STRICT: a NULL token is an error (28000), never a silent NULL.
-#[pg_extern(volatile, parallel_unsafe, name = "authenticate")]
-fn authenticate_sql(token: Option<&str>) -> pgrx::Uuid {
-    to_pg_uuid(authenticate(token.unwrap_or(""), Scope::Transaction))
+#[pg_extern(volatile, parallel_unsafe)]
+fn authenticate(token: Option<&str>) -> pgrx::Uuid {
+    to_pg_uuid(authenticate_token(token.unwrap_or(""), Scope::Transaction))
 }
 
 /// Verifies a token and sets the tenant context for the transaction (`'transaction'`) or the session (`'session'`).
+/// (SQL name: `tenant.authenticate`, the two-argument overload.)
 #[pg_extern(volatile, parallel_unsafe, name = "authenticate")]
-fn authenticate_scoped_sql(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
+fn authenticate_scoped(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
     let scope = Scope::parse(scope.unwrap_or(""));
-    to_pg_uuid(authenticate(token.unwrap_or(""), scope))
+    to_pg_uuid(authenticate_token(token.unwrap_or(""), scope))
 }
 
 /// The verified tenant id, or SQLSTATE 42501 "no tenant context".
-#[pg_extern(stable, parallel_safe, name = "current_id")]
-fn current_id_sql() -> pgrx::Uuid {
+#[pg_extern(stable, parallel_safe)]
+fn current_id() -> pgrx::Uuid {
     to_pg_uuid(current().tenant)
 }
 
 /// All verified claims of the current context.
-#[pg_extern(stable, parallel_safe, name = "claims")]
-fn claims_sql() -> JsonB {
+#[pg_extern(stable, parallel_safe)]
+fn claims() -> JsonB {
     JsonB(serde_json::Value::Object(current().claims.clone()))
 }
 
 /// One verified claim as text (strings as-is, other JSON values as JSON text); NULL when absent.
-#[pg_extern(stable, parallel_safe, strict, name = "claim")]
-fn claim_sql(name: &str) -> Option<String> {
+#[pg_extern(stable, parallel_safe, strict)]
+fn claim(name: &str) -> Option<String> {
     match current().claims.get(name)? {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) => Some(s.clone()),
@@ -299,15 +300,15 @@ fn claim_sql(name: &str) -> Option<String> {
 }
 
 /// The verified `sub` claim; NULL when the token has none.
-#[pg_extern(stable, parallel_safe, name = "subject")]
-fn subject_sql() -> Option<String> {
+#[pg_extern(stable, parallel_safe)]
+fn subject() -> Option<String> {
     current().subject.clone()
 }
 
 /// Clears the tenant context for the session.
-#[pg_extern(volatile, parallel_unsafe, name = "reset")]
-fn reset_sql() {
-    reset()
+#[pg_extern(volatile, parallel_unsafe)]
+fn reset() {
+    clear()
 }
 
 fn to_pg_uuid(u: Uuid) -> pgrx::Uuid {

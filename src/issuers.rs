@@ -136,8 +136,8 @@ fn untrust_issuer(issuer: &str) -> bool {
 }
 
 /// Called by the statement trigger on tenant.trusted_issuer: tells every backend to drop its cached keys.
-#[pg_extern(volatile, parallel_unsafe, name = "_issuers_changed")]
-fn issuers_changed(relid: pg_sys::Oid) {
+#[pg_extern(volatile, parallel_unsafe)]
+fn _issuers_changed(relid: pg_sys::Oid) {
     // SAFETY: queues a relcache invalidation for an existing relation (the trigger's own table); sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
 }
@@ -187,5 +187,5 @@ REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;
 "#,
     name = "issuers_schema",
-    requires = [trust_issuer, untrust_issuer, issuers_changed],
+    requires = [trust_issuer, untrust_issuer, _issuers_changed],
 );

@@ -57,13 +57,13 @@ pub fn flush_actions() {
             Action::Protect { relid, column } => {
                 let wanted = Some(Label::TenantScoped { column: column.clone() });
                 if let (Some(t), true) = (table(relid), table_label(relid) == wanted) {
-                    protect(&t, &column);
+                    apply_protection(&t, &column);
                 }
             }
             Action::Unprotect { relid, column } => {
                 let old = Some(Label::TenantScoped { column: column.clone() });
                 if let (Some(t), true) = (table(relid), table_label(relid) != old) {
-                    unprotect(&t, &column);
+                    remove_protection(&t, &column);
                 }
             }
         }
@@ -225,7 +225,7 @@ pub fn policy_predicate(column: &str) -> String {
     format!("{} OPERATOR(pg_catalog.=) (SELECT tenant.current_id())", spi::quote_identifier(column))
 }
 
-fn protect(t: &Table, column: &str) {
+fn apply_protection(t: &Table, column: &str) {
     let (tbl, col, pred) = (&t.qualified, spi::quote_identifier(column), policy_predicate(column));
     internal_ddl(&format!(
         "ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY;
@@ -258,7 +258,7 @@ fn protect_partitions(parent: pg_sys::Oid, label: &Label) {
     }
 }
 
-fn unprotect(t: &Table, column: &str) {
+fn remove_protection(t: &Table, column: &str) {
     let (tbl, col) = (&t.qualified, spi::quote_identifier(column));
     internal_ddl(&format!("{} ALTER TABLE {tbl} ALTER COLUMN {col} DROP DEFAULT;", drop_managed_policies(t)));
     // Turn row-level security off again only if no other policy relies on it.
@@ -324,8 +324,8 @@ fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
 }
 
 /// Called by the `ddl_command_end` event trigger for each table a command created or altered.
-#[pg_extern(volatile, parallel_unsafe, name = "_table_created")]
-fn table_created(relid: pg_sys::Oid) {
+#[pg_extern(volatile, parallel_unsafe)]
+fn _table_created(relid: pg_sys::Oid) {
     table_created_inner(relid);
     flush_actions();
 }
@@ -390,8 +390,8 @@ pub fn forget_pending() {
 }
 
 /// Protects a table: the same as `SECURITY LABEL FOR tenant_guard ON TABLE tbl IS 'tenant_scoped column=...'`.
-#[pg_extern(volatile, parallel_unsafe, name = "protect")]
-fn protect_sql(tbl: PgRelation, tenant_column: default!(&str, "'tenant_id'")) {
+#[pg_extern(volatile, parallel_unsafe)]
+fn protect(tbl: PgRelation, tenant_column: default!(&str, "'tenant_id'")) {
     let label = Label::TenantScoped { column: tenant_column.to_owned() };
     let text = label.canonical();
     let relid = tbl.oid();
@@ -482,5 +482,5 @@ CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
     EXECUTE FUNCTION tenant._ddl_command_end();
 "#,
     name = "labels_schema",
-    requires = ["issuers_schema", table_created, protect_sql],
+    requires = ["issuers_schema", _table_created, protect],
 );
