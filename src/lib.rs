@@ -3,6 +3,7 @@
 //! Modules, one per concern:
 //! - [`token`]: token checking (pure Rust, no Postgres);
 //! - [`ciphertext`]: the ciphertext and wrapped-key formats (pure Rust, no Postgres);
+//! - [`kek`]: master-key providers (file, command);
 //! - [`context`]: the tenant context, the only place that holds tenant state;
 //! - [`issuers`]: trusted issuers and their keys;
 //! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
@@ -17,6 +18,7 @@ pub mod errors;
 pub mod gucs;
 pub mod hooks;
 pub mod issuers;
+pub mod kek;
 pub mod labels;
 pub mod token;
 
