@@ -114,6 +114,10 @@ fn with_policy<R>(f: impl FnOnce(&Policy) -> R) -> R {
 
 /// Verifies `token` (or finds its cached outcome). Time checks are the caller's.
 fn resolve(token: &[u8]) -> Outcome {
+    // Checked before anything is copied, hashed or cached, whichever way the token arrived.
+    if token.len() > token::MAX_TOKEN_BYTES {
+        return Err(Rejection::Oversized);
+    }
     let generation = GENERATION.get();
     let hit = STATE.with_borrow_mut(|s| {
         if s.generation != generation || s.claim != gucs::tenant_claim() {
@@ -221,9 +225,6 @@ impl Scope {
 
 /// Verifies `token` now (raising 28000 with the failed check), seals the transaction, and stores the token.
 pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
-    if token.len() > token::MAX_TOKEN_BYTES {
-        errors::token_rejected(&Rejection::Oversized);
-    }
     let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
     if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
         errors::token_rejected(&r);

@@ -108,10 +108,7 @@ unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
 }
 
 fn display_name(relid: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[relid.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "?".into())
+    labels::qualified_name(relid).unwrap_or_else(|| "?".into())
 }
 
 fn is_managed_policy(name: &str) -> bool {

@@ -178,6 +178,11 @@ fn table(relid: pg_sys::Oid) -> Option<Table> {
     }
 }
 
+/// The schema-qualified, quoted-where-needed name of a relation, as every tenant_guard message spells it.
+pub fn qualified_name(relid: pg_sys::Oid) -> Option<String> {
+    table(relid).map(|t| t.qualified)
+}
+
 fn is_table(relkind: u8) -> bool {
     relkind == pg_sys::RELKIND_RELATION || relkind == pg_sys::RELKIND_PARTITIONED_TABLE
 }

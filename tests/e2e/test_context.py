@@ -175,6 +175,19 @@ def test_connection_option_with_a_bad_token_yields_no_context(database, keys, ba
         assert sqlstate(c, "SELECT * FROM public.docs") == NO_CONTEXT
 
 
+def test_oversized_token_in_the_setting_yields_no_context(app):
+    app.execute(f"SET tenant_guard.token = '{'a' * 9000}'")
+    try:
+        app.execute("SELECT tenant.current_id()")
+        raise AssertionError("an oversized token gave a tenant")
+    except psycopg.Error as e:
+        assert (e.sqlstate, e.diag.message_primary) == NO_CONTEXT
+        assert e.diag.message_detail == "The token in tenant_guard.token was rejected: token is longer than 8192 bytes."
+    app.execute("RESET tenant_guard.token")
+    assert sqlstate(app, "SELECT tenant.authenticate(%s)", ("a" * 9000,)) == \
+        ("28000", "token rejected: token is longer than 8192 bytes")
+
+
 # --- spoofing from a real client ---------------------------------------------------------------------------------
 
 def test_spoofing_attempts_never_change_the_tenant(app, keys):
