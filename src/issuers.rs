@@ -23,6 +23,8 @@ const MAX_NAME_BYTES: usize = 256;
 pub fn load() -> (KeyStore, pg_sys::Oid) {
     as_bootstrap_superuser(|| {
         Spi::connect(|client| {
+            // The oid comes from its own query: it is needed even when the table is empty, or an empty cached key
+            // store would never be invalidated when the first issuer is added.
             let relid = client
                 .select("SELECT 'tenant.trusted_issuer'::pg_catalog.regclass::pg_catalog.oid", None, &[])
                 .and_then(|t| t.first().get_one::<pg_sys::Oid>())

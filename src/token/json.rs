@@ -45,14 +45,6 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     Ok(value)
 }
 
-/// Parses `bytes` strictly and requires a JSON object.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonError> {
-    match parse_strict(bytes)? {
-        Value::Object(map) => Ok(map),
-        _ => Err(JsonError::Invalid),
-    }
-}
-
 fn classify(e: serde_json::Error) -> JsonError {
     let text = e.to_string();
     if text.starts_with(DUPLICATE) {
@@ -137,18 +129,18 @@ mod tests {
 
     #[test]
     fn accepts_plain_objects() {
-        let v = parse_object(br#"{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}"#).unwrap();
-        assert_eq!(v.len(), 3);
+        let v = parse_strict(br#"{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}"#).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 3);
         assert_eq!(v["c"]["d"], serde_json::json!(1.5));
     }
 
     #[test]
     fn rejects_duplicate_keys_at_any_depth() {
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
-        assert_eq!(parse_object(br#"{"x":{"a":1,"a":1}}"#), Err(JsonError::DuplicateKey));
-        assert_eq!(parse_object(br#"{"x":[{"k":1,"k":1}]}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_strict(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_strict(br#"{"x":{"a":1,"a":1}}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_strict(br#"{"x":[{"k":1,"k":1}]}"#), Err(JsonError::DuplicateKey));
         // an escaped spelling of the same name is the same name
-        assert_eq!(parse_object(br#"{"alg":"HS256","\u0061lg":"none"}"#), Err(JsonError::DuplicateKey));
+        assert_eq!(parse_strict(br#"{"alg":"HS256","\u0061lg":"none"}"#), Err(JsonError::DuplicateKey));
     }
 
     #[test]
@@ -161,9 +153,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_trailing_bytes() {
-        assert_eq!(parse_object(b"{"), Err(JsonError::Invalid));
-        assert_eq!(parse_object(br#"{"a":1} x"#), Err(JsonError::Invalid));
-        assert_eq!(parse_object(br#"[1]"#), Err(JsonError::Invalid));
-        assert_eq!(parse_object(b"\xff"), Err(JsonError::Invalid));
+        assert_eq!(parse_strict(b"{"), Err(JsonError::Invalid));
+        assert_eq!(parse_strict(br#"{"a":1} x"#), Err(JsonError::Invalid));
+        assert_eq!(parse_strict(b"\xff"), Err(JsonError::Invalid));
     }
 }

@@ -60,12 +60,6 @@ impl KeyStore {
     pub fn insert(&mut self, name: String, issuer: Issuer) {
         self.issuers.insert(name, issuer);
     }
-    pub fn len(&self) -> usize {
-        self.issuers.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.issuers.is_empty()
-    }
 }
 
 /// The settings verification depends on, read from `tenant_guard.*` by the caller.
