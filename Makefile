@@ -44,7 +44,7 @@ test: deps
 
 ## pure-Rust unit tests only (no Postgres needed)
 test-unit:
-	cargo test --lib -- token::
+	cargo test --lib -- token:: ciphertext:: kek::
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps

@@ -27,8 +27,8 @@
 //!
 //! with associated data `"tenant_guard/dek/v1"`, the tenant uuid and the key version (u32 big-endian).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hmac::Mac;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -104,33 +104,42 @@ fn data_aad(header: &[u8], tenant: &[u8; 16], context: Option<&[u8]>) -> Vec<u8>
     aad
 }
 
+/// A data key ready for use: the AES key schedule and GHASH key, expanded once and zeroized on drop.
+pub struct DataKey(Aes256Gcm);
+
+impl DataKey {
+    pub fn new(key: &Key) -> DataKey {
+        DataKey(Aes256Gcm::new(key.as_ref().into()))
+    }
+}
+
 /// Encrypts `plaintext` for `tenant` under data key `key` (version `version`), with a caller-supplied random nonce.
 pub fn seal(
-    key: &Key,
+    key: &DataKey,
     version: u32,
     tenant: &[u8; 16],
     context: Option<&[u8]>,
     plaintext: &[u8],
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let mut header = [0u8; HEADER_LEN];
-    header[0] = FORMAT_V1;
-    header[1..5].copy_from_slice(&version.to_be_bytes());
-    let aad = data_aad(&header, tenant, context);
-    let cipher = Aes256Gcm::new(key.as_ref().into());
-    let sealed = cipher
-        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad: &aad })
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + sealed.len());
-    out.extend_from_slice(&header);
+    let mut out = Vec::with_capacity(MIN_LEN + plaintext.len());
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(nonce);
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(plaintext);
+    let aad = data_aad(&out[..HEADER_LEN], tenant, context);
+    // In place: one copy of the plaintext, however large.
+    let tag = key
+        .0
+        .encrypt_in_place_detached(&Nonce::from(*nonce), &aad, &mut out[HEADER_LEN + NONCE_LEN..])
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    out.extend_from_slice(&tag);
     out
 }
 
 /// Decrypts a ciphertext made by [`seal`] for the same tenant and context with the data key its header names.
 pub fn open(
-    key: &Key,
+    key: &DataKey,
     tenant: &[u8; 16],
     context: Option<&[u8]>,
     ciphertext: &[u8],
@@ -138,13 +147,15 @@ pub fn open(
     key_version(ciphertext)?;
     let (header, rest) = ciphertext.split_at(HEADER_LEN);
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let (body, tag) = sealed.split_at(sealed.len() - TAG_LEN);
     let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
     let aad = data_aad(header, tenant, context);
-    let cipher = Aes256Gcm::new(key.as_ref().into());
-    cipher
-        .decrypt(&Nonce::from(*nonce), Payload { msg: sealed, aad: &aad })
-        .map(Zeroizing::new)
-        .map_err(|_| FormatError::NotAuthentic)
+    let mut plain = Zeroizing::new(body.to_vec());
+    key.0
+        .decrypt_in_place_detached(&Nonce::from(*nonce), &aad, &mut plain, &Tag::from(tag))
+        .map_err(|_| FormatError::NotAuthentic)?;
+    Ok(plain)
 }
 
 /// Identifies a master key without revealing it.
@@ -213,13 +224,17 @@ mod tests {
         Zeroizing::new([b; KEY_LEN])
     }
 
+    fn dk(b: u8) -> DataKey {
+        DataKey::new(&key(b))
+    }
+
     fn nonce(b: u8) -> [u8; NONCE_LEN] {
         [b; NONCE_LEN]
     }
 
     #[test]
     fn layout_is_as_documented() {
-        let ct = seal(&key(1), 0x01020304, &A, Some(b"ctx"), b"hello", &nonce(9));
+        let ct = seal(&dk(1), 0x01020304, &A, Some(b"ctx"), b"hello", &nonce(9));
         assert_eq!(ct.len(), MIN_LEN + 5);
         assert_eq!(ct[0], FORMAT_V1);
         assert_eq!(&ct[1..5], &[1, 2, 3, 4]);
@@ -232,34 +247,34 @@ mod tests {
         for len in [0usize, 1, 15, 16, 17, 100, 1024, 1 << 20] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             for ctx in [None, Some(&b""[..]), Some(&b"app.patients.diagnosis:42"[..])] {
-                let ct = seal(&key(1), 3, &A, ctx, &data, &nonce(5));
+                let ct = seal(&dk(1), 3, &A, ctx, &data, &nonce(5));
                 assert_eq!(ct.len(), MIN_LEN + len);
-                assert_eq!(*open(&key(1), &A, ctx, &ct).unwrap(), data);
+                assert_eq!(*open(&dk(1), &A, ctx, &ct).unwrap(), data);
             }
         }
     }
 
     #[test]
     fn binds_tenant_context_and_header() {
-        let ct = seal(&key(1), 1, &A, Some(b"t.c:1"), b"secret", &nonce(1));
-        assert_eq!(open(&key(1), &B, Some(b"t.c:1"), &ct), Err(FormatError::NotAuthentic), "other tenant");
-        assert_eq!(open(&key(1), &A, Some(b"t.c:2"), &ct), Err(FormatError::NotAuthentic), "other context");
-        assert_eq!(open(&key(1), &A, None, &ct), Err(FormatError::NotAuthentic), "NULL is not a context");
-        let none = seal(&key(1), 1, &A, None, b"secret", &nonce(1));
-        assert_eq!(open(&key(1), &A, Some(b""), &none), Err(FormatError::NotAuthentic), "NULL is not empty");
-        assert_eq!(open(&key(2), &A, Some(b"t.c:1"), &ct), Err(FormatError::NotAuthentic), "other key");
+        let ct = seal(&dk(1), 1, &A, Some(b"t.c:1"), b"secret", &nonce(1));
+        assert_eq!(open(&dk(1), &B, Some(b"t.c:1"), &ct), Err(FormatError::NotAuthentic), "other tenant");
+        assert_eq!(open(&dk(1), &A, Some(b"t.c:2"), &ct), Err(FormatError::NotAuthentic), "other context");
+        assert_eq!(open(&dk(1), &A, None, &ct), Err(FormatError::NotAuthentic), "NULL is not a context");
+        let none = seal(&dk(1), 1, &A, None, b"secret", &nonce(1));
+        assert_eq!(open(&dk(1), &A, Some(b""), &none), Err(FormatError::NotAuthentic), "NULL is not empty");
+        assert_eq!(open(&dk(2), &A, Some(b"t.c:1"), &ct), Err(FormatError::NotAuthentic), "other key");
         let mut v = ct.clone();
         v[4] ^= 1; // claims another key version
-        assert_eq!(open(&key(1), &A, Some(b"t.c:1"), &v), Err(FormatError::NotAuthentic));
+        assert_eq!(open(&dk(1), &A, Some(b"t.c:1"), &v), Err(FormatError::NotAuthentic));
     }
 
     #[test]
     fn every_flipped_bit_is_detected() {
-        let ct = seal(&key(1), 1, &A, None, b"0123456789", &nonce(3));
+        let ct = seal(&dk(1), 1, &A, None, b"0123456789", &nonce(3));
         for i in 0..ct.len() * 8 {
             let mut bad = ct.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            let got = open(&key(1), &A, None, &bad);
+            let got = open(&dk(1), &A, None, &bad);
             assert!(got.is_err(), "bit {i} flipped and still opened");
             if i < 8 {
                 assert_eq!(got, Err(FormatError::UnknownFormat(bad[0])));
@@ -269,10 +284,10 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_formats_are_errors() {
-        let ct = seal(&key(1), 1, &A, None, b"x", &nonce(3));
-        assert_eq!(open(&key(1), &A, None, &[]), Err(FormatError::Truncated));
-        assert_eq!(open(&key(1), &A, None, &ct[..MIN_LEN - 1]), Err(FormatError::Truncated));
-        assert_eq!(open(&key(1), &A, None, &ct[..ct.len() - 1]), Err(FormatError::NotAuthentic));
+        let ct = seal(&dk(1), 1, &A, None, b"x", &nonce(3));
+        assert_eq!(open(&dk(1), &A, None, &[]), Err(FormatError::Truncated));
+        assert_eq!(open(&dk(1), &A, None, &ct[..MIN_LEN - 1]), Err(FormatError::Truncated));
+        assert_eq!(open(&dk(1), &A, None, &ct[..ct.len() - 1]), Err(FormatError::NotAuthentic));
         let mut v2 = ct.clone();
         v2[0] = 2;
         assert_eq!(key_version(&v2), Err(FormatError::UnknownFormat(2)));

@@ -9,11 +9,20 @@
 //! | 42804    | datatype_mismatch                    | the tenant column is not uuid                         |
 //! | 42809    | wrong_object_type                    | a label on something that is not a table or schema    |
 //! | 42P16    | invalid_table_definition             | a table in a tenant_scoped schema has no tenant column|
-//! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries        |
+//! | 22P03    | invalid_binary_representation        | a ciphertext is truncated, of unknown format, or names a key version the tenant does not have |
+//! | 22021    | character_not_in_repertoire          | tenant.decrypt() of bytes that are not valid text     |
+//! | 25006    | read_only_sql_transaction            | a data key would be created, rotated or shredded in a read-only transaction or on a standby |
+//! | 40001    | serialization_failure                | another transaction created the tenant's key first (REPEATABLE READ) |
+//! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed |
+//! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
+//! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
 //!
 //! Messages never contain a token, a key or a plaintext.
 
+use crate::ciphertext::FormatError;
+use crate::gucs::KekSlot;
+use crate::kek::KekError;
 use crate::token::jwk::JwksError;
 use crate::token::Rejection;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -158,5 +167,147 @@ pub fn tamper_refused(what: &str, table: &str) -> ! {
             "To unprotect it, its owner runs SECURITY LABEL FOR tenant_guard ON TABLE {table} IS NULL. \
              Superusers and members of tenant_guard_admin are not refused."
         )),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Encryption and keys. No message carries a plaintext, a key, key-file contents or key-command output.
+
+/// 22P03 or XX001: a ciphertext that cannot be opened.
+pub fn bad_ciphertext(why: &FormatError) -> ! {
+    match why {
+        FormatError::NotAuthentic => raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("{why}"),
+            None,
+            Some(
+                "Decrypt with the same tenant context and the same context argument that encrypted it. \
+                 A value copied from another row, column or tenant never decrypts.",
+            ),
+        ),
+        _ => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            format!("{why}"),
+            None,
+            Some("Pass a value returned by tenant.encrypt() or tenant.encrypt_bytea(), unchanged."),
+        ),
+    }
+}
+
+/// 22P03: the ciphertext names a key version the current tenant does not have.
+pub fn unknown_key_version(version: u32) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+        format!("ciphertext names data key version {version}, which the current tenant does not have"),
+        None,
+        Some("It was encrypted for another tenant, or it is not a tenant_guard ciphertext."),
+    )
+}
+
+/// 22021: decrypted bytes that are not text.
+pub fn not_text() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+        "decrypted value is not valid UTF-8 text".into(),
+        None,
+        Some("It was encrypted with tenant.encrypt_bytea(); decrypt it with tenant.decrypt_bytea()."),
+    )
+}
+
+/// 55000: the tenant was crypto-shredded.
+pub fn keys_destroyed(tenant: Option<&uuid::Uuid>) -> ! {
+    let whose = match tenant {
+        Some(t) => format!("tenant {t}"),
+        None => "the current tenant".into(),
+    };
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("keys destroyed: the data keys of {whose} were shredded"),
+        Some(
+            "tenant.shred() destroyed every data key version of this tenant; its ciphertexts can never be decrypted, \
+              and no new key is created for it."
+                .into(),
+        ),
+        None,
+    )
+}
+
+/// 25006: key changes need a writable transaction on the primary.
+pub fn keys_read_only(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+        format!("cannot {what} in a read-only transaction"),
+        None,
+        Some(
+            "Data keys are created, rotated and shredded on the primary, in a read-write transaction. \
+             On a hot standby, encrypt and decrypt work with keys that already exist: create them on the primary \
+             first with tenant.create_key(tenant).",
+        ),
+    )
+}
+
+/// 40001: a concurrent transaction created the key this one was about to create.
+pub fn key_creation_conflict() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        "could not create the tenant's data key: a concurrent transaction created it".into(),
+        None,
+        Some("Retry the transaction."),
+    )
+}
+
+/// 58000: the master key of `slot` is not configured or cannot be loaded.
+pub fn kek_unavailable(slot: KekSlot, why: Option<&KekError>) -> ! {
+    let (file, command) = slot.settings();
+    let (message, hint) = match why {
+        None => (
+            "no master key is configured".to_string(),
+            format!(
+                "Set {file} (a 0600 file owned by the server's OS user) or {command} in postgresql.conf \
+                 or with ALTER SYSTEM, then SELECT pg_reload_conf()."
+            ),
+        ),
+        Some(e) => (format!("the master key cannot be loaded: {e}"), format!("Check {file} or {command}.")),
+    };
+    raise(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, message, None, Some(&hint))
+}
+
+/// 58000: both providers of one slot are set.
+pub fn kek_ambiguous(slot: KekSlot) -> ! {
+    let (file, command) = slot.settings();
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!("both {file} and {command} are set"),
+        None,
+        Some("Set only one master-key provider, then SELECT pg_reload_conf()."),
+    )
+}
+
+/// 58000: a data key is wrapped by a master key that is neither the current nor the previous one.
+pub fn kek_unknown(count: Option<i64>) -> ! {
+    let message = match count {
+        None => "the data key was wrapped by a master key that is not configured".to_string(),
+        Some(n) => {
+            format!("{n} data keys are wrapped by a master key that is neither the current nor the previous one")
+        }
+    };
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        message,
+        None,
+        Some(
+            "After changing the master key, set tenant_guard.kek_previous_file (or kek_previous_command) to the old \
+             key, reload, and run tenant.rewrap_keys().",
+        ),
+    )
+}
+
+/// XX001: a stored wrapped data key does not authenticate under the master key its id names.
+pub fn wrapped_key_corrupt(version: u32) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("the stored data key version {version} does not unwrap: tenant.data_key was altered or damaged"),
+        None,
+        Some("Restore tenant.data_key from a backup; a data key cannot be recovered otherwise."),
     )
 }

@@ -4,6 +4,10 @@
 //! parameter to) can change them, in `postgresql.conf`, `ALTER SYSTEM`, `ALTER DATABASE/ROLE ... SET`, or a session.
 //! A user who could widen the leeway or the lifetime could make expired tokens valid again.
 //!
+//! The master-key providers (`kek_file`, `kek_command` and their `kek_previous_*` twins) are `PGC_SIGHUP`: they can
+//! be set only in `postgresql.conf` or with `ALTER SYSTEM` (both superuser-only) and take effect on reload. They are
+//! also `GUC_SUPERUSER_ONLY`, because a command line may carry a credential for the KMS.
+//!
 //! The token is `PGC_USERSET`, because any client must be able to present one, and `GUC_SUPERUSER_ONLY`, so that
 //! code running later in the session cannot read it back with `SHOW` or `current_setting()`. Setting it only stores
 //! a string: the tenant is derived by verifying that string (see `context`).
@@ -18,6 +22,10 @@ pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::n
 pub static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
+pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static KEK_PREVIOUS_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Largest accepted `tenant_guard.clock_skew`, in seconds.
 pub const MAX_CLOCK_SKEW: i32 = 300;
@@ -62,6 +70,40 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
+    GucRegistry::define_string_guc(
+        c"tenant_guard.kek_file",
+        c"File holding the master key (32 bytes as 64 hex digits or base64) that wraps every tenant data key.",
+        c"Must be owned by the server's OS user with mode 0600 or stricter. Keep it outside the data directory. \
+          Set this or tenant_guard.kek_command, not both.",
+        &KEK_FILE,
+        GucContext::Sighup,
+        kek_flags,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.kek_command",
+        c"Command (run by /bin/sh) that prints the master key on standard output: the hook for a KMS or Vault.",
+        c"Its standard error is discarded; a non-zero exit status is an error. Set this or tenant_guard.kek_file.",
+        &KEK_COMMAND,
+        GucContext::Sighup,
+        kek_flags,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.kek_previous_file",
+        c"File holding the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
+        c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run.",
+        &KEK_PREVIOUS_FILE,
+        GucContext::Sighup,
+        kek_flags,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.kek_previous_command",
+        c"Command that prints the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
+        c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run.",
+        &KEK_PREVIOUS_COMMAND,
+        GucContext::Sighup,
+        kek_flags,
+    );
     // Reserve the prefix: after this, SET tenant_guard.<typo> is an error instead of a silent placeholder.
     // SAFETY: called once from _PG_init, with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_guard".as_ptr()) };
@@ -104,5 +146,46 @@ pub fn tenant_claim<'a>() -> &'a str {
                 _ => "tenant_id",
             }
         }
+    }
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().and_then(|v| v.into_string().ok()).filter(|v| !v.trim().is_empty())
+}
+
+/// A configured master-key provider (see `keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekSource {
+    File(String),
+    Command(String),
+}
+
+/// Which master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekSlot {
+    Current,
+    Previous,
+}
+
+impl KekSlot {
+    pub fn settings(self) -> (&'static str, &'static str) {
+        match self {
+            KekSlot::Current => ("tenant_guard.kek_file", "tenant_guard.kek_command"),
+            KekSlot::Previous => ("tenant_guard.kek_previous_file", "tenant_guard.kek_previous_command"),
+        }
+    }
+}
+
+/// The provider configured for `slot`: `Ok(None)` when neither setting is set, `Err(())` when both are.
+pub fn kek_source(slot: KekSlot) -> Result<Option<KekSource>, ()> {
+    let (file, command) = match slot {
+        KekSlot::Current => (string_setting(&KEK_FILE), string_setting(&KEK_COMMAND)),
+        KekSlot::Previous => (string_setting(&KEK_PREVIOUS_FILE), string_setting(&KEK_PREVIOUS_COMMAND)),
+    };
+    match (file, command) {
+        (Some(_), Some(_)) => Err(()),
+        (Some(f), None) => Ok(Some(KekSource::File(f))),
+        (None, Some(c)) => Ok(Some(KekSource::Command(c))),
+        (None, None) => Ok(None),
     }
 }

@@ -6,6 +6,7 @@
 //! their next transaction (and on lock acquisition), so a removed key stops verifying there without a restart.
 
 use crate::errors;
+use crate::owner::as_bootstrap_superuser;
 use crate::token::jwk;
 use crate::token::{Issuer, KeyStore};
 use pgrx::prelude::*;
@@ -63,31 +64,6 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
             (store, relid)
         })
     })
-}
-
-/// Runs `f` with the current user switched to the bootstrap superuser.
-fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(pg_sys::Oid, i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: restores exactly what GetUserIdAndSecContext returned. Also runs while unwinding from an ERROR;
-            // transaction abort would restore the same values anyway.
-            unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) }
-        }
-    }
-    let mut user = pg_sys::InvalidOid;
-    let mut sec = 0;
-    // SAFETY: plain FFI getters/setters of backend-local state; SECURITY_LOCAL_USERID_CHANGE marks the switch as
-    // temporary so that SET ROLE and friends are refused while it is in effect.
-    let _restore = unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
-        pg_sys::SetUserIdAndSecContext(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-        Restore(user, sec)
-    };
-    f()
 }
 
 fn check_text(what: &str, value: &str, max: usize) {

@@ -4,8 +4,10 @@
 //! - [`token`]: token checking (pure Rust, no Postgres);
 //! - [`ciphertext`]: the ciphertext and wrapped-key formats (pure Rust, no Postgres);
 //! - [`kek`]: master-key providers (file, command);
+//! - [`keys`]: per-tenant data keys, their cache and the key admin API; [`encryption`]: encrypt/decrypt;
 //! - [`context`]: the tenant context, the only place that holds tenant state;
 //! - [`issuers`]: trusted issuers and their keys;
+//! - [`owner`]: running internal queries as the bootstrap superuser;
 //! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting.
@@ -14,12 +16,15 @@ use pgrx::prelude::*;
 
 pub mod ciphertext;
 pub mod context;
+pub mod encryption;
 pub mod errors;
 pub mod gucs;
 pub mod hooks;
 pub mod issuers;
 pub mod kek;
+pub mod keys;
 pub mod labels;
+pub mod owner;
 pub mod token;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -35,6 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     context::init();
+    keys::init();
     labels::init();
     labels::init_xact();
     hooks::init();
@@ -77,6 +83,12 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'tenant_guard'", "max_worker_processes = 16", "max_parallel_workers = 8"]
+        vec![
+            "shared_preload_libraries = 'tenant_guard'",
+            "max_worker_processes = 16",
+            "max_parallel_workers = 8",
+            // a stand-in for a KMS: a command that prints the master key (a test key, never use it for data)
+            "tenant_guard.kek_command = 'echo 5465737420717569636b206d6173746572206b65792c206e6f74207265616c21'",
+        ]
     }
 }
