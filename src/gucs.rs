@@ -176,14 +176,18 @@ impl KekSlot {
     }
 }
 
-/// The provider configured for `slot`: `Ok(None)` when neither setting is set, `Err(())` when both are.
-pub fn kek_source(slot: KekSlot) -> Result<Option<KekSource>, ()> {
+/// Both providers of one slot are set.
+#[derive(Debug)]
+pub struct AmbiguousKek;
+
+/// The provider configured for `slot`: `Ok(None)` when neither setting is set, an error when both are.
+pub fn kek_source(slot: KekSlot) -> Result<Option<KekSource>, AmbiguousKek> {
     let (file, command) = match slot {
         KekSlot::Current => (string_setting(&KEK_FILE), string_setting(&KEK_COMMAND)),
         KekSlot::Previous => (string_setting(&KEK_PREVIOUS_FILE), string_setting(&KEK_PREVIOUS_COMMAND)),
     };
     match (file, command) {
-        (Some(_), Some(_)) => Err(()),
+        (Some(_), Some(_)) => Err(AmbiguousKek),
         (Some(f), None) => Ok(Some(KekSource::File(f))),
         (None, Some(c)) => Ok(Some(KekSource::Command(c))),
         (None, None) => Ok(None),

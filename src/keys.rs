@@ -150,7 +150,7 @@ fn server_uid() -> u32 {
 fn load_kek(slot: KekSlot, fresh: bool) -> Option<Rc<LoadedKek>> {
     let index = slot as usize;
     let source = match gucs::kek_source(slot) {
-        Err(()) => errors::kek_ambiguous(slot),
+        Err(gucs::AmbiguousKek) => errors::kek_ambiguous(slot),
         Ok(None) => {
             KEKS.with_borrow_mut(|k| k[index] = None);
             return None;
@@ -276,7 +276,7 @@ fn read_rows(tenant: &Uuid) -> Vec<Row> {
                     .unwrap_or_else(|| errors::internal("tenant_guard could not find tenant.data_key".into()));
                 KEY_RELID.set(relid);
             }
-            select_rows(&client, tenant)
+            select_rows(client, tenant)
         });
         // SAFETY: pops the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };

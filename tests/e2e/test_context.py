@@ -297,7 +297,8 @@ def test_admin_functions_are_not_executable_by_public(admin):
     # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _table_created is called by the
     # event trigger as the role running the DDL; _policy_intact backs tenant.scoped_tables
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
-                       "protect", "_table_created", "_policy_intact", "_ddl_command_end"}
+                       "protect", "_table_created", "_policy_intact", "_ddl_command_end",
+                       "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
     assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
 
 

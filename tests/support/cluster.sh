@@ -2,9 +2,12 @@
 # A throwaway PostgreSQL 15 cluster with tenant_guard preloaded, for the end-to-end tests, the demo and the benchmarks.
 #
 #   cluster.sh start DIR PORT   initdb (if needed) and start; listens on 127.0.0.1:PORT and a socket in DIR
+#   cluster.sh restart DIR      restart it (fast shutdown)
 #   cluster.sh stop DIR         stop it and remove DIR
 #
 # TG_PRELOAD overrides shared_preload_libraries (the tests use an empty one to check the error).
+# The master key is a fresh random key in DIR.kek (beside the data directory, never inside it: base backups copy the
+# data directory), owned by the server's OS user with mode 0600, named by tenant_guard.kek_file.
 # As root the server runs as the `postgres` OS user (PostgreSQL refuses to run as root). Authentication is `trust`
 # on loopback only: this cluster is for tests and demos, never for data.
 set -euo pipefail
@@ -26,6 +29,8 @@ start)
     if [ "$(id -u)" -eq 0 ]; then install -d -o postgres -g postgres -m 700 "$dir"; else install -d -m 700 "$dir"; fi
     as_owner "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
       || { cat "$dir.initdb.log"; exit 1; }
+    rm -f "$dir.kek"
+    as_owner sh -c 'umask 077; od -An -tx1 -N32 /dev/urandom | tr -d " \n" > "$1"' sh "$dir.kek"
     as_owner tee -a "$dir/postgresql.conf" >/dev/null <<CONF
 # tenant_guard test cluster
 port = $port
@@ -39,6 +44,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_line_prefix = '%m [%p] %q%u@%d '
+tenant_guard.kek_file = '$dir.kek'
 CONF
   fi
   # a server never runs with RUST_BACKTRACE: pgrx would put a Rust backtrace into error details
@@ -46,10 +52,14 @@ CONF
     || { cat "$dir/server.log"; exit 1; }
   echo "cluster: PostgreSQL 15 with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
   ;;
+restart)
+  as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null \
+    || { cat "$dir/server.log"; exit 1; }
+  ;;
 stop)
   if [ -f "$dir/postmaster.pid" ]; then as_owner "$BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true; fi
-  rm -rf "$dir" "$dir.initdb.log"
+  rm -rf "$dir" "$dir.initdb.log" "$dir.kek"
   ;;
 *)
-  echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+  echo "usage: $0 start DIR PORT | restart DIR | stop DIR" >&2; exit 2 ;;
 esac
