@@ -6,6 +6,11 @@ server, over N calls in one statement, minus a baseline statement over the same 
 the call (so client round trips and row production are not counted). Every run uses a fresh connection, so the
 per-backend verification cache starts empty. Figures are medians of RUNS runs after a warm-up run; min and max are
 shown too. Results go to bench/results/latest.md.
+
+Encryption: `tenant.encrypt`/`decrypt` of 100-byte text values against pgcrypto measured in the same run, on the same
+rows, the same way: `pgp_sym_encrypt`/`pgp_sym_decrypt` with default options, and `encrypt_iv`/`decrypt_iv` with
+AES-256-CBC. The data key is loaded before timing (a warm-up call in the same backend). 1 MB values are timed in a
+PL/pgSQL loop over an in-memory variable, minus the same loop without the call, and reported in MB/s.
 """
 
 import datetime
@@ -45,7 +50,7 @@ def server_ms(conn, sql, params=None):
     return (t1 - t0).total_seconds() * 1000
 
 
-def per_call_us(sql, base_sql, params=None, warm=None, n=N):
+def per_call_us(sql, base_sql, params=None, warm=None, n=N, prep=()):
     """Median/min/max µs per call of (sql - base_sql) over n rows, each run on a fresh backend."""
     samples = []
     for run in range(RUNS + 1):
@@ -53,6 +58,8 @@ def per_call_us(sql, base_sql, params=None, warm=None, n=N):
             c.execute("BEGIN")
             if warm:
                 c.execute("SELECT tenant.authenticate(%s)", (warm,))  # loads the keys once
+            for statement in prep:
+                c.execute(statement)
             base = server_ms(c, base_sql, params)
             t = server_ms(c, sql, params)
             c.execute("ROLLBACK")
@@ -112,6 +119,8 @@ def main():
         None, token, N_CHEAP)
     results.append(("current_id, context set", current, None))
 
+    crypto = encryption(token)
+
     cpu, cores = machine()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
@@ -134,10 +143,111 @@ def main():
         tgt = "" if target is None else f"≤ {target}"
         lines.append(f"| {name} | {med:.2f} | {lo:.2f} | {hi:.2f} | {tgt} | {met} |")
     lines.append("")
+    lines += crypto
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
+
+
+N_PGP = max(N // 10, 50)  # pgp_sym_* derive a key per call (about 0.5 ms): fewer rows
+MB_LOOPS = 20
+ENCRYPT_OVER_PGP_TARGET = 100
+ENCRYPT_OVER_CBC_TARGET = 1.5
+MB_TARGET = 1000
+
+
+def encryption(token):
+    """The encryption benchmarks; returns report lines."""
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        c.execute("SELECT tenant.create_key(%s)", (TENANT,))
+        c.execute("CREATE TABLE public.vals (i int, v text, k bytea, iv bytea)")
+        c.execute("INSERT INTO public.vals SELECT i, rpad(md5(i::text), 100, md5((i + 1)::text)), "
+                  "gen_random_bytes(32), gen_random_bytes(16) FROM generate_series(1, %s) i", (N,))
+        c.execute("CREATE TABLE public.big (b bytea)")
+        c.execute("ALTER TABLE public.big ALTER b SET STORAGE EXTERNAL")
+        c.execute("INSERT INTO public.big VALUES (%s)", (os.urandom(1 << 20),))
+        c.execute("CREATE TABLE public.cts (i int, tg bytea, pgp bytea, cbc bytea)")
+        c.execute("GRANT SELECT ON public.vals, public.big, public.cts TO bench_app")
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("GRANT INSERT ON public.cts TO bench_app")
+    with psycopg.connect(dsn(user="bench_app"), autocommit=True) as c:
+        c.execute("SELECT tenant.authenticate(%s, 'session')", (token,))
+        c.execute("INSERT INTO public.cts SELECT i, tenant.encrypt(v), "
+                  "CASE WHEN i <= %s THEN pgp_sym_encrypt(v, 'bench password') END, "
+                  "encrypt_iv(convert_to(v, 'UTF8'), k, iv, 'aes-cbc') FROM public.vals", (N_PGP,))
+    warm = ["SELECT tenant.decrypt(tenant.encrypt('warm'))"]
+    rows = [
+        ("tenant.encrypt", "SELECT count(tenant.encrypt(v)) FROM public.vals", "SELECT count(v) FROM public.vals", N),
+        ("tenant.decrypt", "SELECT count(tenant.decrypt(tg)) FROM public.cts", "SELECT count(tg) FROM public.cts", N),
+        ("pgcrypto pgp_sym_encrypt", f"SELECT count(pgp_sym_encrypt(v, 'bench password')) FROM public.vals "
+         f"WHERE i <= {N_PGP}", f"SELECT count(v) FROM public.vals WHERE i <= {N_PGP}", N_PGP),
+        ("pgcrypto pgp_sym_decrypt", f"SELECT count(pgp_sym_decrypt(pgp, 'bench password')) FROM public.cts "
+         f"WHERE i <= {N_PGP}", f"SELECT count(pgp) FROM public.cts WHERE i <= {N_PGP}", N_PGP),
+        ("pgcrypto encrypt_iv (AES-CBC)", "SELECT count(encrypt_iv(convert_to(v, 'UTF8'), k, iv, 'aes-cbc')) "
+         "FROM public.vals", "SELECT count(convert_to(v, 'UTF8')) FROM public.vals", N),
+        ("pgcrypto decrypt_iv (AES-CBC)", "SELECT count(convert_from(decrypt_iv(cbc, k, iv, 'aes-cbc'), 'UTF8')) "
+         "FROM public.cts JOIN public.vals USING (i)", "SELECT count(cbc) FROM public.cts JOIN public.vals USING (i)",
+         N),
+    ]
+    small = {}
+    for name, sql, base, n in rows:
+        small[name] = per_call_us(sql, base, None, token, n, warm)
+        print(f"bench: {name} {small[name][0]:.2f} µs", flush=True)
+
+    def loop(body):
+        # `|| ''` makes b a plain in-memory value: the loop measures the call, not 20 reads of the TOAST table
+        return (f"DO $$ DECLARE b bytea := (SELECT b || ''::bytea FROM public.big); r bytea; BEGIN "
+                f"FOR i IN 1..{MB_LOOPS} LOOP {body}; END LOOP; END $$")
+
+    big = {}
+    for name, body, prep in [
+        ("tenant.encrypt_bytea", "r := tenant.encrypt_bytea(b)", warm),
+        ("tenant.decrypt_bytea", "r := tenant.decrypt_bytea(b)",
+         warm + ["CREATE TEMP TABLE bigct AS SELECT tenant.encrypt_bytea(b) AS b FROM public.big"]),
+        ("pgcrypto encrypt_iv (AES-CBC)", "r := encrypt_iv(b, decode(repeat('ab', 32), 'hex'), "
+         "decode(repeat('cd', 16), 'hex'), 'aes-cbc')", []),
+    ]:
+        sql = loop(body)
+        if name == "tenant.decrypt_bytea":
+            sql = sql.replace("FROM public.big", "FROM bigct")
+        us = per_call_us(sql, loop("r := b"), None, token, MB_LOOPS, prep)
+        big[name] = tuple((1 << 20) / x for x in us)  # bytes per µs = MB/s
+        print(f"bench: {name} 1 MB {big[name][0]:.0f} MB/s", flush=True)
+
+    enc, dec = small["tenant.encrypt"][0], small["tenant.decrypt"][0]
+    pgp_e, pgp_d = small["pgcrypto pgp_sym_encrypt"][0], small["pgcrypto pgp_sym_decrypt"][0]
+    cbc_e, cbc_d = small["pgcrypto encrypt_iv (AES-CBC)"][0], small["pgcrypto decrypt_iv (AES-CBC)"][0]
+    lines = [
+        "## Encryption, 100-byte values (µs per call)",
+        "",
+        "| what | median | min | max | rows/s (median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (med, lo, hi) in small.items():
+        lines.append(f"| {name} | {med:.2f} | {lo:.2f} | {hi:.2f} | {1e6 / med if med else 0:,.0f} |")
+    checks = [
+        ("tenant.encrypt rows/s ÷ pgp_sym_encrypt rows/s", pgp_e / enc, f"≥ {ENCRYPT_OVER_PGP_TARGET}×",
+         pgp_e / enc >= ENCRYPT_OVER_PGP_TARGET),
+        ("tenant.decrypt rows/s ÷ pgp_sym_decrypt rows/s", pgp_d / dec, "", None),
+        ("tenant.encrypt µs ÷ encrypt_iv µs", enc / cbc_e, f"≤ {ENCRYPT_OVER_CBC_TARGET}×",
+         enc / cbc_e <= ENCRYPT_OVER_CBC_TARGET),
+        ("tenant.decrypt µs ÷ decrypt_iv µs", dec / cbc_d, f"≤ {ENCRYPT_OVER_CBC_TARGET}×",
+         dec / cbc_d <= ENCRYPT_OVER_CBC_TARGET),
+    ]
+    lines += ["", "| ratio (same run) | value | target | met |", "|---|---:|---:|:---:|"]
+    for name, value, target, met in checks:
+        lines.append(f"| {name} | {value:.2f}× | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
+    lines += ["", f"## Encryption, 1 MB values (MB/s, {MB_LOOPS} calls per run)", "",
+              "| what | median | min | max | target | met |", "|---|---:|---:|---:|---:|:---:|"]
+    for name, (med, lo, hi) in big.items():
+        target = MB_TARGET if name.startswith("tenant.") else None
+        met = "" if target is None else ("yes" if med >= target else "**no**")
+        lines.append(f"| {name} | {med:,.0f} | {hi:,.0f} | {lo:,.0f} | {'' if target is None else f'≥ {target}'} "
+                     f"| {met} |")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

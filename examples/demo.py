@@ -10,6 +10,8 @@ What it shows:
 3. Spoofing the tenant without a signed token fails: SET, set_config(), a forged token, alg "none", an expired token.
 4. The tamper guard refuses to switch the protection off, even for the table owner.
 5. A transaction is sealed to one tenant.
+6. Per-tenant encryption: Acme's encrypted column is bytes to everyone else, Globex included; after the DBA shreds
+   Acme's keys, nobody can ever decrypt it again.
 """
 
 import os
@@ -163,6 +165,46 @@ def main():
     refused(app, "SELECT tenant.authenticate(%s)", (mint(GLOBEX),), "then authenticate as Globex",
             expect="28000: tenant context is sealed")
 
+    step("Per-tenant encryption: tenant.encrypt()/decrypt() with the tenant's own key, no password in SQL")
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute("CREATE TABLE app.patients (id int PRIMARY KEY, tenant_id uuid, diagnosis bytea)")
+        c.execute("GRANT SELECT, INSERT ON app.patients TO notes_app")
+        ok("CREATE TABLE app.patients (id, tenant_id, diagnosis bytea): tenant_scoped by the schema label")
+    with app.transaction():
+        app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
+        app.execute("INSERT INTO app.patients (id, diagnosis) "
+                    "VALUES (1, tenant.encrypt('Acme patient 1: hypertension', 'app.patients.diagnosis:1'))")
+        got = app.execute("SELECT tenant.decrypt(diagnosis, 'app.patients.diagnosis:' || id) "
+                          "FROM app.patients").fetchone()[0]
+        ok(f"Acme: INSERT ... tenant.encrypt(...); SELECT tenant.decrypt(...) = {got!r}")
+        assert got == "Acme patient 1: hypertension"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        stolen = bytes(c.execute("SELECT diagnosis FROM app.patients WHERE id = 1").fetchone()[0])
+        ok(f"what a backup or a superuser sees: {stolen[:24].hex()}... ({len(stolen)} bytes)")
+        for row in c.execute("SELECT tenant, version, state, kek_id FROM tenant.keys"):
+            print(f"        tenant.keys: {row}")
+    with app.transaction():
+        app.execute("SELECT tenant.authenticate(%s)", (mint(GLOBEX),))
+        refused(app, "SELECT tenant.decrypt(%s, 'app.patients.diagnosis:1')", (stolen,),
+                "Globex decrypts Acme's stolen ciphertext", expect="XX001: ciphertext does not authenticate")
+    with app.transaction():
+        app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
+        refused(app, "SELECT tenant.decrypt(%s, 'app.patients.diagnosis:2')", (stolen,),
+                "Acme decrypts it as if it were row 2's", expect="XX001: ciphertext does not authenticate")
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        n = c.execute("SELECT tenant.shred(%s)", (ACME,)).fetchone()[0]
+        ok(f"Acme leaves: SELECT tenant.shred('<Acme>') destroyed {n} key version(s)")
+        for row in c.execute("SELECT tenant, version, state, kek_id FROM tenant.keys WHERE tenant = %s", (ACME,)):
+            print(f"        tenant.keys: {row}")
+    with app.transaction():
+        app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
+        refused(app, "SELECT tenant.decrypt(diagnosis, 'app.patients.diagnosis:' || id) FROM app.patients",
+                label="Acme decrypts after the shred", expect="55000: keys destroyed")
+    with app.transaction():
+        app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
+        refused(app, "SELECT tenant.encrypt('new data')", label="Acme encrypts after the shred (no new key)",
+                expect="55000: keys destroyed")
+
     step("Clients that cannot call a function pass the token as a connection option")
     token = mint(GLOBEX)
     with psycopg.connect(dsn("notes_app") + f" options='-c tenant_guard.token={token}'") as c:
@@ -171,7 +213,8 @@ def main():
     app.close()
 
     print("\nDemo complete: a label protected the schema; two tenants were isolated by verified tokens with no WHERE")
-    print("clause; every spoofing and tampering attempt was refused.")
+    print("clause; every spoofing and tampering attempt was refused; Acme's encrypted column was unreadable to Globex,")
+    print("and after the shred to everyone.")
 
 
 if __name__ == "__main__":
