@@ -151,7 +151,7 @@ def main():
 
 
 N_PGP = max(N // 10, 50)  # pgp_sym_* derive a key per call (about 0.5 ms): fewer rows
-MB_LOOPS = 20
+MB_LOOPS = 50
 ENCRYPT_OVER_PGP_TARGET = 100
 ENCRYPT_OVER_CBC_TARGET = 1.5
 MB_TARGET = 1000

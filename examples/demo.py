@@ -170,6 +170,9 @@ def main():
         c.execute("CREATE TABLE app.patients (id int PRIMARY KEY, tenant_id uuid, diagnosis bytea)")
         c.execute("GRANT SELECT, INSERT ON app.patients TO notes_app")
         ok("CREATE TABLE app.patients (id, tenant_id, diagnosis bytea): tenant_scoped by the schema label")
+        for name, tenant in (("Acme", ACME), ("Globex", GLOBEX)):
+            v = c.execute("SELECT tenant.create_key(%s)", (tenant,)).fetchone()[0]
+            ok(f"tenant.create_key('<{name}>') = {v}: a data key of its own, wrapped by the master key")
     with app.transaction():
         app.execute("SELECT tenant.authenticate(%s)", (mint(ACME),))
         app.execute("INSERT INTO app.patients (id, diagnosis) "

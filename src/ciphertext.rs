@@ -27,8 +27,10 @@
 //!
 //! with associated data `"tenant_guard/dek/v1"`, the tenant uuid and the key version (u32 big-endian).
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Tag};
+
+type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
 use hmac::Mac;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -109,7 +111,7 @@ pub struct DataKey(Aes256Gcm);
 
 impl DataKey {
     pub fn new(key: &Key) -> DataKey {
-        DataKey(Aes256Gcm::new(key.as_ref().into()))
+        DataKey(Aes256Gcm::new((&**key).into()))
     }
 }
 
@@ -131,7 +133,7 @@ pub fn seal(
     // In place: one copy of the plaintext, however large.
     let tag = key
         .0
-        .encrypt_in_place_detached(&Nonce::from(*nonce), &aad, &mut out[HEADER_LEN + NONCE_LEN..])
+        .encrypt_inout_detached(&Nonce::from(*nonce), &aad, (&mut out[HEADER_LEN + NONCE_LEN..]).into())
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     out.extend_from_slice(&tag);
     out
@@ -153,7 +155,7 @@ pub fn open(
     let aad = data_aad(header, tenant, context);
     let mut plain = Zeroizing::new(body.to_vec());
     key.0
-        .decrypt_in_place_detached(&Nonce::from(*nonce), &aad, &mut plain, &Tag::from(tag))
+        .decrypt_inout_detached(&Nonce::from(*nonce), &aad, plain.as_mut_slice().into(), &Tag::from(tag))
         .map_err(|_| FormatError::NotAuthentic)?;
     Ok(plain)
 }
@@ -171,7 +173,7 @@ fn dek_aad(tenant: &[u8; 16], version: u32) -> Vec<u8> {
 
 /// Wraps data key `dek` (of `tenant`, version `version`) under master key `kek`.
 pub fn wrap(kek: &Key, tenant: &[u8; 16], version: u32, dek: &Key, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(kek.as_ref().into());
+    let cipher = Aes256Gcm::new((&**kek).into());
     let aad = dek_aad(tenant, version);
     let sealed = cipher
         .encrypt(&Nonce::from(*nonce), Payload { msg: dek.as_ref(), aad: &aad })
@@ -201,7 +203,7 @@ pub fn unwrap(kek: &Key, tenant: &[u8; 16], version: u32, wrapped: &[u8]) -> Res
     }
     let (nonce, sealed) = wrapped[9..].split_at(NONCE_LEN);
     let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-    let cipher = Aes256Gcm::new(kek.as_ref().into());
+    let cipher = Aes256Gcm::new((&**kek).into());
     let aad = dek_aad(tenant, version);
     let plain = Zeroizing::new(
         cipher
