@@ -27,6 +27,7 @@
 //!
 //! with associated data `"tenant_guard/dek/v1"`, the tenant uuid and the key version (u32 big-endian).
 
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Tag};
 
@@ -153,9 +154,11 @@ pub fn open(
     let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
     let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
     let aad = data_aad(header, tenant, context);
-    let mut plain = Zeroizing::new(body.to_vec());
+    // Out of place: the plaintext is written once, straight from the ciphertext (no copy first).
+    let mut plain = Zeroizing::new(vec![0u8; body.len()]);
+    let buffer = InOutBuf::new(body, plain.as_mut_slice()).expect("same lengths");
     key.0
-        .decrypt_inout_detached(&Nonce::from(*nonce), &aad, plain.as_mut_slice().into(), &Tag::from(tag))
+        .decrypt_inout_detached(&Nonce::from(*nonce), &aad, buffer, &Tag::from(tag))
         .map_err(|_| FormatError::NotAuthentic)?;
     Ok(plain)
 }
