@@ -318,4 +318,52 @@ mod tests {
             assert!(!e.to_string().contains("secret"));
         }
     }
+
+    /// Property tests: hostile input never panics and never opens.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = key_version(&bytes);
+                prop_assert!(open(&dk(1), &A, None, &bytes).is_err());
+                prop_assert!(open(&dk(1), &A, Some(b"c"), &bytes).is_err());
+            }
+
+            #[test]
+            fn arbitrary_bytes_with_a_valid_header_never_open(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let mut bytes = vec![FORMAT_V1, 0, 0, 0, 1];
+                bytes.extend_from_slice(&tail);
+                prop_assert!(open(&dk(1), &A, None, &bytes).is_err());
+            }
+
+            #[test]
+            fn any_mutation_of_a_ciphertext_is_detected(
+                plain in proptest::collection::vec(any::<u8>(), 0..512),
+                at in any::<usize>(),
+                flip in 1..=255u8,
+                cut in any::<usize>(),
+                extra in proptest::collection::vec(any::<u8>(), 1..16),
+            ) {
+                let ct = seal(&dk(1), 7, &A, Some(b"ctx"), &plain, &nonce(2));
+                prop_assert_eq!(&*open(&dk(1), &A, Some(b"ctx"), &ct).unwrap(), &plain);
+                let mut flipped = ct.clone();
+                flipped[at % ct.len()] ^= flip;
+                prop_assert!(open(&dk(1), &A, Some(b"ctx"), &flipped).is_err());
+                prop_assert!(open(&dk(1), &A, Some(b"ctx"), &ct[..cut % ct.len()]).is_err());
+                let mut longer = ct.clone();
+                longer.extend_from_slice(&extra);
+                prop_assert!(open(&dk(1), &A, Some(b"ctx"), &longer).is_err());
+            }
+
+            #[test]
+            fn arbitrary_wrapped_keys_never_unwrap(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+                prop_assert!(unwrap(&key(7), &A, 1, &bytes).is_err());
+            }
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! labelled `tenant_scoped` (partitions carry their own label, so a detached partition stays guarded):
 //! - `ALTER TABLE ... DISABLE ROW LEVEL SECURITY` / `NO FORCE ROW LEVEL SECURITY`;
 //! - `DROP POLICY` / `ALTER POLICY` / `ALTER POLICY ... RENAME` of `tenant_isolation` or `tenant_access`;
-//! - dropping, retyping or renaming the tenant column, or dropping its default or NOT NULL.
+//! - dropping, retyping or renaming the tenant column, or dropping its default or NOT NULL;
+//! - `TRUNCATE` (which ignores row-level security and would empty every tenant's rows), including a protected table
+//!   reached through `TRUNCATE ... CASCADE`.
 //!
 //! `CREATE POLICY tenant_isolation|tenant_access` on a protected table that already has it is skipped with a NOTICE
 //! (tenant_guard manages those policies; a restore of pg_dump output re-creates them after the label has).
@@ -115,6 +117,23 @@ fn is_managed_policy(name: &str) -> bool {
     name == labels::ISOLATION_POLICY || name == labels::ACCESS_POLICY
 }
 
+/// `relids` and every table that references them through foreign keys, transitively (what TRUNCATE CASCADE empties).
+unsafe fn with_referencing_tables(mut relids: Vec<pg_sys::Oid>) -> Vec<pg_sys::Oid> {
+    let mut frontier = relids.clone();
+    while !frontier.is_empty() {
+        // SAFETY: heap_truncate_find_FKs takes an OID list (T_OidList) and returns one, without duplicates, of the
+        // tables whose foreign keys reference those; it only reads pg_constraint.
+        let found = unsafe {
+            let oids = pg_sys::list_make1_impl(pg_sys::NodeTag::T_OidList, pg_sys::ListCell { oid_value: frontier[0] });
+            let oids = frontier[1..].iter().fold(oids, |l, o| pg_sys::lappend_oid(l, *o));
+            pg_sys::heap_truncate_find_FKs(oids)
+        };
+        frontier = PgList::<pg_sys::Oid>::from_pg(found).iter_oid().filter(|o| !relids.contains(o)).collect();
+        relids.extend(frontier.iter().copied());
+    }
+    relids
+}
+
 /// Returns whether the statement should run. Raises 42501 when the tamper guard refuses it.
 unsafe fn guard(node: *mut pg_sys::Node) -> bool {
     if node.is_null() || labels::in_internal_ddl() {
@@ -197,6 +216,23 @@ unsafe fn guard(node: *mut pg_sys::Node) -> bool {
                     let relid = relid_of(pg_sys::makeRangeVarFromNameList(table_names));
                     if labels::protected_column(relid).is_some() && !is_admin() {
                         errors::tamper_refused("DROP POLICY", &display_name(relid));
+                    }
+                }
+                true
+            }
+            pg_sys::NodeTag::T_TruncateStmt => {
+                let stmt = node as *mut pg_sys::TruncateStmt;
+                let mut relids: Vec<pg_sys::Oid> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations)
+                    .iter_ptr()
+                    .map(|rv| relid_of(rv))
+                    .filter(|r| *r != pg_sys::InvalidOid)
+                    .collect();
+                if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE {
+                    relids = with_referencing_tables(relids);
+                }
+                if let Some(relid) = relids.into_iter().find(|r| labels::protected_column(*r).is_some()) {
+                    if !is_admin() {
+                        errors::tamper_refused("TRUNCATE", &display_name(relid));
                     }
                 }
                 true

@@ -402,3 +402,86 @@ fn cached_result_rechecks_time_on_every_use() {
     assert!(v.check_time(NOW + 600 + 29, &policy()).is_ok());
     assert_eq!(v.check_time(NOW + 600 + 30, &policy()), Err(Rejection::Expired));
 }
+
+/// Property tests: hostile input never panics and never verifies.
+mod properties {
+    use super::*;
+    use once_cell::sync::Lazy;
+    use proptest::prelude::*;
+
+    static STORE: Lazy<KeyStore> = Lazy::new(store);
+    static VALID: Lazy<Vec<String>> = Lazy::new(|| ALGS.iter().map(|a| mint(*a, a.as_str(), &claims())).collect());
+
+    fn check(token: &str) -> Result<Verified, Rejection> {
+        verify(token, &STORE, &policy(), NOW)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip(usize, u8),
+        Insert(usize, u8),
+        Delete(usize),
+        Truncate(usize),
+        Splice(usize, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            any::<usize>().prop_map(Mutation::Delete),
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Splice(a, b)),
+        ]
+    }
+
+    fn apply(token: &str, m: &Mutation) -> Vec<u8> {
+        let mut t = token.as_bytes().to_vec();
+        let n = t.len();
+        match *m {
+            Mutation::Flip(i, b) => t[i % n] ^= b,
+            Mutation::Insert(i, b) => t.insert(i % (n + 1), b),
+            Mutation::Delete(i) => {
+                t.remove(i % n);
+            }
+            Mutation::Truncate(i) => t.truncate(i % n),
+            // a part of another valid token (another algorithm) pasted in
+            Mutation::Splice(i, j) => {
+                let other = VALID[j % VALID.len()].as_bytes();
+                let (a, b) = (i % n, (i % n + j % 40).min(n));
+                t.splice(a..b, other[a.min(other.len())..b.min(other.len())].iter().copied());
+            }
+        }
+        t
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_is_rejected(token in any::<String>()) {
+            prop_assert!(check(&token).is_err());
+        }
+
+        #[test]
+        fn arbitrary_token_shaped_text_is_rejected(token in "[A-Za-z0-9_-]{0,400}\\.[A-Za-z0-9_-]{0,400}\\.[A-Za-z0-9_-]{0,400}") {
+            prop_assert!(check(&token).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_rejected(bytes in proptest::collection::vec(any::<u8>(), 0..10_000)) {
+            prop_assert!(check(&String::from_utf8_lossy(&bytes)).is_err());
+        }
+
+        #[test]
+        fn any_mutation_of_a_valid_token_is_rejected(which in 0..4usize, m in mutation()) {
+            let valid = &VALID[which];
+            prop_assert!(check(valid).is_ok());
+            let mutated = apply(valid, &m);
+            if mutated != valid.as_bytes() {
+                let text = String::from_utf8_lossy(&mutated);
+                prop_assert!(check(&text).is_err(), "mutation {:?} was accepted", m);
+            }
+        }
+    }
+}

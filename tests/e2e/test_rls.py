@@ -238,6 +238,9 @@ TAMPER = [
     ("ALTER TABLE shop.orders ALTER COLUMN tenant_id DROP NOT NULL", "dropping NOT NULL from the tenant column"),
     ("ALTER TABLE shop.orders RENAME COLUMN tenant_id TO t", "renaming the tenant column"),
     ("ALTER TABLE shop.events DISABLE ROW LEVEL SECURITY", "DISABLE ROW LEVEL SECURITY"),
+    ("TRUNCATE shop.orders", "TRUNCATE"),
+    ("TRUNCATE TABLE ONLY shop.orders RESTART IDENTITY", "TRUNCATE"),
+    ("TRUNCATE shop.events", "TRUNCATE"),
 ]
 
 
@@ -247,6 +250,35 @@ def test_tamper_guard_refuses_the_owner(shop, sql, what):
         table = "shop.events" if "events" in sql else "shop.orders"
         assert sqlstate(o, sql) == ("42501", f"{what} is refused: table {table} is protected by tenant_guard")
         assert rows(o, "SELECT bool_and(policy_intact AND rls_forced) FROM tenant.scoped_tables") == [(True,)]
+
+
+def test_truncate_is_refused_however_it_reaches_a_protected_table(shop, app, admin):
+    """TRUNCATE ignores row-level security: it would empty every tenant's rows."""
+    admin.execute(f"DROP SCHEMA IF EXISTS refdata CASCADE; CREATE SCHEMA refdata AUTHORIZATION {OWNER}")
+    admin.execute(f"GRANT USAGE ON SCHEMA refdata TO {APP}")
+    with psycopg.connect(dsn(user=OWNER), autocommit=True) as o:
+        o.execute("CREATE TABLE refdata.countries (code text PRIMARY KEY)")
+        o.execute("CREATE TABLE refdata.notes (body text)")
+        o.execute("INSERT INTO refdata.countries VALUES ('FR'); INSERT INTO refdata.notes VALUES ('x')")
+        # created in the tenant_scoped schema, so protected; it references the unprotected countries table
+        o.execute("CREATE TABLE shop.addresses (id int, tenant_id uuid, country text REFERENCES refdata.countries)")
+        o.execute(f"GRANT TRUNCATE ON shop.orders, refdata.countries, refdata.notes TO {APP}")
+    before = admin.execute("SELECT count(*) FROM shop.orders").fetchone()
+    refused = ("42501", "TRUNCATE is refused: table shop.orders is protected by tenant_guard")
+    assert sqlstate(app, "TRUNCATE shop.orders") == refused, "granted TRUNCATE is not enough"
+    assert sqlstate(app, "TRUNCATE refdata.notes, shop.orders") == refused, "one protected table in the list"
+    with psycopg.connect(dsn(user=OWNER), autocommit=True) as o:
+        assert sqlstate(o, "TRUNCATE refdata.countries CASCADE") == \
+            ("42501", "TRUNCATE is refused: table shop.addresses is protected by tenant_guard")
+        # without CASCADE PostgreSQL itself refuses; unprotected tables are not the guard's business
+        assert sqlstate(o, "TRUNCATE refdata.countries")[0] == "0A000"
+    assert sqlstate(app, "TRUNCATE refdata.notes") is None
+    assert admin.execute("SELECT count(*) FROM shop.orders").fetchone() == before
+    # superusers and tenant_guard_admin members may
+    admin.execute("BEGIN")
+    admin.execute("TRUNCATE refdata.countries CASCADE")
+    admin.execute("ROLLBACK")
+    admin.execute("DROP TABLE shop.addresses; DROP SCHEMA refdata CASCADE")
 
 
 def test_detached_partition_stays_guarded(shop):
