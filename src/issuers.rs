@@ -73,14 +73,16 @@ fn check_text(what: &str, value: &str, max: usize) {
 }
 
 /// Registers or replaces an issuer's key set. Returns the number of keys registered.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn trust_issuer(
-    issuer: &str,
-    jwks: JsonB,
-    audience: default!(Option<&str>, "NULL"),
-    tenant_claim: default!(Option<&str>, "NULL"),
-) -> i32 {
+///
+/// SQL: `tenant.trust_issuer(issuer text, jwks jsonb, audience text, tenant_claim text)` is a SECURITY DEFINER SQL
+/// wrapper (below) that passes the key set as text: converting a jsonb argument to Rust would go through serde_json,
+/// whose recursion limit turns a deeply nested document into an internal error instead of a clean 22023.
+#[pg_extern(volatile, parallel_unsafe, name = "_trust_issuer")]
+fn trust_issuer(issuer: Option<&str>, jwks: Option<&str>, audience: Option<&str>, tenant_claim: Option<&str>) -> i32 {
+    let Some(issuer) = issuer else { errors::invalid_parameter("issuer must not be NULL".into(), None) };
+    let Some(text) = jwks else {
+        errors::invalid_parameter("jwks must not be NULL".into(), Some("Pass a JWKS document: {\"keys\": [...]}."))
+    };
     check_text("issuer", issuer, MAX_ISSUER_BYTES);
     if let Some(a) = audience {
         check_text("audience", a, MAX_NAME_BYTES);
@@ -88,8 +90,7 @@ fn trust_issuer(
     if let Some(c) = tenant_claim {
         check_text("tenant_claim", c, MAX_NAME_BYTES);
     }
-    let text = serde_json::to_string(&jwks.0).unwrap_or_default();
-    let set = jwk::parse_jwks(&text).unwrap_or_else(|e| errors::invalid_key_set(&e));
+    let set = jwk::parse_jwks(text).unwrap_or_else(|e| errors::invalid_key_set(&e));
     let count = set.keys.len() as i32;
     Spi::run_with_args(
         "INSERT INTO tenant.trusted_issuer AS t (issuer, jwks, audience, tenant_claim) VALUES ($1, $2, $3, $4) \
@@ -116,6 +117,12 @@ fn untrust_issuer(issuer: &str) -> bool {
 /// Called by the statement trigger on tenant.trusted_issuer: tells every backend to drop its cached keys.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _issuers_changed(relid: pg_sys::Oid) {
+    if crate::labels::qualified_name(relid).as_deref() != Some("tenant.trusted_issuer") {
+        errors::invalid_parameter(
+            "tenant._issuers_changed() is called only by the trigger on tenant.trusted_issuer".into(),
+            Some("It is internal to tenant_guard."),
+        );
+    }
     // SAFETY: queues a relcache invalidation for an existing relation (the trigger's own table); sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
 }
@@ -160,6 +167,12 @@ SELECT i.issuer,
 COMMENT ON VIEW tenant.issuers IS 'Trusted issuers: one row per key, without key material.';
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
+CREATE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim) $$;
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text) IS
+    'Registers or replaces the key set (JWKS) of a trusted token issuer. Returns the number of keys.';
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;

@@ -613,6 +613,12 @@ fn rewrap_keys() -> i64 {
 /// Called by the statement trigger on tenant.data_key: tells every backend to drop its cached data keys.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _keys_changed(relid: pg_sys::Oid) {
+    if crate::labels::qualified_name(relid).as_deref() != Some("tenant.data_key") {
+        errors::invalid_parameter(
+            "tenant._keys_changed() is called only by the trigger on tenant.data_key".into(),
+            Some("It is internal to tenant_guard."),
+        );
+    }
     // SAFETY: queues a relcache invalidation for an existing relation (the trigger's own table); sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
 }

@@ -1,0 +1,110 @@
+"""Hostile input to every SQL function of the extension: NULLs, empty values, very long values, invalid UTF-8 and
+binary garbage. Each call must succeed or raise a clean error; none may crash the backend (a crash would end this
+connection and restart the server)."""
+
+import itertools
+import os
+
+import psycopg
+from conftest import dsn
+
+LONG = 1 << 20
+GARBAGE = bytes(range(256)) * 8
+
+# Values per argument type: NULL, empty, very long, odd.
+VALUES = {
+    "text": [None, "", "x" * LONG, "\u00e9\u0000".replace("\u0000", "") * 1000, "{" * 10000, "eyJ" + "A" * 9000,
+             "a.b.c", "...", "\U0001F600" * 1000],
+    "bytea": [None, b"", os.urandom(LONG), GARBAGE, b"\x01", b"\x01" + b"\x00" * 32, b"\xff\xfe\xfd"],
+    "uuid": [None, "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"],
+    "jsonb": [None, "{}", "[]", "null", '{"keys": []}', '{"keys": [{}]}', '{"keys": [' + "[" * 200 + "]" * 200 + "]}",
+              '{"keys": [{"kty": "oct", "k": ""}]}', '{"keys": "x"}'],
+    "oid": [None, 0, 4294967295, 1259],
+    "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
+    "name": [None, "", "n" * 63],
+}
+# Calls that would change the shared test database beyond repair are made as the app role only, where the
+# privilege check refuses them first; everything else runs as a superuser too.
+APP_ONLY = {"untrust_issuer", "rewrap_keys", "shred", "rotate_key", "create_key"}
+
+
+def functions(conn):
+    return conn.execute("""
+        SELECT p.proname, p.oid::regprocedure::text,
+               array(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) t)
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'tenant' AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+         ORDER BY 2""").fetchall()
+
+
+def calls(name, argtypes):
+    pools = [VALUES[t] for t in argtypes]
+    if not pools:
+        yield ()
+        return
+    # every value of each argument, with the others NULL or their first non-NULL value
+    for i, pool in enumerate(pools):
+        for v in pool:
+            for filler in (0, 1):
+                yield tuple(v if j == i else (p[filler] if len(p) > filler else None) for j, p in enumerate(pools))
+    # and a bounded sample of combinations
+    yield from itertools.islice(itertools.product(*pools), 200)
+
+
+def call(conn, name, argtypes, args):
+    placeholders = ", ".join(f"%s::{t}" for t in argtypes)
+    try:
+        conn.execute(f"SELECT tenant.{name}({placeholders})", args)
+        return "ok"
+    except psycopg.Error as e:
+        assert not conn.broken and not conn.closed, (name, "the backend died")
+        assert e.sqlstate and not e.sqlstate.startswith("XX0") or e.sqlstate == "XX001", \
+            (name, e.sqlstate, e.diag.message_primary)
+        return e.sqlstate
+
+
+def test_every_function_survives_hostile_arguments(admin, app, keys):
+    admin.execute("SELECT tenant.trust_issuer('https://hostile.test', %s::jsonb)",
+                  ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
+    fns = functions(admin)
+    assert sorted({f[0] for f in fns}) == sorted([
+        "_issuers_changed", "_keys_changed", "_trust_issuer", "_policy_intact", "_table_created", "authenticate",
+        "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
+        "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "shred", "subject",
+        "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"
+    outcomes = {}
+    for conn, role in ((app, "app"), (admin, "superuser")):
+        conn.execute("SELECT tenant.authenticate(%s, 'session')", (keys.mint(keys_tenant()),))
+        for name, signature, argtypes in fns:
+            if role == "superuser" and name in APP_ONLY:
+                continue
+            for args in calls(name, argtypes):
+                state = call(conn, name, argtypes, args)
+                outcomes.setdefault((role, signature), set()).add(state)
+            # the backend is alive and the connection usable after every function
+            assert conn.execute("SELECT 1").fetchone() == (1,), signature
+    admin.execute("SELECT tenant.untrust_issuer('https://hostile.test')")
+    # nothing was ever an internal error (XX000) and every function was called
+    assert len(outcomes) >= 2 * len(fns) - 2 * len(APP_ONLY)
+    # the app role was refused every admin function before it ran ("ok" only where PostgreSQL folds a STRICT call
+    # with a NULL argument to NULL at plan time, which runs nothing)
+    for name in ("trust_issuer", "_trust_issuer", "untrust_issuer", "rewrap_keys", "shred", "rotate_key",
+                 "create_key", "reencrypt", "_issuers_changed", "_keys_changed"):
+        got = [outcomes[("app", sig)] for n, sig, _ in fns if n == name]
+        assert got and all("42501" in o and o <= {"42501", "ok"} for o in got), (name, got)
+
+
+def keys_tenant():
+    import uuid
+    return uuid.UUID("dddddddd-4444-4444-8444-dddddddddddd")
+
+
+def test_server_log_shows_no_crash():
+    log = os.environ.get("TG_LOG")
+    if not log or not os.path.exists(log):
+        return
+    with open(log, errors="replace") as f:
+        text = f.read()
+    assert "terminated by signal" not in text
+    assert "server process" not in text or "was terminated" not in text
+    assert "PANIC" not in text
