@@ -355,21 +355,16 @@ fn insert_key(client: &mut SpiClient<'_>, tenant: &Uuid, version: u32, wrapped: 
 // ---------------------------------------------------------------------------------------------------------------
 // What encryption uses
 
-/// The tenant's active data key, creating version 1 if the tenant has none.
-pub fn active_key(tenant: &Uuid) -> Rc<Dek> {
+/// The cached key `pick` chooses (after accepting invalidations), or 55000 if the tenant is known to be shredded.
+fn cached(tenant: &Uuid, pick: impl FnOnce(&Cache) -> Option<Rc<Dek>>) -> Option<Rc<Dek>> {
     sync();
-    let hit = CACHE.with_borrow(|c| {
-        if c.destroyed.contains(tenant) {
-            return Err(());
-        }
-        Ok(c.active.get(tenant).cloned())
-    });
-    match hit {
-        Err(()) => errors::keys_destroyed(None),
-        Ok(Some(dek)) => return dek,
-        Ok(None) => {}
-    }
-    let generation = GENERATION.get();
+    CACHE
+        .with_borrow(|c| if c.destroyed.contains(tenant) { Err(()) } else { Ok(pick(c)) })
+        .unwrap_or_else(|()| errors::keys_destroyed(None))
+}
+
+/// The tenant's key rows, read fresh; 55000 (remembered) if the tenant was shredded.
+fn live_rows(tenant: &Uuid, generation: u64) -> Vec<Row> {
     let rows = read_rows(tenant);
     if rows.iter().any(|r| r.state == State::Destroyed) {
         remember(generation, |c| {
@@ -377,11 +372,24 @@ pub fn active_key(tenant: &Uuid) -> Rc<Dek> {
         });
         errors::keys_destroyed(None);
     }
+    rows
+}
+
+/// The usable key of a stored row.
+fn unwrap_row(tenant: &Uuid, row: &Row) -> Rc<Dek> {
+    let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
+    Rc::new(Dek { version: row.version, key: DataKey::new(&unwrap_dek(tenant, row.version, wrapped)) })
+}
+
+/// The tenant's active data key, creating version 1 if the tenant has none.
+pub fn active_key(tenant: &Uuid) -> Rc<Dek> {
+    if let Some(dek) = cached(tenant, |c| c.active.get(tenant).cloned()) {
+        return dek;
+    }
+    let generation = GENERATION.get();
+    let rows = live_rows(tenant, generation);
     let dek = match rows.iter().find(|r| r.state == State::Active) {
-        Some(row) => {
-            let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
-            Rc::new(Dek { version: row.version, key: DataKey::new(&unwrap_dek(tenant, row.version, wrapped)) })
-        }
+        Some(row) => unwrap_row(tenant, row),
         None => create_first(tenant),
     };
     remember(generation, |c| {
@@ -393,29 +401,13 @@ pub fn active_key(tenant: &Uuid) -> Rc<Dek> {
 
 /// Version `version` of the tenant's data key.
 pub fn version_key(tenant: &Uuid, version: u32) -> Rc<Dek> {
-    sync();
-    let hit = CACHE.with_borrow(|c| {
-        if c.destroyed.contains(tenant) {
-            return Err(());
-        }
-        Ok(c.versions.get(&(*tenant, version)).cloned())
-    });
-    match hit {
-        Err(()) => errors::keys_destroyed(None),
-        Ok(Some(dek)) => return dek,
-        Ok(None) => {}
+    if let Some(dek) = cached(tenant, |c| c.versions.get(&(*tenant, version)).cloned()) {
+        return dek;
     }
     let generation = GENERATION.get();
-    let rows = read_rows(tenant);
-    if rows.iter().any(|r| r.state == State::Destroyed) {
-        remember(generation, |c| {
-            c.destroyed.insert(*tenant);
-        });
-        errors::keys_destroyed(None);
-    }
+    let rows = live_rows(tenant, generation);
     let Some(row) = rows.iter().find(|r| r.version == version) else { errors::unknown_key_version(version) };
-    let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(version));
-    let dek = Rc::new(Dek { version, key: DataKey::new(&unwrap_dek(tenant, version, wrapped)) });
+    let dek = unwrap_row(tenant, row);
     remember(generation, |c| {
         c.versions.insert((*tenant, version), dek.clone());
     });
@@ -431,8 +423,7 @@ fn create_first(tenant: &Uuid) -> Rc<Dek> {
         }
         if let Some(row) = rows.iter().find(|r| r.state == State::Active) {
             // created by another transaction while this one waited for the lock
-            let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
-            return Rc::new(Dek { version: row.version, key: DataKey::new(&unwrap_dek(tenant, row.version, wrapped)) });
+            return unwrap_row(tenant, row);
         }
         let version = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
         let (dek, wrapped) = new_dek(tenant, version);
