@@ -414,24 +414,40 @@ pub fn version_key(tenant: &Uuid, version: u32) -> Rc<Dek> {
     dek
 }
 
-/// Creates the tenant's first data key (on its first encryption).
-fn create_first(tenant: &Uuid) -> Rc<Dek> {
+/// What [`ensure_key`] found or made.
+enum Ensured {
+    /// The active row (made by another transaction while this one waited for the lock, or long ago), still wrapped.
+    Existing(Row),
+    /// A version this call created, and its key.
+    Created(u32, Key),
+}
+
+/// Under the tenant's lock: its active key, creating version 1 if it has none. `named`: whether errors name the
+/// tenant (the admin API) or say "the current tenant" (encryption).
+fn ensure_key(tenant: &Uuid, named: bool) -> Ensured {
     check_writable("create a data key");
     with_tenant_locked(tenant, |client, rows| {
         if rows.iter().any(|r| r.state == State::Destroyed) {
-            errors::keys_destroyed(None);
-        }
-        if let Some(row) = rows.iter().find(|r| r.state == State::Active) {
-            // created by another transaction while this one waited for the lock
-            return unwrap_row(tenant, row);
+            errors::keys_destroyed(named.then_some(tenant));
         }
         let version = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
+        if let Some(row) = rows.into_iter().find(|r| r.state == State::Active) {
+            return Ensured::Existing(row);
+        }
         let (dek, wrapped) = new_dek(tenant, version);
         if !insert_key(client, tenant, version, wrapped) {
             errors::key_creation_conflict();
         }
-        Rc::new(Dek { version, key: DataKey::new(&dek) })
+        Ensured::Created(version, dek)
     })
+}
+
+/// Creates the tenant's first data key (on its first encryption).
+fn create_first(tenant: &Uuid) -> Rc<Dek> {
+    match ensure_key(tenant, false) {
+        Ensured::Created(version, dek) => Rc::new(Dek { version, key: DataKey::new(&dek) }),
+        Ensured::Existing(row) => unwrap_row(tenant, &row),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -440,21 +456,10 @@ fn create_first(tenant: &Uuid) -> Rc<Dek> {
 /// Creates the tenant's first data key if it has none. Returns the active version.
 pub fn create(tenant: &Uuid) -> u32 {
     sync();
-    check_writable("create a data key");
-    with_tenant_locked(tenant, |client, rows| {
-        if rows.iter().any(|r| r.state == State::Destroyed) {
-            errors::keys_destroyed(Some(tenant));
-        }
-        if let Some(row) = rows.iter().find(|r| r.state == State::Active) {
-            return row.version;
-        }
-        let version = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
-        let (_dek, wrapped) = new_dek(tenant, version);
-        if !insert_key(client, tenant, version, wrapped) {
-            errors::key_creation_conflict();
-        }
-        version
-    })
+    match ensure_key(tenant, true) {
+        Ensured::Created(version, _) => version,
+        Ensured::Existing(row) => row.version,
+    }
 }
 
 /// Adds a new active version; the previous one is retired (it still decrypts). Returns the new version.
