@@ -9,11 +9,13 @@
 //! - [`issuers`]: trusted issuers and their keys;
 //! - [`owner`]: running internal queries as the bootstrap superuser;
 //! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
+//! - [`audit`]: `tenant.audit()`, the isolation linter;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting.
 
 use pgrx::prelude::*;
 
+pub mod audit;
 pub mod ciphertext;
 pub mod context;
 pub mod encryption;

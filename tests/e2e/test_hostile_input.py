@@ -22,6 +22,7 @@ VALUES = {
     "oid": [None, 0, 4294967295, 1259],
     "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
     "name": [None, "", "n" * 63],
+    "integer": [None, 0, -1, 2147483647, -2147483648],
 }
 # Calls that would change the shared test database beyond repair are made as the app role only, where the
 # privilege check refuses them first; everything else runs as a superuser too.
@@ -68,8 +69,8 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
                   ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
     fns = functions(admin)
     assert sorted({f[0] for f in fns}) == sorted([
-        "_issuers_changed", "_keys_changed", "_trust_issuer", "_policy_intact", "_table_created", "authenticate",
-        "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
+        "_audit", "_issuers_changed", "_keys_changed", "_trust_issuer", "_policy_intact", "_table_created", "audit",
+        "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
         "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "shred", "subject",
         "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"
     outcomes = {}
@@ -89,7 +90,7 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
     # the app role was refused every admin function before it ran ("ok" only where PostgreSQL folds a STRICT call
     # with a NULL argument to NULL at plan time, which runs nothing)
     for name in ("trust_issuer", "_trust_issuer", "untrust_issuer", "rewrap_keys", "shred", "rotate_key",
-                 "create_key", "reencrypt", "_issuers_changed", "_keys_changed"):
+                 "create_key", "reencrypt", "_issuers_changed", "_keys_changed", "audit", "_audit"):
         got = [outcomes[("app", sig)] for n, sig, _ in fns if n == name]
         assert got and all("42501" in o and o <= {"42501", "ok"} for o in got), (name, got)
 

@@ -1,0 +1,312 @@
+"""tenant.audit(): each check is shown a clean schema (no row) and the bad case (its exact row).
+
+Every test gets a fresh database with a clean SaaS schema: `app.customers` and `app.orders`, protected, owned by the
+bootstrap superuser, with tenant-leading keys and a tenant-matching foreign key. Roles are cluster-wide, so checks
+about roles look only at the roles the test creates."""
+
+import psycopg
+import pytest
+
+from conftest import dsn, sqlstate
+
+DB = "tg_audit"
+
+CLEAN_SCHEMA = """
+CREATE EXTENSION tenant_guard;
+CREATE SCHEMA app;
+CREATE TABLE app.customers (tenant_id uuid, id bigint GENERATED ALWAYS AS IDENTITY, email text NOT NULL,
+                            PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, email));
+CREATE TABLE app.orders (tenant_id uuid, id bigint GENERATED ALWAYS AS IDENTITY, customer_id bigint NOT NULL,
+                         note text, PRIMARY KEY (tenant_id, id),
+                         FOREIGN KEY (tenant_id, customer_id) REFERENCES app.customers (tenant_id, id));
+SECURITY LABEL FOR tenant_guard ON TABLE app.customers IS 'tenant_scoped';
+SECURITY LABEL FOR tenant_guard ON TABLE app.orders IS 'tenant_scoped';
+CREATE TABLE app.countries (code text PRIMARY KEY, name text);
+CREATE VIEW app.open_orders WITH (security_invoker = true) AS SELECT * FROM app.orders WHERE note IS NULL;
+CREATE FUNCTION app.order_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM app.orders';
+CREATE ROLE tg_audit_app LOGIN NOSUPERUSER NOBYPASSRLS;
+GRANT USAGE ON SCHEMA app TO tg_audit_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.customers, app.orders TO tg_audit_app;
+"""
+
+ROLES = ("tg_audit_app", "tg_audit_bypass", "tg_audit_super", "tg_audit_owner")
+
+
+@pytest.fixture
+def db(database):
+    with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        for role in ROLES:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+        c.execute(f"CREATE DATABASE {DB}")
+    with psycopg.connect(dsn(dbname=DB), autocommit=True) as c:
+        c.execute(CLEAN_SCHEMA)
+        yield c
+    with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        for role in ROLES:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def audit(c, check=None):
+    rows = c.execute("SELECT severity, check_name, object, detail, fix FROM tenant.audit()").fetchall()
+    # roles are cluster-wide: other roles may exist on a shared test cluster; only ours count
+    rows = [r for r in rows if r[1] != "privileged_login_role" or r[2] in ROLES + ("postgres",)]
+    return [r for r in rows if check is None or r[1] == check]
+
+
+def short(rows):
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def test_clean_schema_has_no_findings_but_the_bootstrap_superuser(db):
+    assert audit(db) == [(
+        "info", "privileged_login_role", "postgres",
+        "can log in and is a superuser, so row-level security does not confine it: it sees every tenant's rows",
+        "the bootstrap superuser: use it for administration only, never for the application")]
+
+
+def test_audit_is_for_administrators_only(db):
+    db.execute("SET ROLE tg_audit_app")
+    assert sqlstate(db, "SELECT * FROM tenant.audit()") == ("42501", "permission denied for function audit")
+    db.execute("RESET ROLE")
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN IN ROLE tenant_guard_admin")
+    db.execute("SET ROLE tg_audit_owner")
+    assert short(audit(db, "server_version")) == []
+
+
+def test_unprotected_tenant_table(db):
+    db.execute("CREATE TABLE app.invoices (tenant_id uuid, total numeric)")
+    db.execute("CREATE TABLE public.invoices (tenant_id uuid, total numeric)")  # no protected table in public
+    assert audit(db, "unprotected_tenant_table") == [(
+        "critical", "unprotected_tenant_table", "app.invoices",
+        "has the tenant column tenant_id like the protected tables of schema app, but is not protected: every tenant "
+        "can read and write every row",
+        "SECURITY LABEL FOR tenant_guard ON TABLE app.invoices IS 'tenant_scoped'; or label it 'global' if it is "
+        "deliberately shared by all tenants")]
+    db.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.invoices IS 'global'")
+    assert audit(db, "unprotected_tenant_table") == []
+
+
+def test_unprotected_tenant_table_with_a_custom_column(db):
+    db.execute("CREATE SCHEMA crm")
+    db.execute("CREATE TABLE crm.leads (org uuid, name text)")
+    db.execute("SECURITY LABEL FOR tenant_guard ON TABLE crm.leads IS 'tenant_scoped column=org'")
+    db.execute("CREATE TABLE crm.contacts (org uuid, tenant_id uuid, name text)")  # org is this schema's column
+    assert short(audit(db, "unprotected_tenant_table")) == [("critical", "unprotected_tenant_table", "crm.contacts")]
+    assert audit(db, "unprotected_tenant_table")[0][4].startswith(
+        "SECURITY LABEL FOR tenant_guard ON TABLE crm.contacts IS 'tenant_scoped column=org';")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ("ALTER TABLE app.orders NO FORCE ROW LEVEL SECURITY",
+     "FORCE ROW LEVEL SECURITY is off, so the owner sees every tenant"),
+    ("ALTER TABLE app.orders DISABLE ROW LEVEL SECURITY", "row-level security is disabled"),
+    ("DROP POLICY tenant_isolation ON app.orders",
+     "the tenant_isolation or tenant_access policy is missing or was altered"),
+    ("ALTER POLICY tenant_access ON app.orders USING (true)",
+     "the tenant_isolation or tenant_access policy is missing or was altered"),
+    ("ALTER TABLE app.orders ALTER COLUMN tenant_id DROP DEFAULT", "the default of tenant_id is not tenant.current_id()"),
+    ("ALTER TABLE app.orders ALTER COLUMN tenant_id SET DEFAULT gen_random_uuid()",
+     "the default of tenant_id is not tenant.current_id()"),
+])
+def test_protection_altered_out_of_band(db, change, problem):
+    db.execute(change)  # a superuser may; the tamper guard stops everyone else
+    assert audit(db, "protection_altered") == [(
+        "critical", "protection_altered", "app.orders", "its protection was changed: " + problem,
+        "re-apply the protection (as the owner or a superuser): "
+        "SECURITY LABEL FOR tenant_guard ON TABLE app.orders IS 'tenant_scoped'")]
+    db.execute(audit(db, "protection_altered")[0][4].split(": ", 1)[1])  # the fix, as given
+    assert audit(db, "protection_altered") == []
+
+
+def test_protection_altered_lists_every_problem(db):
+    db.execute("ALTER TABLE app.orders NO FORCE ROW LEVEL SECURITY")
+    db.execute("ALTER TABLE app.orders ALTER COLUMN tenant_id DROP DEFAULT")
+    assert audit(db, "protection_altered")[0][3] == (
+        "its protection was changed: FORCE ROW LEVEL SECURITY is off, so the owner sees every tenant; "
+        "the default of tenant_id is not tenant.current_id()")
+
+
+def test_privileged_login_roles(db):
+    db.execute("CREATE ROLE tg_audit_bypass LOGIN BYPASSRLS")
+    db.execute("CREATE ROLE tg_audit_super LOGIN SUPERUSER")
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN BYPASSRLS")  # cannot log in: not listed
+    assert audit(db, "privileged_login_role") == [
+        ("warning", "privileged_login_role", "tg_audit_bypass",
+         "can log in and has BYPASSRLS, so row-level security does not confine it: it sees every tenant's rows",
+         "ALTER ROLE tg_audit_bypass NOBYPASSRLS; or make it NOLOGIN"),
+        ("warning", "privileged_login_role", "tg_audit_super",
+         "can log in and is a superuser, so row-level security does not confine it: it sees every tenant's rows",
+         "if the application connects as it: ALTER ROLE tg_audit_super NOSUPERUSER NOBYPASSRLS; or make it NOLOGIN"),
+        ("info", "privileged_login_role", "postgres",
+         "can log in and is a superuser, so row-level security does not confine it: it sees every tenant's rows",
+         "the bootstrap superuser: use it for administration only, never for the application"),
+    ]
+
+
+def test_app_role_owns_protected_table(db):
+    db.execute("ALTER TABLE app.customers OWNER TO tg_audit_app")
+    assert audit(db, "app_role_owns_table") == [(
+        "critical", "app_role_owns_table", "app.customers",
+        "is owned by tg_audit_app, which can log in and is not an administrator: as the owner it can remove the "
+        "protection (SECURITY LABEL ... IS NULL) and grant any privilege on the table",
+        "ALTER TABLE app.customers OWNER TO <a NOLOGIN role>; then GRANT the application only the privileges it "
+        "needs")]
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN")
+    db.execute("ALTER TABLE app.customers OWNER TO tg_audit_owner")
+    assert audit(db, "app_role_owns_table") == []
+
+
+def test_owner_rights_views(db):
+    db.execute("CREATE VIEW app.all_orders AS SELECT * FROM app.orders")
+    db.execute("CREATE VIEW app.big_orders AS SELECT * FROM app.all_orders WHERE note <> ''")  # through a view
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN")
+    db.execute("GRANT USAGE ON SCHEMA app TO tg_audit_owner")
+    db.execute("GRANT SELECT ON app.customers TO tg_audit_owner")
+    db.execute("CREATE VIEW app.customer_names AS SELECT email FROM app.customers")
+    db.execute("ALTER VIEW app.customer_names OWNER TO tg_audit_owner")
+    db.execute("CREATE MATERIALIZED VIEW app.order_totals AS SELECT tenant_id, count(*) FROM app.orders GROUP BY 1")
+    rows = audit(db, "owner_rights_view")
+    assert short(rows) == [
+        ("critical", "owner_rights_view", "app.all_orders"),
+        ("critical", "owner_rights_view", "app.big_orders"),
+        ("critical", "owner_rights_view", "app.order_totals"),
+        ("warning", "owner_rights_view", "app.customer_names"),
+    ]
+    assert rows[0][3:] == (
+        "reads protected table(s) app.orders with the rights of its owner postgres, not the caller's: the owner "
+        "bypasses row-level security, so every caller sees every tenant's rows",
+        "ALTER VIEW app.all_orders SET (security_invoker = true)")
+    assert rows[2][3:] == (
+        "is a materialized view of protected table(s) app.orders: it holds the rows its owner postgres saw at "
+        "refresh time, under whatever tenant context was active, and serves them to every caller with no row-level "
+        "security",
+        "DROP MATERIALIZED VIEW app.order_totals; use a view WITH (security_invoker = true) instead")
+    assert rows[3][3] == (
+        "reads protected table(s) app.customers with the rights of its owner tg_audit_owner, not the caller's "
+        "(the policies still confine it to the caller's tenant, but privileges are checked as the owner)")
+    for view in ("app.all_orders", "app.big_orders", "app.customer_names"):
+        db.execute(f"ALTER VIEW {view} SET (security_invoker = true)")
+    db.execute("DROP MATERIALIZED VIEW app.order_totals")
+    assert audit(db, "owner_rights_view") == []
+
+
+def test_security_definer_functions(db):
+    db.execute("CREATE FUNCTION app.all_orders() RETURNS bigint SECURITY DEFINER LANGUAGE plpgsql AS "
+               "'BEGIN RETURN (SELECT count(*) FROM app.ORDERS); END'")
+    db.execute("CREATE FUNCTION app.customer_count() RETURNS bigint SECURITY DEFINER LANGUAGE sql "
+               "BEGIN ATOMIC SELECT count(*) FROM app.customers; END")
+    db.execute("CREATE FUNCTION app.harmless() RETURNS int SECURITY DEFINER LANGUAGE sql AS 'SELECT 1'")
+    db.execute("CREATE FUNCTION app.orders_sorted() RETURNS int SECURITY DEFINER LANGUAGE sql AS "
+               "'SELECT 1 /* reorders */'")  # a word that only contains a table name
+    assert audit(db, "definer_function") == [
+        ("critical", "definer_function", "app.all_orders()",
+         "is SECURITY DEFINER and reads protected table(s) app.orders with the rights of its owner postgres: the "
+         "owner bypasses row-level security, so every caller sees every tenant's rows",
+         "ALTER FUNCTION app.all_orders() SECURITY INVOKER; or make its owner a role without SUPERUSER and "
+         "BYPASSRLS"),
+        ("critical", "definer_function", "app.customer_count()",
+         "is SECURITY DEFINER and reads protected table(s) app.customers with the rights of its owner postgres: "
+         "the owner bypasses row-level security, so every caller sees every tenant's rows",
+         "ALTER FUNCTION app.customer_count() SECURITY INVOKER; or make its owner a role without SUPERUSER and "
+         "BYPASSRLS"),
+    ]
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN")
+    db.execute("ALTER FUNCTION app.all_orders() OWNER TO tg_audit_owner")
+    db.execute("ALTER FUNCTION app.customer_count() SECURITY INVOKER")
+    assert short(audit(db, "definer_function")) == [("warning", "definer_function", "app.all_orders()")]
+
+
+def test_unique_without_tenant_column(db):
+    db.execute("ALTER TABLE app.customers ADD CONSTRAINT customers_email_key UNIQUE (email)")
+    db.execute("CREATE UNIQUE INDEX orders_note_idx ON app.orders (lower(note))")
+    db.execute("ALTER TABLE app.orders ADD COLUMN ref bigint GENERATED ALWAYS AS IDENTITY UNIQUE")
+    assert audit(db, "unique_without_tenant") == [
+        ("warning", "unique_without_tenant", "app.customers_email_key on app.customers",
+         "is unique without the tenant column tenant_id: an insert or update that collides with another tenant's "
+         "value fails, which tells the caller that the value exists",
+         "make it unique per tenant: include tenant_id, for example UNIQUE (tenant_id, ...)"),
+        ("warning", "unique_without_tenant", "app.orders_note_idx on app.orders",
+         "is unique without the tenant column tenant_id: an insert or update that collides with another tenant's "
+         "value fails, which tells the caller that the value exists",
+         "make it unique per tenant: include tenant_id, for example UNIQUE (tenant_id, ...)"),
+        ("info", "unique_without_tenant", "app.orders_ref_key on app.orders",
+         "is unique without the tenant column tenant_id: an insert or update that collides with another tenant's "
+         "value fails, which tells the caller that the value exists (its columns are generated by the server, so "
+         "there is little to learn)",
+         "make it unique per tenant: include tenant_id, for example UNIQUE (tenant_id, ...)"),
+    ]
+
+
+def test_foreign_key_without_tenant_column(db):
+    db.execute("ALTER TABLE app.customers ADD COLUMN code text UNIQUE")
+    db.execute("ALTER TABLE app.orders ADD COLUMN customer_code text REFERENCES app.customers (code)")
+    db.execute("ALTER TABLE app.orders ADD COLUMN other_tenant uuid")
+    db.execute("ALTER TABLE app.orders ADD CONSTRAINT cross_ref FOREIGN KEY (other_tenant, customer_id) "
+               "REFERENCES app.customers (tenant_id, id)")  # a tenant column, but not the row's own
+    assert short(audit(db, "foreign_key_without_tenant")) == [
+        ("critical", "foreign_key_without_tenant", "cross_ref on app.orders"),
+        ("critical", "foreign_key_without_tenant", "orders_customer_code_fkey on app.orders"),
+    ]
+    assert audit(db, "foreign_key_without_tenant")[0][3:] == (
+        "references app.customers without matching tenant_id to tenant_id: a row of one tenant can reference "
+        "another tenant's row (foreign-key checks ignore row-level security), and the error for a missing key tells "
+        "whether another tenant has it",
+        "add the tenant column to the key: FOREIGN KEY (tenant_id, ...) REFERENCES app.customers (tenant_id, ...), "
+        "with a UNIQUE (tenant_id, ...) on the referenced table")
+
+
+def test_no_index_leading_with_tenant_column(db):
+    db.execute("CREATE TABLE app.events (id bigint PRIMARY KEY, tenant_id uuid, at timestamptz)")
+    db.execute("CREATE INDEX ON app.events (at, tenant_id)")  # has the column, but not first
+    db.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.events IS 'tenant_scoped'")
+    assert audit(db, "no_tenant_index") == [(
+        "warning", "no_tenant_index", "app.events",
+        "has no index that leads with tenant_id: every query scans every tenant's rows and filters them",
+        "CREATE INDEX ON app.events (tenant_id, ...)")]
+    db.execute("CREATE INDEX ON app.events (tenant_id, at)")
+    assert audit(db, "no_tenant_index") == []
+
+
+def test_permissive_always_true_policies(db):
+    db.execute("CREATE POLICY see_all ON app.orders USING (true)")
+    db.execute("CREATE POLICY insert_any ON app.customers FOR INSERT WITH CHECK (1 = 1)")
+    db.execute("CREATE POLICY narrow ON app.customers AS RESTRICTIVE USING (true)")  # restrictive: harmless
+    db.execute("CREATE POLICY real_rule ON app.orders USING (note IS NOT NULL)")
+    assert short(audit(db, "permissive_always_true")) == [
+        ("warning", "permissive_always_true", "insert_any on app.customers"),
+        ("warning", "permissive_always_true", "see_all on app.orders"),
+    ]
+    assert audit(db, "permissive_always_true")[1][3:] == (
+        "is a PERMISSIVE policy whose expression is always true: the RESTRICTIVE tenant_isolation policy still "
+        "confines it to the tenant, but it grants its roles every row of the tenant, and every tenant's rows if the "
+        "table is ever unprotected",
+        "DROP POLICY see_all ON app.orders; or give it a real condition")
+
+
+def test_truncate_granted_to_non_admin_roles(db):
+    db.execute("GRANT TRUNCATE ON app.orders TO tg_audit_app, PUBLIC")
+    db.execute("CREATE ROLE tg_audit_owner NOLOGIN IN ROLE tenant_guard_admin")
+    db.execute("GRANT TRUNCATE ON app.customers TO tg_audit_owner")  # an administrator: fine
+    assert audit(db, "truncate_granted") == [
+        ("warning", "truncate_granted", "app.orders",
+         "grants TRUNCATE to PUBLIC; TRUNCATE ignores row-level security (tenant_guard refuses it for roles that are "
+         "not administrators, but the grant should go)", "REVOKE TRUNCATE ON app.orders FROM PUBLIC"),
+        ("warning", "truncate_granted", "app.orders",
+         "grants TRUNCATE to tg_audit_app; TRUNCATE ignores row-level security (tenant_guard refuses it for roles "
+         "that are not administrators, but the grant should go)", "REVOKE TRUNCATE ON app.orders FROM tg_audit_app"),
+    ]
+
+
+def test_server_older_than_15_14(db):
+    this = int(db.execute("SHOW server_version_num").fetchone()[0])
+    assert this >= 150014 and audit(db, "server_version") == []
+    rows = db.execute("SELECT * FROM tenant._audit(150013) WHERE check_name = 'server_version'").fetchall()
+    assert rows == [(
+        "critical", "server_version", "server",
+        "PostgreSQL 15.13 is older than 15.14: it leaks rows hidden by row-level security through planner statistics "
+        "(CVE-2025-8713) and has other fixed RLS bugs",
+        "upgrade to the latest PostgreSQL 15 minor release (15.14 or later)")]
+    assert db.execute("SELECT count(*) FROM tenant._audit(150014) WHERE check_name = 'server_version'"
+                      ).fetchone()[0] == 0
