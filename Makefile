@@ -44,7 +44,7 @@ test: deps
 
 ## pure-Rust unit tests only (no Postgres needed)
 test-unit:
-	cargo test --lib -- token:: ciphertext:: kek::
+	cargo test --lib -- token:: ciphertext:: kek:: log_redaction::
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps

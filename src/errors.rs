@@ -170,6 +170,30 @@ pub fn tamper_refused(what: &str, table: &str) -> ! {
     )
 }
 
+/// 42501: EXPLAIN ANALYZE would count other tenants' rows.
+pub fn explain_analyze_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("EXPLAIN ANALYZE is refused: table {table} is protected by tenant_guard"),
+        Some("Its actual row counts (for example Rows Removed by Filter) would include other tenants' rows.".into()),
+        Some("Use EXPLAIN without ANALYZE, or run it as a superuser or a member of tenant_guard_admin."),
+    )
+}
+
+/// 42501: a holdable cursor would carry a tenant's rows past COMMIT.
+pub fn hold_cursor_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("DECLARE ... WITH HOLD is refused: table {table} is protected by tenant_guard"),
+        Some(
+            "A holdable cursor keeps its rows after COMMIT, where the next transaction on this connection (another \
+             tenant's, behind a connection pooler) could fetch them."
+                .into(),
+        ),
+        Some("Declare the cursor WITHOUT HOLD inside the transaction that reads it."),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Encryption and keys. No message carries a plaintext, a key, key-file contents or key-command output.
 

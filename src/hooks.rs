@@ -10,23 +10,119 @@
 //!
 //! `CREATE POLICY tenant_isolation|tenant_access` on a protected table that already has it is skipped with a NOTICE
 //! (tenant_guard manages those policies; a restore of pg_dump output re-creates them after the label has).
+//!
+//! Two statements that run a query are refused for the same roles when the query's plan touches a protected table:
+//! - `EXPLAIN ANALYZE`: its actual row counts ("Rows Removed by Filter") count other tenants' rows;
+//! - `DECLARE ... WITH HOLD`: the cursor's rows outlive COMMIT, so the next transaction on the same connection
+//!   (another client's, behind a transaction pooler) could FETCH them.
+//!
+//! The utility hook marks the statement while it runs; the executor-start hook refuses a marked plan whose range
+//! table (the planner's flattened one: subqueries, CTEs, views and partitions included) holds a protected table.
+//! Plain EXPLAIN runs nothing and stays allowed; so do cursors without HOLD, which end with their transaction.
 
 use crate::errors;
 use crate::labels;
 use pgrx::prelude::*;
 use pgrx::PgList;
+use std::cell::Cell;
 use std::ffi::CStr;
 
 /// Members of this role may change protected tables like a superuser.
 pub const ADMIN_ROLE: &CStr = c"tenant_guard_admin";
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+thread_local! {
+    /// The statement being run whose plan must not touch a protected table (for a non-administrator), if any.
+    static WATCHED: Cell<Option<Watched>> = const { Cell::new(None) };
+}
+
+/// Statements that run a plan whose results outlive what row-level security can vouch for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watched {
+    /// `EXPLAIN ANALYZE`: its actual row counts count other tenants' rows.
+    ExplainAnalyze,
+    /// `DECLARE ... WITH HOLD`: its rows outlive COMMIT, into the next transaction on the connection.
+    HoldCursor,
+}
 
 pub fn init() {
-    // SAFETY: _PG_init runs once per process before any statement; we chain to whatever hook was installed before.
+    // SAFETY: _PG_init runs once per process before any statement; we chain to whatever hooks were installed before.
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+/// Marks the watched statement in progress; restores the previous mark however the statement ends (an error unwinds
+/// through Drop).
+struct WatchMark(Option<Watched>);
+
+impl WatchMark {
+    fn new(what: Watched) -> WatchMark {
+        WatchMark(WATCHED.with(|w| w.replace(Some(what))))
+    }
+}
+
+impl Drop for WatchMark {
+    fn drop(&mut self) {
+        WATCHED.with(|w| w.set(self.0));
+    }
+}
+
+/// Whether `node` is `EXPLAIN (ANALYZE ...)` or `DECLARE ... WITH HOLD`.
+unsafe fn watched(node: *mut pg_sys::Node) -> Option<Watched> {
+    // SAFETY: nodes are cast to the type their tag names; EXPLAIN options are DefElems (defGetBoolean reads an
+    // option given without a value as true, and raises the usual error for a value that is not a boolean).
+    unsafe {
+        if node.is_null() {
+            return None;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_ExplainStmt => {
+                let stmt = node as *mut pg_sys::ExplainStmt;
+                PgList::<pg_sys::DefElem>::from_pg((*stmt).options)
+                    .iter_ptr()
+                    .any(|opt| cstr((*opt).defname) == "analyze" && pg_sys::defGetBoolean(opt))
+                    .then_some(Watched::ExplainAnalyze)
+            }
+            pg_sys::NodeTag::T_DeclareCursorStmt => {
+                let stmt = node as *mut pg_sys::DeclareCursorStmt;
+                ((*stmt).options & pg_sys::CURSOR_OPT_HOLD as std::ffi::c_int != 0).then_some(Watched::HoldCursor)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    let watched = WATCHED.with(Cell::get);
+    if watched.is_some() && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int == 0 {
+        // SAFETY: the executor passes a valid QueryDesc whose PlannedStmt has a range table of RangeTblEntry nodes.
+        let rtable = unsafe { PgList::<pg_sys::RangeTblEntry>::from_pg((*(*query_desc).plannedstmt).rtable) };
+        // SAFETY: each entry is a RangeTblEntry; relid is meaningful for RTE_RELATION entries only.
+        let protected = rtable
+            .iter_ptr()
+            .filter(|rte| unsafe { (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION })
+            .map(|rte| unsafe { (*rte).relid })
+            .find(|relid| labels::protected_column(*relid).is_some());
+        if let Some(relid) = protected {
+            match watched {
+                Some(Watched::ExplainAnalyze) => errors::explain_analyze_refused(&display_name(relid)),
+                _ => errors::hold_cursor_refused(&display_name(relid)),
+            }
+        }
+    }
+    // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
+    unsafe {
+        match PREV_EXECUTOR_START {
+            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
     }
 }
 
@@ -50,10 +146,15 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: reads the node tag only.
     let is_seclabel =
         unsafe { !(*pstmt).utilityStmt.is_null() && (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_SecLabelStmt };
+    // SAFETY: reads the parse tree only.
+    let _mark = unsafe { watched((*pstmt).utilityStmt) }.filter(|_| !is_admin()).map(WatchMark::new);
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            // through pgrx's FFI boundary, so that an ERROR unwinds our frames (and drops the EXPLAIN ANALYZE mark)
+            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)
+            }),
             None => pg_sys::standard_ProcessUtility(
                 pstmt,
                 query_string,

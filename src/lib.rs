@@ -10,6 +10,7 @@
 //! - [`owner`]: running internal queries as the bootstrap superuser;
 //! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
+//! - [`log_redaction`]: keeps tokens out of the server log;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting.
 
@@ -26,6 +27,7 @@ pub mod issuers;
 pub mod kek;
 pub mod keys;
 pub mod labels;
+pub mod log_redaction;
 pub mod owner;
 pub mod token;
 
@@ -46,6 +48,7 @@ pub extern "C-unwind" fn _PG_init() {
     labels::init();
     labels::init_xact();
     hooks::init();
+    log_redaction::init();
     check_server_version();
 }
 

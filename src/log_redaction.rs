@@ -1,0 +1,215 @@
+//! Keeps tokens out of the server log.
+//!
+//! A token written into SQL text (`SELECT tenant.authenticate('eyJ...')`, `SET LOCAL tenant_guard.token = '...'`)
+//! would otherwise reach the log through `log_statement`, `log_min_duration_statement`, the `STATEMENT:` line of an
+//! error (`log_min_error_statement`), bind-parameter details (`log_parameter_max_length[_on_error]`) or the `CONTEXT:`
+//! of an error inside a function. An `emit_log_hook` replaces every compact JWS in the message, detail, context and
+//! internal query with [`REDACTED`], and points `debug_query_string` (what the `STATEMENT:` line and csvlog/jsonlog
+//! print) at a redacted copy of the statement.
+//!
+//! What counts as a token ([`redact`], pure Rust and unit-tested): three base64url runs joined by two dots whose
+//! first run decodes to a JSON object's opening `{` (a JOSE header always does), starting where a run starts or at
+//! `eyJ` (`{"`) inside one. Dotted names like `schema.table.column` never decode to `{`, so they are left alone.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+
+/// What a token is replaced with.
+pub const REDACTED: &str = "[token redacted by tenant_guard]";
+
+fn is_b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Whether a base64url run is the start of a JSON object (`{` after optional whitespace), as a JOSE header is.
+fn looks_like_header(run: &[u8]) -> bool {
+    // enough characters for a few bytes of leading whitespace and the brace, decoded without the rest
+    let prefix = &run[..run.len().min(16) / 4 * 4];
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(prefix) else { return false };
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// `text` with every compact JWS replaced by [`REDACTED`], or `None` when it holds none.
+pub fn redact(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|b| **b == b'.').count() < 2 {
+        return None; // the common case: a log line without two dots is returned untouched at once
+    }
+    // ends[j]: where the base64url run through j ends (j itself when bytes[j] is not base64url), in one pass, so
+    // that every candidate is checked in constant time and the scan stays linear whatever the input
+    let mut ends = vec![0u32; bytes.len() + 1];
+    ends[bytes.len()] = bytes.len() as u32;
+    for j in (0..bytes.len()).rev() {
+        ends[j] = if is_b64url(bytes[j]) { ends[j + 1] } else { j as u32 };
+    }
+    let run_end = |from: usize| ends[from] as usize;
+    let mut out: Option<String> = None;
+    let mut copied = 0; // bytes of `text` already in `out`
+    let mut i = 0;
+    while i < bytes.len() {
+        // a candidate header starts where a run starts, or at `eyJ` (the encoding of `{"`) inside a run
+        let run_start = is_b64url(bytes[i]) && (i == 0 || !is_b64url(bytes[i - 1]));
+        if !run_start && !bytes[i..].starts_with(b"eyJ") {
+            i += 1;
+            continue;
+        }
+        // try header '.' claims '.' signature (the signature may be empty)
+        let h_end = run_end(i);
+        let matched = (|| {
+            if h_end >= bytes.len() || bytes[h_end] != b'.' || !looks_like_header(&bytes[i..h_end]) {
+                return None;
+            }
+            let c_end = run_end(h_end + 1);
+            if c_end == h_end + 1 || c_end >= bytes.len() || bytes[c_end] != b'.' {
+                return None;
+            }
+            Some(run_end(c_end + 1))
+        })();
+        match matched {
+            Some(end) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..i]);
+                o.push_str(REDACTED);
+                copied = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    out.map(|mut o| {
+        o.push_str(&text[copied..]);
+        o
+    })
+}
+
+static mut PREV_EMIT_LOG: pg_sys::emit_log_hook_type = None;
+
+thread_local! {
+    /// The redacted statement `debug_query_string` points at, kept alive until the next one replaces it.
+    static REDACTED_STATEMENT: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+pub fn init() {
+    // SAFETY: _PG_init runs once per process before any message; we chain to the hook installed before.
+    unsafe {
+        PREV_EMIT_LOG = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(emit_log);
+    }
+}
+
+/// Replaces a palloc'd message field with its redacted copy (allocated in the current memory context, which is
+/// ErrorContext while a message is emitted).
+unsafe fn redact_field(field: &mut *mut std::ffi::c_char) {
+    if field.is_null() {
+        return;
+    }
+    // SAFETY: message fields are NUL-terminated strings owned by the error data.
+    let text = unsafe { CStr::from_ptr(*field) }.to_string_lossy();
+    if let Some(clean) = redact(&text) {
+        let clean = CString::new(clean).expect("redaction adds no NUL");
+        // SAFETY: pstrdup copies into the current memory context; the old string is left to ErrorContext's reset.
+        *field = unsafe { pg_sys::pstrdup(clean.as_ptr()) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: PostgreSQL passes the ErrorData being emitted; we only replace its strings with redacted copies.
+    unsafe {
+        let e = &mut *edata;
+        redact_field(&mut e.message);
+        redact_field(&mut e.detail);
+        redact_field(&mut e.detail_log);
+        redact_field(&mut e.context);
+        redact_field(&mut e.internalquery);
+        redact_statement();
+        if let Some(prev) = PREV_EMIT_LOG {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev(edata));
+        }
+    }
+}
+
+/// Points `debug_query_string` at a redacted copy when the statement holds a token.
+unsafe fn redact_statement() {
+    // SAFETY: debug_query_string is the backend's current statement text (or NULL); we only read it here.
+    let current = unsafe { pg_sys::debug_query_string };
+    if current.is_null() {
+        return;
+    }
+    let ours = REDACTED_STATEMENT.with_borrow(|s| s.as_ref().map(|s| s.as_ptr()));
+    if ours == Some(current) {
+        return; // already redacted
+    }
+    // SAFETY: as above.
+    let Some(clean) = redact(&unsafe { CStr::from_ptr(current) }.to_string_lossy()) else { return };
+    let clean = CString::new(clean).expect("redaction adds no NUL");
+    let ptr = clean.as_ptr();
+    // The previous copy is no longer pointed at (PostgreSQL has moved on to this statement), so it may go.
+    REDACTED_STATEMENT.with_borrow_mut(|s| *s = Some(clean));
+    // SAFETY: the string lives in REDACTED_STATEMENT until a later statement replaces it; PostgreSQL reassigns
+    // debug_query_string for each statement and never frees what it points at.
+    unsafe { pg_sys::debug_query_string = ptr };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HS: &str = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2ln";
+
+    #[test]
+    fn redacts_every_token_and_keeps_the_rest() {
+        let line = format!("statement: SELECT tenant.authenticate('{HS}'); SET LOCAL tenant_guard.token = '{HS}'");
+        assert_eq!(
+            redact(&line).unwrap(),
+            format!("statement: SELECT tenant.authenticate('{REDACTED}'); SET LOCAL tenant_guard.token = '{REDACTED}'")
+        );
+    }
+
+    #[test]
+    fn redacts_parameters_and_stripped_signatures() {
+        let unsigned = HS.rsplit_once('.').unwrap().0.to_owned() + ".";
+        assert_eq!(redact(&format!("parameters: $1 = '{HS}'")).unwrap(), format!("parameters: $1 = '{REDACTED}'"));
+        assert_eq!(redact(&format!("x {unsigned} y")).unwrap(), format!("x {REDACTED} y"));
+        assert_eq!(redact(HS).unwrap(), REDACTED);
+    }
+
+    #[test]
+    fn stays_linear_on_hostile_input() {
+        let hostile = format!("{}.{}", "eyJ".repeat(400_000), "A".repeat(1_000_000));
+        // 400,000 candidate headers sharing one 2 MB run: a scan that re-read the run per candidate would not finish
+        assert_eq!(redact(&hostile), None);
+    }
+
+    #[test]
+    fn a_header_with_leading_whitespace_is_a_header_too() {
+        let header = URL_SAFE_NO_PAD.encode(b"\n {\"alg\":\"EdDSA\"}");
+        assert_eq!(redact(&format!("'{header}.e30.AAAA'")).unwrap(), format!("'{REDACTED}'"));
+    }
+
+    #[test]
+    fn leaves_dotted_names_numbers_and_plain_text_alone() {
+        for text in [
+            "SELECT app.orders.tenant_id FROM app.orders",
+            "analytics_schema.customer_accounts.billing_address_line",
+            "version 15.14.2 of 1.2.3",
+            "no dots here",
+            "...",
+            "a..b",
+            "eyJ.eyJ", // two parts only
+            "",
+        ] {
+            assert_eq!(redact(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_token_glued_to_other_text_is_still_found() {
+        assert_eq!(redact(&format!("Bearer{HS}")).unwrap(), format!("Bearer{REDACTED}"));
+        assert_eq!(redact(&format!("é{HS}é")).unwrap(), format!("é{REDACTED}é"));
+    }
+}
