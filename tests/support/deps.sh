@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing tenant_guard needs on Debian 12, and nothing that is already there:
-# apt packages, cargo-pgrx 0.18.0, `cargo pgrx init` for the system PostgreSQL 15, and a Python venv for the
+# apt packages (pgbouncer for the pooled-load test), cargo-pgrx 0.18.0, `cargo pgrx init` for the system PostgreSQL 15, and a Python venv for the
 # end-to-end tests, the demo and the benchmarks. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PACKAGES="postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv python3-pip"
+APT_PACKAGES="postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv python3-pip pgbouncer"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
