@@ -225,6 +225,9 @@ impl Scope {
 
 /// Verifies `token` now (raising 28000 with the failed check), seals the transaction, and stores the token.
 pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
+    if scope == Scope::Session && !gucs::session_scope_allowed() {
+        errors::session_scope_disabled();
+    }
     let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
     if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
         errors::token_rejected(&r);

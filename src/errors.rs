@@ -170,6 +170,20 @@ pub fn tamper_refused(what: &str, table: &str) -> ! {
     )
 }
 
+/// 42501: a session-scoped context while `tenant_guard.allow_session_scope` is off.
+pub fn session_scope_disabled() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "a session-scoped tenant context is not allowed here (tenant_guard.allow_session_scope is off)".into(),
+        Some(
+            "Behind a transaction-mode connection pooler, a context that outlives its transaction would pass to the \
+             next client's transaction on the same server connection."
+                .into(),
+        ),
+        Some("Authenticate in each transaction: tenant.authenticate($1), or SET LOCAL tenant_guard.token."),
+    )
+}
+
 /// 42501: EXPLAIN ANALYZE would count other tenants' rows.
 pub fn explain_analyze_refused(table: &str) -> ! {
     raise(

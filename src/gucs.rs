@@ -21,6 +21,7 @@ pub const TOKEN_NAME: &CStr = c"tenant_guard.token";
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -61,6 +62,15 @@ pub fn init() {
         MAX_LIFETIME_LIMIT,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.allow_session_scope",
+        c"Whether a tenant context may outlive its transaction (authenticate(token, 'session'), session-level SET).",
+        c"Turn it off for roles that connect through a transaction-mode pooler (ALTER ROLE app SET \
+          tenant_guard.allow_session_scope = off): a session context would pass to the next client. Superuser only.",
+        &ALLOW_SESSION_SCOPE,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"tenant_guard.tenant_claim",
@@ -123,6 +133,10 @@ pub fn token_bytes<'a>() -> &'a [u8] {
             CStr::from_ptr(ptr).to_bytes()
         }
     }
+}
+
+pub fn session_scope_allowed() -> bool {
+    ALLOW_SESSION_SCOPE.get()
 }
 
 pub fn clock_skew() -> i64 {

@@ -11,6 +11,9 @@
 //! `CREATE POLICY tenant_isolation|tenant_access` on a protected table that already has it is skipped with a NOTICE
 //! (tenant_guard manages those policies; a restore of pg_dump output re-creates them after the label has).
 //!
+//! A session-level `SET tenant_guard.token` is refused for everyone while `tenant_guard.allow_session_scope` is off
+//! (`SET LOCAL` and `RESET` stay allowed), like `tenant.authenticate(token, 'session')`.
+//!
 //! Two statements that run a query are refused for the same roles when the query's plan touches a protected table:
 //! - `EXPLAIN ANALYZE`: its actual row counts ("Rows Removed by Filter") count other tenants' rows;
 //! - `DECLARE ... WITH HOLD`: the cursor's rows outlive COMMIT, so the next transaction on the same connection
@@ -21,6 +24,7 @@
 //! Plain EXPLAIN runs nothing and stays allowed; so do cursors without HOLD, which end with their transaction.
 
 use crate::errors;
+use crate::gucs;
 use crate::labels;
 use pgrx::prelude::*;
 use pgrx::PgList;
@@ -243,6 +247,22 @@ unsafe fn guard(node: *mut pg_sys::Node) -> bool {
     // SAFETY: each branch casts the node to the type its tag names.
     unsafe {
         match (*node).type_ {
+            pg_sys::NodeTag::T_VariableSetStmt => {
+                // SET tenant_guard.token (session level) while session scope is off; SET LOCAL and RESET are fine
+                let stmt = node as *mut pg_sys::VariableSetStmt;
+                let sets_value = matches!(
+                    (*stmt).kind,
+                    pg_sys::VariableSetKind::VAR_SET_VALUE | pg_sys::VariableSetKind::VAR_SET_CURRENT
+                );
+                if sets_value
+                    && !(*stmt).is_local
+                    && cstr((*stmt).name).eq_ignore_ascii_case(&gucs::TOKEN_NAME.to_string_lossy())
+                    && !gucs::session_scope_allowed()
+                {
+                    errors::session_scope_disabled();
+                }
+                true
+            }
             pg_sys::NodeTag::T_AlterTableStmt => {
                 let stmt = node as *mut pg_sys::AlterTableStmt;
                 let relid = relid_of((*stmt).relation);

@@ -431,6 +431,26 @@ def test_A13_a_session_set_of_an_app_setting_survives_commit_but_grants_nothing(
     assert fails(attacker, "SELECT count(*) FROM app.orders") == NO_CONTEXT
 
 
+def test_A13_session_scope_is_refused_for_a_pooled_role(su, keys):
+    su.execute("ALTER ROLE rt_app SET tenant_guard.allow_session_scope = off")
+    refused = ("42501", "a session-scoped tenant context is not allowed here (tenant_guard.allow_session_scope is off)")
+    try:
+        with psycopg.connect(dsn(user="rt_app", dbname=DB), autocommit=True) as c:
+            assert fails(c, "SELECT tenant.authenticate(%s, 'session')", (keys.mint(A),)) == refused
+            assert fails(c, f"SET tenant_guard.token = '{keys.mint(A)}'") == refused
+            assert fails(c, f"SET SESSION tenant_guard.token = '{keys.mint(A)}'") == refused
+            assert fails(c, "SET tenant_guard.allow_session_scope = on") == (
+                "42501", 'permission denied to set parameter "tenant_guard.allow_session_scope"')
+            c.execute("BEGIN")
+            c.execute(f"SET LOCAL tenant_guard.token = '{keys.mint(A)}'")
+            assert rows(c, "SELECT count(*) FROM app.orders") == [(2,)]
+            c.execute("COMMIT")
+            c.execute("RESET tenant_guard.token")
+            assert fails(c, "SELECT count(*) FROM app.orders") == NO_CONTEXT
+    finally:
+        su.execute("ALTER ROLE rt_app RESET ALL")
+
+
 def test_A13_a_holdable_cursor_cannot_carry_rows_past_commit(attacker, keys):
     begin_as(attacker, keys, A)
     assert fails(attacker, "DECLARE c CURSOR WITH HOLD FOR SELECT * FROM app.orders") == (

@@ -5,7 +5,8 @@
 Needs a running cluster with tenant_guard (TG_HOST/TG_PORT, as tests/support/with-cluster.sh sets them). It creates
 the database `tg_pool`, starts pgbouncer on loopback in front of it (transaction pooling, `--pool-size` server
 connections), and runs `--clients` client threads, two or more per tenant, each with its own connection to pgbouncer
-and its own token. Every transaction:
+and its own token. The app role has `tenant_guard.allow_session_scope = off`, as the README recommends behind a
+transaction pooler. Every transaction:
 
 1. probes, before authenticating, that it carries no tenant context (`tenant.current_id()` must raise 42501; the
    probe runs in a savepoint that is rolled back);
@@ -51,7 +52,7 @@ def dsn(port=PORT, user="postgres", dbname=DB):
     return f"host={HOST} port={port} user={user} dbname={dbname}"
 
 
-def setup_database(secret):
+def setup_database(secret, allow_session_scope=False):
     with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {DB}")
@@ -70,6 +71,9 @@ def setup_database(secret):
             GRANT USAGE ON SCHEMA pool TO {APP};
             GRANT SELECT, INSERT, UPDATE ON pool.items TO {APP};
         """)
+        # the recommended setting for a role behind a transaction pooler (the negative control leaves it on)
+        c.execute(f"ALTER ROLE {APP} IN DATABASE {DB} SET tenant_guard.allow_session_scope = "
+                  + ("on" if allow_session_scope else "off"))
 
 
 class Bouncer:
@@ -227,7 +231,7 @@ def run(transactions, clients=32, tenants=16, pool_size=4, deadline=600, bouncer
     `scope="session"` is the negative control: a session-scoped context does leak into the next client's transaction
     behind a transaction pooler, and the probe must catch it."""
     secret = os.urandom(32)
-    setup_database(secret)
+    setup_database(secret, allow_session_scope=(scope == "session"))
     bouncer = Bouncer(bouncer_port or PORT + 1000, pool_size)
     tenant_ids = [uuid.uuid4() for _ in range(tenants)]
     now = int(time.time())
