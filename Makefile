@@ -66,11 +66,12 @@ test-e2e: install
 test-fuzz:
 	$(MAKE) fuzz FUZZ_RUNS=20000
 
-## cargo-fuzz needs nightly compiler flags: RUSTC_BOOTSTRAP=1 allows them on the stable toolchain
+## cargo-fuzz needs nightly compiler flags: RUSTC_BOOTSTRAP=1 allows them on the stable toolchain;
+## libFuzzer is C++, built with clang++ (installed by deps.sh; a fresh machine may have no c++)
 fuzz: deps
 	@cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2' || cargo install cargo-fuzz --version 0.13.2 --locked
 	for t in token jwks ciphertext; do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz -O $$t -- \
+	  CXX=clang++ RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz -O $$t -- \
 	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
 

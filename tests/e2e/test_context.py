@@ -219,7 +219,8 @@ def test_tokens_are_not_readable_back(app, keys):
     assert sqlstate(app, "SHOW tenant_guard.token")[0] == "42501"
     assert sqlstate(app, "SELECT current_setting('tenant_guard.token')")[0] == "42501"
     names = [r[0] for r in app.execute("SELECT name FROM pg_settings WHERE name LIKE 'tenant_guard.%' ORDER BY 1")]
-    assert names == ["tenant_guard.clock_skew", "tenant_guard.max_token_lifetime", "tenant_guard.tenant_claim"]
+    assert names == ["tenant_guard.allow_session_scope", "tenant_guard.clock_skew", "tenant_guard.max_token_lifetime",
+                     "tenant_guard.tenant_claim"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------

@@ -100,6 +100,28 @@ def keys_tenant():
     return uuid.UUID("dddddddd-4444-4444-8444-dddddddddddd")
 
 
+def test_invalid_utf8_never_reaches_a_text_argument(admin, app):
+    """PostgreSQL validates text input: invalid UTF-8 (here made from bytes on the server, since a client's text is
+    checked on arrival too) is refused with 22021 before any tenant_guard function runs, and the backend lives on."""
+    # functions whose arguments are all text (a NULL filler would let PostgreSQL fold a STRICT call without
+    # evaluating the invalid argument)
+    fns = [f for f in functions(admin) if f[2] and all(t == "text" for t in f[2])]
+    assert len(fns) >= 5
+    for conn in (app, admin):
+        for name, signature, argtypes in fns:
+            # (a role without EXECUTE is refused before the arguments are evaluated: 42501, tested elsewhere)
+            if not conn.execute("SELECT has_function_privilege(%s, 'EXECUTE')", (signature,)).fetchone()[0]:
+                continue
+            args = ", ".join("convert_from('\\xc328ff'::bytea, 'UTF8')" for _ in argtypes)
+            try:
+                conn.execute(f"SELECT tenant.{name}({args})")
+                raise AssertionError(f"{signature} accepted invalid UTF-8")
+            except psycopg.Error as e:
+                assert (e.sqlstate, e.diag.message_primary) == (
+                    "22021", 'invalid byte sequence for encoding "UTF8": 0xc3 0x28'), signature
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_server_log_shows_no_crash():
     log = os.environ.get("TG_LOG")
     if not log or not os.path.exists(log):

@@ -153,16 +153,40 @@ def test_forced_parallel_plans_return_the_same_rows(shop, app, keys):
         as_tenant(app, keys, TENANT_A)
         serial = rows(app, "SELECT id, total FROM shop.orders ORDER BY id")
     assert serial == [(10, 100), (11, 200)]
+    parallel = ["force_parallel_mode = on", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+                "min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 2",
+                "enable_indexscan = off", "enable_bitmapscan = off", "parallel_leader_participation = off"]
+    explain = "EXPLAIN (ANALYZE, COSTS OFF) SELECT id, total FROM shop.orders"
     with app.transaction():
         as_tenant(app, keys, TENANT_A)
-        for s in ["force_parallel_mode = on", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
-                  "min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 2",
-                  "enable_indexscan = off", "enable_bitmapscan = off", "parallel_leader_participation = off"]:
+        for s in parallel:
             app.execute(f"SET LOCAL {s}")
-        plan = "\n".join(r[0] for r in app.execute("EXPLAIN (ANALYZE, COSTS OFF) SELECT id, total FROM shop.orders"))
-        assert "Parallel Seq Scan on orders" in plan and "Params Evaluated: $0" in plan, plan
-        assert "Workers Launched: 0" not in plan and "Workers Launched:" in plan, plan
         assert rows(app, "SELECT id, total FROM shop.orders ORDER BY id") == serial
+        # the app role may not see actual row counts (they count other tenants' rows) ...
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            with app.transaction():
+                app.execute(explain)
+        assert refused.value.diag.message_primary == \
+            "EXPLAIN ANALYZE is refused: table shop.orders is protected by tenant_guard"
+    # ... so the proof that workers really ran and filtered comes from a confined (NOBYPASSRLS) administrator
+    with psycopg.connect(dsn(), autocommit=True) as su:
+        su.execute("DROP ROLE IF EXISTS tg_rls_analyst")
+        su.execute("CREATE ROLE tg_rls_analyst NOSUPERUSER NOBYPASSRLS IN ROLE tenant_guard_admin")
+        su.execute("GRANT USAGE ON SCHEMA shop TO tg_rls_analyst")
+        su.execute("GRANT SELECT ON shop.orders TO tg_rls_analyst")
+        try:
+            with su.transaction():
+                su.execute("SET LOCAL ROLE tg_rls_analyst")
+                as_tenant(su, keys, TENANT_A)
+                for s in parallel:
+                    su.execute(f"SET LOCAL {s}")
+                plan = "\n".join(r[0] for r in su.execute(explain))
+                assert "Parallel Seq Scan on orders" in plan and "Params Evaluated: $0" in plan, plan
+                assert "Workers Launched: 0" not in plan and "Workers Launched:" in plan, plan
+                assert rows(su, "SELECT id, total FROM shop.orders ORDER BY id") == serial
+        finally:
+            su.execute("DROP OWNED BY tg_rls_analyst")
+            su.execute("DROP ROLE tg_rls_analyst")
 
 
 def test_point_query_uses_the_tenant_index(shop, keys):
