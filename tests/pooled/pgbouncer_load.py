@@ -29,6 +29,7 @@ import pathlib
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,9 @@ ignore_startup_parameters = extra_float_digits
 logfile = {self.dir}/pgbouncer.log
 pidfile = {self.dir}/pgbouncer.pid
 """)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(f"port {port} is already in use: stop whatever listens there first")
         cmd = ["/usr/sbin/pgbouncer", str(self.dir / "pgbouncer.ini")]
         if os.getuid() == 0:  # pgbouncer refuses to run as root
             shutil.chown(self.dir, "postgres")
@@ -126,8 +130,19 @@ pidfile = {self.dir}/pgbouncer.pid
                              (DB, APP)).fetchone()[0]
 
     def stop(self):
+        """Immediate shutdown (SIGTERM; SIGINT would wait for clients), of pgbouncer itself: as root, the process we
+        started is runuser, which does not pass signals on."""
+        pidfile = self.dir / "pgbouncer.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except (OSError, ValueError):
+            pass  # gone (or never wrote its pid file)
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
