@@ -1,5 +1,5 @@
-//! Fuzzes token checking (`src/token`): any input must be rejected cleanly, with a message that does not echo it,
-//! unless it is byte for byte one of the validly signed seed tokens.
+//! Fuzzes token checking (`src/token`): any input must be rejected cleanly, with a message that does not echo a
+//! token-shaped input, unless it is byte for byte one of the validly signed seed tokens.
 #![no_main]
 
 #[allow(dead_code)]
@@ -37,8 +37,12 @@ fuzz_target!(|data: &[u8]| {
     match token::verify(text, store, &POLICY, NOW) {
         Ok(_) => assert!(valid.contains(&text), "a token that was not signed by a trusted key verified"),
         Err(rejection) => {
+            // Checked for token-shaped input (two dots, no whitespace): no run of a rejection message without
+            // whitespace has two dots, so such an input inside a message can only be an echo. (Plain text could be a
+            // piece of a message itself: the fuzzer found that, building its input from a message it had seen.)
             let message = rejection.to_string();
-            assert!(text.len() < 16 || !message.contains(text), "a rejection echoed the token");
+            let token_shaped = text.len() >= 16 && text.matches('.').count() == 2 && !text.contains(char::is_whitespace);
+            assert!(!token_shaped || !message.contains(text), "a rejection echoed the token");
         }
     }
 });
