@@ -52,7 +52,7 @@ test: deps
 
 ## pure-Rust unit tests only (no Postgres needed)
 test-unit:
-	cargo test --lib -- token:: ciphertext:: kek:: log_redaction::
+	cargo test --lib -- token:: ciphertext:: kek:: redaction::
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps

@@ -11,9 +11,13 @@
 //!
 //! A transaction is sealed to the first tenant it uses: resolving a different tenant later in the same transaction
 //! raises 28000, whichever way the other token arrived. Re-authenticating as the same tenant is allowed.
+//!
+//! Where the token came from matters too ([`gucs::token_origin`]): a stored default (role, database, function
+//! `SET` clause, configuration file) never yields a tenant, and a session-level or connection-option token yields
+//! one only while `tenant_guard.allow_session_scope` is on.
 
 use crate::errors;
-use crate::gucs;
+use crate::gucs::{self, TokenOrigin};
 use crate::issuers;
 use crate::token::{self, Policy, Rejection, Verified};
 use pgrx::prelude::*;
@@ -179,8 +183,7 @@ fn keys() -> Rc<token::KeyStore> {
 /// Binds the transaction to `tenant`, or raises 28000 if it is bound to another one.
 fn seal(tenant: Uuid) {
     // Parallel workers cannot change settings, so they see the leader's token; the leader keeps the seal.
-    // SAFETY: plain read of a backend global.
-    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+    if in_parallel_worker() {
         return;
     }
     match SEALED.get() {
@@ -190,12 +193,34 @@ fn seal(tenant: Uuid) {
     }
 }
 
+/// Applies the scope rules to where the current token came from: a stored default never counts, and a session
+/// or connection-option token counts only while `tenant_guard.allow_session_scope` is on.
+fn check_origin() {
+    match gucs::token_origin() {
+        TokenOrigin::Transaction => {}
+        // a parallel worker sees the leader's SET LOCAL as a session value; the leader has applied the rules
+        TokenOrigin::Session if in_parallel_worker() => {}
+        TokenOrigin::Session | TokenOrigin::ConnectionOption => {
+            if !gucs::session_scope_allowed() {
+                errors::session_scope_disabled();
+            }
+        }
+        TokenOrigin::Stored => errors::no_context_stored_token(),
+    }
+}
+
+fn in_parallel_worker() -> bool {
+    // SAFETY: plain read of a backend global.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
 /// The verified context of the current statement, or 42501.
 pub fn current() -> Rc<Verified> {
     let token = gucs::token_bytes();
     if token.is_empty() {
         errors::no_context(None);
     }
+    check_origin();
     let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
     if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
         errors::no_context(Some(&r));

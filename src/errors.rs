@@ -73,6 +73,20 @@ pub fn no_context(why: Option<&Rejection>) -> ! {
     )
 }
 
+/// 42501: the token comes from a stored default (set before tenant_guard refused them), which is never used.
+pub fn no_context_stored_token() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "no tenant context".into(),
+        Some(
+            "The token in tenant_guard.token is a stored default (a role or database setting, a function's SET \
+             clause or the configuration file), which tenant_guard never uses."
+                .into(),
+        ),
+        Some(AUTH_HINT),
+    )
+}
+
 /// 22023: an argument is not acceptable.
 pub fn invalid_parameter(message: String, hint: Option<&str>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, None, hint)
@@ -111,12 +125,22 @@ pub fn warning(message: String, hint: &str) {
         .report(PgLogLevel::WARNING);
 }
 
+/// Longest part of a user's input quoted back in a message, in characters.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// `text`, escaped, cut to MAX_QUOTED_CHARS characters (with an ellipsis when cut): messages stay small whatever
+/// the input.
+fn quoted(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_QUOTED_CHARS).collect::<String>().escape_default().collect();
+    if text.chars().count() > MAX_QUOTED_CHARS {
+        out.push_str("...");
+    }
+    out
+}
+
 /// 22023: a security label tenant_guard does not know.
 pub fn invalid_label(text: &str, why: &crate::labels::grammar::BadLabel) -> ! {
-    invalid_parameter(
-        format!("invalid tenant_guard security label \"{}\"", text.escape_default()),
-        Some(&format!("The {why}.")),
-    )
+    invalid_parameter(format!("invalid tenant_guard security label \"{}\"", quoted(text)), Some(&format!("The {why}.")))
 }
 
 /// 42809: a label on an object that cannot carry one.
@@ -157,17 +181,93 @@ pub fn unscoped_table_in_scoped_schema(table: &str, column: &str) -> ! {
     )
 }
 
+const ADMIN_HINT: &str = "Superusers and members of tenant_guard_admin are not refused: run it as one of them.";
+
 /// 42501: the tamper guard refuses a change to a protected table.
 pub fn tamper_refused(what: &str, table: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!("{what} is refused: table {table} is protected by tenant_guard"),
         None,
-        Some(&format!(
-            "To unprotect it, its owner runs SECURITY LABEL FOR tenant_guard ON TABLE {table} IS NULL. \
-             Superusers and members of tenant_guard_admin are not refused."
-        )),
+        Some(ADMIN_HINT),
     )
+}
+
+/// 42501: a role that is not an administrator removes or changes a `tenant_scoped` label.
+pub fn unprotect_refused(object: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("removing or changing the protection of {object} is refused"),
+        Some("The owner of a protected table manages its shape, not who may read its rows.".into()),
+        Some(ADMIN_HINT),
+    )
+}
+
+/// 42501: a schema change that would read every tenant's rows (and tell the caller about them when it fails).
+pub fn validation_refused(what: &str, table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} is refused: it would read every tenant's rows of table {table}, which is protected by tenant_guard"
+        ),
+        Some(
+            "Row-level security does not confine schema changes: a validation or rewrite reads every row, and its \
+             failure (a duplicated or unconvertible value, a violated check) reveals other tenants' rows."
+                .into(),
+        ),
+        Some("Run it as a superuser or a member of tenant_guard_admin; constraints can be added NOT VALID."),
+    )
+}
+
+/// 42501: code that is not trusted with every tenant's rows would run over them.
+pub fn untrusted_code_refused(what: &str, table: &str, code: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: {code} would run over every tenant's rows of table {table}"),
+        Some(
+            "Code on a protected table is trusted only when it is part of PostgreSQL or of an extension, or owned by a \
+             superuser or a member of tenant_guard_admin."
+                .into(),
+        ),
+        Some("Have an administrator own the function (ALTER FUNCTION ... OWNER TO), or run it as an administrator."),
+    )
+}
+
+/// 42501: a protected table would become a child of a relation that is not protected the same way.
+pub fn unprotected_parent_refused(what: &str, table: &str, parent: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: protected table {table} would become a child of {parent}, which is not protected the same way"),
+        Some("A query on a parent reads its children's rows under the parent's row-level security only.".into()),
+        Some(&format!("Protect {parent} with the same label first, or run it as an administrator.")),
+    )
+}
+
+/// 42501 (through the GUC machinery): a token stored as a default. Sets the check hook's message; returns.
+pub fn token_default_refused() {
+    guc_check_failure(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "tenant_guard.token cannot be stored as a default",
+        "A stored token would give every later session a tenant without presenting a token, and every role can \
+         read stored settings.",
+        "Present the token in each transaction: SELECT tenant.authenticate($1), or SET LOCAL tenant_guard.token.",
+    )
+}
+
+/// Fills in the message of a failing GUC check hook (PostgreSQL raises it, at the level the source calls for).
+fn guc_check_failure(code: PgSqlErrorCode, message: &str, detail: &str, hint: &str) {
+    let dup = |s: &str| {
+        let s = std::ffi::CString::new(s).expect("fixed messages have no NUL");
+        // SAFETY: pstrdup copies a NUL-terminated string into the current memory context.
+        unsafe { pgrx::pg_sys::pstrdup(s.as_ptr()) }
+    };
+    // SAFETY: the check-hook error fields are plain globals PostgreSQL reads when the hook returns false.
+    unsafe {
+        pgrx::pg_sys::GUC_check_errcode(code as i32);
+        pgrx::pg_sys::GUC_check_errmsg_string = dup(message);
+        pgrx::pg_sys::GUC_check_errdetail_string = dup(detail);
+        pgrx::pg_sys::GUC_check_errhint_string = dup(hint);
+    }
 }
 
 /// 42501: a session-scoped context while `tenant_guard.allow_session_scope` is off.
@@ -184,6 +284,19 @@ pub fn session_scope_disabled() -> ! {
     )
 }
 
+/// 42501: plain EXPLAIN would show estimates from statistics over every tenant's rows.
+pub fn explain_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("EXPLAIN is refused: table {table} is protected by tenant_guard"),
+        Some("Its row estimates come from statistics over every tenant's rows.".into()),
+        Some(
+            "Run it as a superuser or a member of tenant_guard_admin, or have a superuser allow it for your role: \
+             ALTER ROLE ... SET tenant_guard.allow_explain = on.",
+        ),
+    )
+}
+
 /// 42501: EXPLAIN ANALYZE would count other tenants' rows.
 pub fn explain_analyze_refused(table: &str) -> ! {
     raise(
@@ -191,6 +304,48 @@ pub fn explain_analyze_refused(table: &str) -> ! {
         format!("EXPLAIN ANALYZE is refused: table {table} is protected by tenant_guard"),
         Some("Its actual row counts (for example Rows Removed by Filter) would include other tenants' rows.".into()),
         Some("Use EXPLAIN without ANALYZE, or run it as a superuser or a member of tenant_guard_admin."),
+    )
+}
+
+/// 42501: at COMMIT, a holdable cursor's query (through a function) read a protected table.
+pub fn hold_cursor_kept_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("a holdable cursor cannot keep rows of table {table} past COMMIT: it is protected by tenant_guard"),
+        Some(
+            "At COMMIT a holdable cursor runs its query to the end and keeps the rows; this one reached a protected \
+             table (through a function), whose rows the next transaction on this connection could fetch."
+                .into(),
+        ),
+        Some("Declare the cursor WITHOUT HOLD inside the transaction that reads it."),
+    )
+}
+
+/// 42501: a statistics function would count other tenants' rows.
+pub fn statistics_hidden(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("function {function} is hidden from roles confined by tenant_guard"),
+        Some("PostgreSQL's statistics count every tenant's rows of protected tables and their indexes.".into()),
+        Some(
+            "Monitor with a role that has pg_read_all_stats (pg_monitor), or ask a superuser to turn \
+             tenant_guard.hide_statistics off and accept the leak.",
+        ),
+    )
+}
+
+/// 42501: a temporary table that keeps rows past COMMIT while session scope is off.
+pub fn temp_table_refused() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "a temporary table that keeps rows past COMMIT is not allowed here (tenant_guard.allow_session_scope is off)"
+            .into(),
+        Some(
+            "Behind a transaction-mode connection pooler, its rows would pass to the next client's transaction on the \
+             same server connection."
+                .into(),
+        ),
+        Some("Use CREATE TEMP TABLE ... ON COMMIT DROP, or ON COMMIT DELETE ROWS."),
     )
 }
 

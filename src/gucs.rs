@@ -10,9 +10,14 @@
 //!
 //! The token is `PGC_USERSET`, because any client must be able to present one, and `GUC_SUPERUSER_ONLY`, so that
 //! code running later in the session cannot read it back with `SHOW` or `current_setting()`. Setting it only stores
-//! a string: the tenant is derived by verifying that string (see `context`).
+//! a string: the tenant is derived by verifying that string (see `context`). A token is accepted only from a
+//! session (`SET [LOCAL]`, `set_config`, `tenant.authenticate`) or a connection option: a check hook refuses it as a
+//! stored default (a role, role-in-database or database default, a function's `SET` clause, `postgresql.conf`,
+//! `ALTER SYSTEM`, the server's command line), where it would hand every later session a tenant without a token of
+//! its own, and where every role can read it. [`token_origin`] tells the context where the current value came from.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use crate::errors;
+use pgrx::{pg_guard, pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::{CStr, CString};
 
 /// Name of the token setting, as SQL sees it.
@@ -22,6 +27,8 @@ pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::n
 pub static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static HIDE_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ALLOW_EXPLAIN: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -34,15 +41,22 @@ pub const MAX_CLOCK_SKEW: i32 = 300;
 pub const MAX_LIFETIME_LIMIT: i32 = 7 * 24 * 3600;
 
 pub fn init() {
-    GucRegistry::define_string_guc(
-        TOKEN_NAME,
-        c"Signed token (compact JWS) that sets the tenant context.",
-        c"Only a token that verifies against a trusted issuer yields a tenant; anything else yields no context. \
-          Use SET LOCAL in transaction-pooled connections. Not readable back by non-superusers.",
-        &TOKEN,
-        GucContext::Userset,
-        GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
-    );
+    // SAFETY: check_token is a #[pg_guard] function with the signature PostgreSQL expects.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            TOKEN_NAME,
+            c"Signed token (compact JWS) that sets the tenant context.",
+            c"Only a token that verifies against a trusted issuer yields a tenant; anything else yields no context. \
+              Use SET LOCAL in transaction-pooled connections. Not readable back by non-superusers, and never \
+              accepted as a stored default.",
+            &TOKEN,
+            GucContext::Userset,
+            GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
+            Some(check_token),
+            None,
+            None,
+        );
+    }
     GucRegistry::define_int_guc(
         c"tenant_guard.clock_skew",
         c"Leeway in seconds for the exp, nbf and iat claims.",
@@ -69,6 +83,27 @@ pub fn init() {
         c"Turn it off for roles that connect through a transaction-mode pooler (ALTER ROLE app SET \
           tenant_guard.allow_session_scope = off): a session context would pass to the next client. Superuser only.",
         &ALLOW_SESSION_SCOPE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.hide_statistics",
+        c"Whether confined roles are refused PostgreSQL's statistics functions and views, and server LOG messages.",
+        c"When on, roles that are not superusers, tenant_guard_admin or pg_read_all_stats members get 42501 from \
+          pg_stat_get_* (so pg_stat_user_tables, pg_stat_activity, ...), pg_stat_statements, relation sizes and \
+          the page-inspection extensions in databases with tenant_guard, and no LOG or DEBUG message reaches their \
+          client: these count other tenants' rows. Superuser only.",
+        &HIDE_STATISTICS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.allow_explain",
+        c"Whether confined roles may run plain EXPLAIN (without ANALYZE) over protected tables.",
+        c"Its row estimates come from statistics over every tenant's rows, so it is off by default. EXPLAIN ANALYZE \
+          stays refused. Turn it on for developer roles only (ALTER ROLE dev SET tenant_guard.allow_explain = on). \
+          Superuser only.",
+        &ALLOW_EXPLAIN,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -137,6 +172,106 @@ pub fn token_bytes<'a>() -> &'a [u8] {
 
 pub fn session_scope_allowed() -> bool {
     ALLOW_SESSION_SCOPE.get()
+}
+
+pub fn statistics_hidden() -> bool {
+    HIDE_STATISTICS.get()
+}
+
+pub fn explain_allowed() -> bool {
+    ALLOW_EXPLAIN.get()
+}
+
+/// Refuses a non-empty token from any source but a session or a connection option (see the module notes).
+#[pg_guard]
+unsafe extern "C-unwind" fn check_token(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a pointer to the candidate value, which is NULL or a NUL-terminated string.
+    let empty = unsafe { newval.is_null() || (*newval).is_null() || **newval == 0 };
+    if empty || matches!(source, pg_sys::GucSource::PGC_S_SESSION | pg_sys::GucSource::PGC_S_CLIENT) {
+        return true;
+    }
+    errors::token_default_refused();
+    false
+}
+
+/// Where the current value of `tenant_guard.token` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// `SET LOCAL`, `set_config(..., true)`, `tenant.authenticate(token)`: it ends with the transaction.
+    Transaction,
+    /// A session-level `SET`, `set_config(..., false)` or `tenant.authenticate(token, 'session')`.
+    Session,
+    /// The connection's startup options (`options='-c tenant_guard.token=...'`, `PGOPTIONS`).
+    ConnectionOption,
+    /// Anything else: a stored default or a function's `SET` clause (stored before the check hook refused them).
+    Stored,
+}
+
+/// The setting's own record in PostgreSQL's GUC tables (looked up once per process; records never move).
+fn token_record() -> *mut pg_sys::config_generic {
+    thread_local! {
+        static RECORD: std::cell::Cell<*mut pg_sys::config_generic> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    }
+    let cached = RECORD.get();
+    if !cached.is_null() {
+        return cached;
+    }
+    // SAFETY: the setting was defined in _PG_init, so it exists; the lookups only read the GUC tables.
+    let found = unsafe { find_record(TOKEN_NAME) };
+    RECORD.set(found);
+    found
+}
+
+#[cfg(feature = "pg15")]
+unsafe fn find_record(name: &CStr) -> *mut pg_sys::config_generic {
+    // SAFETY: get_guc_variables returns the array of GetNumConfigOptions() records, each with a NUL-terminated name.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        (0..pg_sys::GetNumConfigOptions() as usize)
+            .map(|i| *vars.add(i))
+            .find(|v| CStr::from_ptr((**v).name).to_bytes().eq_ignore_ascii_case(name.to_bytes()))
+            .unwrap_or(std::ptr::null_mut())
+    }
+}
+
+#[cfg(not(feature = "pg15"))]
+unsafe fn find_record(name: &CStr) -> *mut pg_sys::config_generic {
+    // SAFETY: find_option (exported since PostgreSQL 16) returns the record or NULL with skip_errors.
+    unsafe { pg_sys::find_option(name.as_ptr(), false, true, pg_sys::ERROR as i32) }
+}
+
+/// Where the current token came from, read from the setting's source and its stack of pending changes.
+///
+/// In a parallel worker the leader's values were restored as session values (with the leader's source), so a
+/// worker sees `Session` for a `SET LOCAL` of the leader: the leader, which evaluates every policy's InitPlan and
+/// every key operation, has already applied the scope rules.
+pub fn token_origin() -> TokenOrigin {
+    let record = token_record();
+    if record.is_null() {
+        return TokenOrigin::Stored;
+    }
+    // SAFETY: a valid GUC record; its stack is NULL or a list owned by the GUC machinery, read only.
+    unsafe {
+        match (*record).source {
+            pg_sys::GucSource::PGC_S_CLIENT => TokenOrigin::ConnectionOption,
+            pg_sys::GucSource::PGC_S_SESSION => {
+                let stack = (*record).stack;
+                if stack.is_null() {
+                    return TokenOrigin::Session;
+                }
+                match (*stack).state {
+                    pg_sys::GucStackState::GUC_LOCAL | pg_sys::GucStackState::GUC_SET_LOCAL => TokenOrigin::Transaction,
+                    pg_sys::GucStackState::GUC_SET => TokenOrigin::Session,
+                    _ => TokenOrigin::Stored, // GUC_SAVE: a function's SET clause
+                }
+            }
+            _ => TokenOrigin::Stored,
+        }
+    }
 }
 
 pub fn clock_skew() -> i64 {

@@ -6,7 +6,7 @@
 //! their next transaction (and on lock acquisition), so a removed key stops verifying there without a restart.
 
 use crate::errors;
-use crate::owner::as_bootstrap_superuser;
+use crate::privileged::as_bootstrap_superuser;
 use crate::token::jwk;
 use crate::token::{Issuer, KeyStore};
 use pgrx::prelude::*;

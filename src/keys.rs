@@ -23,7 +23,7 @@ use crate::ciphertext::{self, DataKey, Key, KEY_LEN, NONCE_LEN};
 use crate::errors;
 use crate::gucs::{self, KekSlot, KekSource};
 use crate::kek;
-use crate::owner::as_bootstrap_superuser;
+use crate::privileged::as_bootstrap_superuser;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::{Cell, RefCell};

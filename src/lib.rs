@@ -7,10 +7,10 @@
 //! - [`keys`]: per-tenant data keys, their cache and the key admin API; [`encryption`]: encrypt/decrypt;
 //! - [`context`]: the tenant context, the only place that holds tenant state;
 //! - [`issuers`]: trusted issuers and their keys;
-//! - [`owner`]: running internal queries as the bootstrap superuser;
-//! - [`labels`]: security labels and the policies they attach; [`hooks`]: the tamper guard;
+//! - [`privileged`]: internal queries under a pinned search_path, as the bootstrap superuser where needed;
+//! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
-//! - [`log_redaction`]: keeps tokens out of the server log;
+//! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting.
 
@@ -21,14 +21,14 @@ pub mod ciphertext;
 pub mod context;
 pub mod encryption;
 pub mod errors;
+pub mod guard;
 pub mod gucs;
-pub mod hooks;
 pub mod issuers;
 pub mod kek;
 pub mod keys;
 pub mod labels;
-pub mod log_redaction;
-pub mod owner;
+pub mod privileged;
+pub mod redaction;
 pub mod token;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -42,14 +42,25 @@ pub extern "C-unwind" fn _PG_init() {
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         errors::not_preloaded();
     }
+    no_backtraces();
     gucs::init();
     context::init();
     keys::init();
     labels::init();
     labels::init_xact();
-    hooks::init();
-    log_redaction::init();
+    guard::init();
+    redaction::init();
     check_server_version();
+}
+
+/// Internals never reach a client, whatever the server's environment: pgrx attaches a Rust backtrace to the DETAIL
+/// of an error that crosses a hook when backtraces are enabled (RUST_BACKTRACE), so they are disabled for good
+/// before anything can capture one. RUST_LIB_BACKTRACE takes precedence over RUST_BACKTRACE for
+/// `Backtrace::capture`; panics still print nothing (pgrx's panic hook reports them as ordinary errors).
+fn no_backtraces() {
+    // SAFETY: _PG_init runs in the postmaster while it loads shared_preload_libraries, before it starts any
+    // thread or process, so no other thread reads the environment meanwhile; backends inherit it.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
 }
 
 fn check_server_version() {

@@ -203,7 +203,10 @@ mod tests {
                 format!("{es_input}.{}", crate::token::b64url::encode(es_der.as_bytes())),
                 "ES256 signature must be exactly 64 bytes (R||S); DER-encoded signatures are not accepted",
             ),
-            (hs(&with(a.clone(), "tenant_id", json!("acme"))), "token claim \"tenant_id\" is not a uuid"),
+            (
+                hs(&with(a.clone(), "tenant_id", json!("acme"))),
+                "token claim \"tenant_id\" is not a uuid in canonical form (lowercase, hyphenated)",
+            ),
         ];
         for (token, message) in &cases {
             assert_eq!(authenticate(token), format!("28000: token rejected: {message}"));

@@ -17,6 +17,8 @@
 pub mod grammar;
 
 use crate::errors;
+use crate::guard;
+use crate::privileged::with_pinned_search_path;
 use grammar::Label;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
@@ -94,7 +96,8 @@ fn internal_ddl(sql: &str) {
     }
     INTERNAL_DDL.set(INTERNAL_DDL.get() + 1);
     let _depth = Depth;
-    Spi::run(sql).unwrap_or_else(|e| errors::internal(format!("tenant_guard could not apply its policies: {e}")));
+    with_pinned_search_path(|| Spi::run(sql))
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not apply its policies: {e}")));
 }
 
 #[pg_guard]
@@ -142,6 +145,16 @@ pub fn protected_column(relid: pg_sys::Oid) -> Option<String> {
     }
 }
 
+/// The `tenant_scoped` label of a protected table.
+pub fn protected_label(relid: pg_sys::Oid) -> Option<Label> {
+    table_label(relid).filter(|l| matches!(l, Label::TenantScoped { .. }))
+}
+
+/// Whether `name` is one of the two policies tenant_guard attaches.
+pub fn is_managed_policy(name: &str) -> bool {
+    name == ISOLATION_POLICY || name == ACCESS_POLICY
+}
+
 /// Labels a table the way `SECURITY LABEL` would: validates and queues the protection, then stores the label.
 /// (`SetSecurityLabel` only writes the catalog; it does not call the provider hook.)
 fn label_table(relid: pg_sys::Oid, label: &Label) {
@@ -187,6 +200,12 @@ fn is_table(relkind: u8) -> bool {
     relkind == pg_sys::RELKIND_RELATION || relkind == pg_sys::RELKIND_PARTITIONED_TABLE
 }
 
+/// Decides what a table's new label means and queues it.
+///
+/// Only superusers and members of tenant_guard_admin may remove or change a `tenant_scoped` label: for anyone
+/// else, the owner included, 42501 (the owner of a protected table manages its shape, not who sees its rows). A
+/// role that is not an administrator may protect a table only if nothing on it runs code that is not trusted with
+/// every tenant's rows (a trigger of its own, a rule, ...).
 fn relabel_table(relid: pg_sys::Oid, label: Option<Label>) {
     let Some(t) = table(relid) else { return };
     if !is_table(t.relkind) {
@@ -195,11 +214,17 @@ fn relabel_table(relid: pg_sys::Oid, label: Option<Label>) {
     let current = table_label(relid);
     if let Some(Label::TenantScoped { column }) = &current {
         if label.as_ref() != current.as_ref() {
+            if !guard::is_admin() {
+                errors::unprotect_refused(&t.qualified);
+            }
             queue(Action::Unprotect { relid, column: column.clone() });
         }
     }
     if let Some(Label::TenantScoped { column }) = &label {
         check_tenant_column(&t, column);
+        if current.as_ref() != label.as_ref() && !guard::is_admin() {
+            guard::refuse_untrusted_code_on(relid, "protecting it");
+        }
         queue(Action::Protect { relid, column: column.clone() });
     }
 }
@@ -249,12 +274,20 @@ fn apply_protection(t: &Table, column: &str) {
     }
 }
 
-/// Labels every direct partition of `parent` that has no tenant_guard label yet (each label recurses further down).
+/// Labels every direct child of `parent` (partitions and inheritance children) that has no tenant_guard label yet
+/// (each label recurses further down): a query on the parent reads them under the parent's policies, and a query
+/// on a child directly must be confined too.
 fn protect_partitions(parent: pg_sys::Oid, label: &Label) {
-    let children: Vec<pg_sys::Oid> = Spi::connect(|c| {
-        c.select("SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1", None, &[parent.into()])
+    let children: Vec<pg_sys::Oid> = with_pinned_search_path(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent OPERATOR(pg_catalog.=) $1",
+                None,
+                &[parent.into()],
+            )
             .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
             .unwrap_or_default()
+        })
     });
     for child in children {
         if table_label(child).is_none() {
@@ -267,10 +300,12 @@ fn remove_protection(t: &Table, column: &str) {
     let (tbl, col) = (&t.qualified, spi::quote_identifier(column));
     internal_ddl(&format!("{} ALTER TABLE {tbl} ALTER COLUMN {col} DROP DEFAULT;", drop_managed_policies(t)));
     // Turn row-level security off again only if no other policy relies on it.
-    let others = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1)",
-        &[t.relid.into()],
-    )
+    let others = with_pinned_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1)",
+            &[t.relid.into()],
+        )
+    })
     .ok()
     .flatten()
     .unwrap_or(true);
@@ -283,19 +318,29 @@ fn remove_protection(t: &Table, column: &str) {
 
 /// DROP POLICY statements for the managed policies the table has now (none if it has none: no NOTICE noise).
 fn drop_managed_policies(t: &Table) -> String {
-    let existing: Vec<String> = Spi::connect(|c| {
-        c.select(
-            "SELECT polname::text FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname IN ($2, $3)",
-            None,
-            &[t.relid.into(), ISOLATION_POLICY.into(), ACCESS_POLICY.into()],
-        )
-        .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-        .unwrap_or_default()
+    let existing: Vec<String> = with_pinned_search_path(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy \
+                  WHERE polrelid OPERATOR(pg_catalog.=) $1 \
+                    AND polname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $3])",
+                None,
+                &[t.relid.into(), ISOLATION_POLICY.into(), ACCESS_POLICY.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+        })
     });
     existing.iter().map(|p| format!("DROP POLICY {} ON {};", spi::quote_identifier(p), t.qualified)).collect()
 }
 
 fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
+    let current = label_of(pg_sys::NamespaceRelationId, nspid);
+    if matches!(current, Some(Label::TenantScoped { .. })) && current != label && !guard::is_admin() {
+        // SAFETY: a syscache lookup of an existing schema; the name is NULL or NUL-terminated.
+        let name = unsafe { guard::cstr(pg_sys::get_namespace_name(nspid)) };
+        errors::unprotect_refused(&format!("schema {}", spi::quote_identifier(name)));
+    }
     match label {
         None => {} // tables keep their own labels
         Some(Label::Global) => errors::invalid_parameter(
@@ -303,20 +348,18 @@ fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
             Some("Label the schema 'tenant_scoped', and single tables in it 'global'."),
         ),
         Some(Label::TenantScoped { ref column }) => {
-            let tables: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
-                c.select(
-                    "SELECT c.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid
-                                             AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped)
-                       FROM pg_catalog.pg_class c
-                      WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-                      ORDER BY c.relname",
-                    None,
-                    &[nspid.into(), column.as_str().into()],
-                )
-                .map(|rows| {
-                    rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<bool>(2).ok()??))).collect()
+            let tables: Vec<(pg_sys::Oid, bool)> = with_pinned_search_path(|| {
+                Spi::connect(|c| {
+                    c.select(
+                        include_str!("../../sql/queries/schema_tables.sql"),
+                        None,
+                        &[nspid.into(), column.as_str().into()],
+                    )
+                    .map(|rows| {
+                        rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<bool>(2).ok()??))).collect()
+                    })
+                    .unwrap_or_default()
                 })
-                .unwrap_or_default()
             });
             for (relid, has_column) in tables {
                 if has_column && table_label(relid).is_none() {
@@ -347,21 +390,24 @@ fn table_created_inner(relid: pg_sys::Oid) {
         }
         return;
     }
-    // SAFETY: syscache lookups on an existing relation.
-    let (is_partition, nspid) = unsafe { (pg_sys::get_rel_relispartition(relid), pg_sys::get_rel_namespace(relid)) };
-    if is_partition {
-        let parent = Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1",
-            &[relid.into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(pg_sys::InvalidOid);
-        if let Some(label @ Label::TenantScoped { .. }) = table_label(parent) {
-            label_table(relid, &label);
-            return;
-        }
+    // A partition or inheritance child of a protected table is protected like its parent.
+    let parents: Vec<pg_sys::Oid> = with_pinned_search_path(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1 ORDER BY inhseqno",
+                None,
+                &[relid.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+        })
+    });
+    if let Some(label) = parents.into_iter().find_map(protected_label) {
+        label_table(relid, &label);
+        return;
     }
+    // SAFETY: a syscache lookup on an existing relation.
+    let nspid = unsafe { pg_sys::get_rel_namespace(relid) };
     if let Some(label @ Label::TenantScoped { .. }) = label_of(pg_sys::NamespaceRelationId, nspid) {
         let Label::TenantScoped { column } = &label else { unreachable!() };
         let ccol = CString::new(column.as_str()).expect("no NUL");
@@ -402,8 +448,10 @@ fn protect(tbl: PgRelation, tenant_column: default!(&str, "'tenant_id'")) {
     let relid = tbl.oid();
     drop(tbl); // close it: ALTER TABLE refuses a table this session still has open
     let Some(t) = table(relid) else { errors::wrong_object_type("tenant.protect() takes a table") };
-    Spi::run(&format!("SECURITY LABEL FOR tenant_guard ON TABLE {} IS {}", t.qualified, spi::quote_literal(text)))
-        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not label the table: {e}")));
+    with_pinned_search_path(|| {
+        Spi::run(&format!("SECURITY LABEL FOR tenant_guard ON TABLE {} IS {}", t.qualified, spi::quote_literal(text)))
+    })
+    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not label the table: {e}")));
 }
 
 /// Registers the PRE_COMMIT check of tables created in tenant_scoped schemas.

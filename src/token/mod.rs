@@ -172,7 +172,13 @@ impl fmt::Display for Rejection {
             MissingAudience => f.write_str("token has no aud claim, but its issuer requires an audience"),
             WrongAudience => f.write_str("token audience does not match its issuer's audience"),
             MissingTenant(c) => write!(f, "token has no \"{}\" claim naming the tenant", c.escape_default()),
-            BadTenant(c) => write!(f, "token claim \"{}\" is not a uuid", c.escape_default()),
+            BadTenant(c) => {
+                write!(
+                    f,
+                    "token claim \"{}\" is not a uuid in canonical form (lowercase, hyphenated)",
+                    c.escape_default()
+                )
+            }
         }
     }
 }
@@ -285,13 +291,12 @@ impl Verified {
     }
 }
 
-/// A uuid in its canonical hyphenated form only (36 characters); braces, URNs and bare hex are refused so that one
-/// tenant has one spelling.
+/// A uuid in its canonical form only: 36 characters, hyphenated, lowercase. Braces, URNs, bare hex and uppercase are
+/// refused so that one tenant has exactly one spelling (the claim is also returned as sent by `tenant.claim()`).
 fn parse_uuid(s: &str) -> Option<Uuid> {
-    if s.len() != 36 {
-        return None;
-    }
-    Uuid::try_parse(s).ok()
+    let uuid = Uuid::try_parse(s).ok()?;
+    let mut canonical = Uuid::encode_buffer();
+    (uuid.hyphenated().encode_lower(&mut canonical) == s).then_some(uuid)
 }
 
 fn decode_object(part: &str, which: Part, buf: &mut Vec<u8>) -> Result<Map<String, Value>, Rejection> {

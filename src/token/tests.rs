@@ -351,6 +351,9 @@ fn tenant_claim_must_be_a_canonical_uuid() {
         json!(42),
         json!("{7f1e1c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6}"),
         json!("7f1e1c1a2b3c4d5e8f90a1b2c3d4e5f6"),
+        json!(TENANT.to_uppercase()),
+        json!(TENANT.replacen('f', "F", 1)),
+        json!(format!("urn:uuid:{TENANT}")),
     ] {
         assert_eq!(rejects(&hs(&with(claims(), "tenant_id", bad))), Rejection::BadTenant("tenant_id".into()));
     }

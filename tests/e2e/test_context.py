@@ -219,8 +219,8 @@ def test_tokens_are_not_readable_back(app, keys):
     assert sqlstate(app, "SHOW tenant_guard.token")[0] == "42501"
     assert sqlstate(app, "SELECT current_setting('tenant_guard.token')")[0] == "42501"
     names = [r[0] for r in app.execute("SELECT name FROM pg_settings WHERE name LIKE 'tenant_guard.%' ORDER BY 1")]
-    assert names == ["tenant_guard.allow_session_scope", "tenant_guard.clock_skew", "tenant_guard.max_token_lifetime",
-                     "tenant_guard.tenant_claim"]
+    assert names == ["tenant_guard.allow_explain", "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
+                     "tenant_guard.hide_statistics", "tenant_guard.max_token_lifetime", "tenant_guard.tenant_claim"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------
@@ -296,9 +296,11 @@ def test_admin_functions_are_not_executable_by_public(admin):
          WHERE n.nspname = 'tenant' ORDER BY 1, 2""").fetchall()
     allowed = {name for name, ok in rows if ok}
     # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _table_created is called by the
-    # event trigger as the role running the DDL; _policy_intact backs tenant.scoped_tables
+    # event trigger as the role running the DDL; _policy_intact backs tenant.scoped_tables; the trusted-code
+    # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
                        "protect", "_table_created", "_policy_intact", "_ddl_command_end",
+                       "_trusted_function", "_callees", "_untrusted_code", "_first_untrusted", "_first_normal_oid",
                        "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
     assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
 

@@ -20,6 +20,7 @@ VALUES = {
     "jsonb": [None, "{}", "[]", "null", '{"keys": []}', '{"keys": [{}]}', '{"keys": [' + "[" * 200 + "]" * 200 + "]}",
               '{"keys": [{"kty": "oct", "k": ""}]}', '{"keys": "x"}'],
     "oid": [None, 0, 4294967295, 1259],
+    "oid[]": [None, [], [0], [4294967295, 1259, 0]],
     "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
     "name": [None, "", "n" * 63],
     "integer": [None, 0, -1, 2147483647, -2147483648],
@@ -69,7 +70,8 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
                   ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
     fns = functions(admin)
     assert sorted({f[0] for f in fns}) == sorted([
-        "_audit", "_issuers_changed", "_keys_changed", "_trust_issuer", "_policy_intact", "_table_created", "audit",
+        "_audit", "_callees", "_first_normal_oid", "_first_untrusted", "_issuers_changed", "_keys_changed",
+        "_trust_issuer", "_trusted_function", "_untrusted_code", "_policy_intact", "_table_created", "audit",
         "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
         "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "shred", "subject",
         "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"

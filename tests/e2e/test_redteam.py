@@ -1,13 +1,10 @@
 """Red-team regression suite: one scenario per attack, named after it, mapped to ../shared/reference/threats.md.
 
-Section A (RLS bypasses and leaks) is tried against a real SaaS-shaped schema, as an application role that is
-NOSUPERUSER NOBYPASSRLS and owns nothing, and as the (NOLOGIN) table owner. Section B (token attacks) uses real
-signed tokens (PyJWT, or raw signatures with the same keys where PyJWT refuses to build the attack). Every scenario
-asserts the exact rows, SQLSTATEs and messages. The README's security model maps each threat to its scenarios.
-
-Data: tenant A has customers 1, 2 and orders 1, 2; tenant B has customers 1, 2, 3 and orders 1, 2, 3; both share the
-email 'shared@x' (allowed: keys are per tenant). The partitioned table app.events has rows of both tenants in both
-partitions.
+Section A (RLS bypasses and leaks, A1-A19) is tried against a real SaaS-shaped schema (see redteam.py), as an
+application role that is NOSUPERUSER NOBYPASSRLS and owns nothing, and as the (NOLOGIN) table owner. Section B
+(token attacks) uses real signed tokens (PyJWT, or raw signatures with the same keys where PyJWT refuses to build the
+attack). Every scenario asserts the exact rows, SQLSTATEs and messages. The README's security model maps each threat
+to its scenarios. The escapes a later red team found (A20-A28) are in test_redteam_escapes.py.
 """
 
 import base64
@@ -24,121 +21,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import AUD, ISS, b64url, dsn
-
-DB = "tg_redteam"
-A = uuid.UUID("a0a0a0a0-0000-4000-8000-00000000000a")
-B = uuid.UUID("b0b0b0b0-0000-4000-8000-00000000000b")
-ROLES = ("rt_app", "rt_owner", "rt_other", "rt_bypass")
-NO_CONTEXT = ("42501", "no tenant context")
-SEALED = ("28000", "tenant context is sealed: this transaction already belongs to another tenant")
-A_ORDERS = [(1, "a-order-1"), (2, "a-order-2")]
-B_ORDERS = [(1, "b-order-1"), (2, "b-order-2"), (3, "b-order-3")]
-
-SCHEMA = f"""
-CREATE EXTENSION tenant_guard;
-CREATE ROLE rt_owner NOLOGIN NOSUPERUSER NOBYPASSRLS;
-CREATE ROLE rt_other NOLOGIN NOSUPERUSER NOBYPASSRLS;
-CREATE ROLE rt_app LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE rt_other;
-CREATE SCHEMA app AUTHORIZATION rt_owner;
-SET ROLE rt_owner;
-CREATE TABLE app.customers (tenant_id uuid, id int, email text NOT NULL, PRIMARY KEY (tenant_id, id),
-                            UNIQUE (tenant_id, email));
-CREATE TABLE app.orders (tenant_id uuid, id int, customer_id int NOT NULL, note text, PRIMARY KEY (tenant_id, id),
-                         FOREIGN KEY (tenant_id, customer_id) REFERENCES app.customers (tenant_id, id));
-CREATE TABLE app.events (tenant_id uuid NOT NULL, kind text NOT NULL, body text) PARTITION BY LIST (kind);
-CREATE TABLE app.events_a PARTITION OF app.events FOR VALUES IN ('a');
-CREATE TABLE app.events_b PARTITION OF app.events FOR VALUES IN ('b');
-CREATE INDEX ON app.events (tenant_id);
-CREATE TABLE app.countries (code text PRIMARY KEY);
-RESET ROLE;
-SECURITY LABEL FOR tenant_guard ON TABLE app.customers IS 'tenant_scoped';
-SECURITY LABEL FOR tenant_guard ON TABLE app.orders IS 'tenant_scoped';
-SECURITY LABEL FOR tenant_guard ON TABLE app.events IS 'tenant_scoped';
-GRANT USAGE ON SCHEMA app TO rt_app, rt_other;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO rt_app, rt_other;
-INSERT INTO app.customers VALUES ('{A}', 1, 'a1@x'), ('{A}', 2, 'shared@x'),
-                                 ('{B}', 1, 'b1@x'), ('{B}', 2, 'shared@x'), ('{B}', 3, 'b3@x');
-INSERT INTO app.orders VALUES ('{A}', 1, 1, 'a-order-1'), ('{A}', 2, 2, 'a-order-2'),
-                              ('{B}', 1, 1, 'b-order-1'), ('{B}', 2, 3, 'b-order-2'), ('{B}', 3, 3, 'b-order-3');
-INSERT INTO app.events VALUES ('{A}', 'a', 'a-event-a'), ('{A}', 'b', 'a-event-b'),
-                              ('{B}', 'a', 'b-event-a'), ('{B}', 'b', 'b-event-b'), ('{B}', 'b', 'b-event-b2');
-"""
-
-
-def drop_everything():
-    with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        for role in ROLES:
-            c.execute(f"DROP ROLE IF EXISTS {role}")
-
-
-@pytest.fixture(scope="module")
-def redteam_db(database, keys):
-    drop_everything()
-    with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {DB}")
-    with psycopg.connect(dsn(dbname=DB), autocommit=True) as c:
-        c.execute(SCHEMA)
-        c.execute("SELECT tenant.trust_issuer(%s, %s::jsonb, %s)", (ISS, json.dumps(keys.jwks()), AUD))
-    yield DB
-    drop_everything()
-
-
-@pytest.fixture
-def su(redteam_db):
-    """A superuser connection to the red-team database (for setting up attacks and checking what really happened)."""
-    with psycopg.connect(dsn(dbname=DB), autocommit=True) as c:
-        yield c
-
-
-@pytest.fixture
-def attacker(redteam_db):
-    """The application role: NOSUPERUSER NOBYPASSRLS, owns nothing, autocommit (BEGIN for a transaction)."""
-    with psycopg.connect(dsn(user="rt_app", dbname=DB), autocommit=True) as c:
-        assert c.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
-                         ).fetchone() == (False,)
-        yield c
-        if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            c.execute("ROLLBACK")
-
-
-def fails(conn, sql, params=None):
-    """(sqlstate, primary message) of the error `sql` raises; rolls back to before it if a transaction is open."""
-    in_tx = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-    if in_tx:
-        conn.execute("SAVEPOINT before_attack")
-    try:
-        conn.execute(sql, params)
-    except psycopg.Error as e:
-        if in_tx:
-            conn.execute("ROLLBACK TO SAVEPOINT before_attack")
-        return (e.sqlstate, e.diag.message_primary)
-    raise AssertionError(f"the attack succeeded: {sql}")
-
-
-def rows(conn, sql, params=None):
-    return conn.execute(sql, params).fetchall()
-
-
-def begin_as(conn, keys, tenant, alg="EdDSA"):
-    conn.execute("BEGIN")
-    conn.execute("SELECT tenant.authenticate(%s)", (keys.mint(tenant, alg=alg),))
-
-
-def as_tenant(conn, keys, tenant, sql, params=None):
-    begin_as(conn, keys, tenant)
-    try:
-        return rows(conn, sql, params)
-    finally:
-        conn.execute("COMMIT")
-
-
-def superuser_orders(su):
-    return rows(su, "SELECT tenant_id, id, note FROM app.orders ORDER BY tenant_id, id")
-
-
-ALL_ORDERS = [(A, 1, "a-order-1"), (A, 2, "a-order-2"), (B, 1, "b-order-1"), (B, 2, "b-order-2"), (B, 3, "b-order-3")]
+from redteam import (A, A_ORDERS, ALL_ORDERS, AUD, B, B_ORDERS, DB, ISS, NO_CONTEXT, SEALED, as_tenant, attacker,  # noqa: F401
+                     b64url, begin_as, developer, dsn, fails, redteam_db, rows, su, superuser_orders)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -369,19 +253,27 @@ def test_A10_a_permissive_true_policy_cannot_widen_the_tenant(su, attacker, keys
 
 
 EXPLAIN_REFUSED = ("42501", "EXPLAIN ANALYZE is refused: table app.orders is protected by tenant_guard")
+PLAIN_EXPLAIN_REFUSED = ("42501", "EXPLAIN is refused: table app.orders is protected by tenant_guard")
 
 
-def test_A11_explain_analyze_is_refused_plain_explain_is_allowed(su, attacker, keys):
+def test_A11_explain_analyze_and_plain_explain_are_refused(su, attacker, developer, keys):
     begin_as(attacker, keys, A)
     assert fails(attacker, "EXPLAIN ANALYZE SELECT * FROM app.orders") == EXPLAIN_REFUSED
     assert fails(attacker, "EXPLAIN (ANALYZE, COSTS OFF) WITH o AS (SELECT * FROM app.orders) SELECT count(*) FROM o"
                  ) == EXPLAIN_REFUSED
     assert fails(attacker, "EXPLAIN (ANALYZE) SELECT 1 WHERE EXISTS (SELECT 1 FROM app.orders WHERE note = 'x')"
                  ) == EXPLAIN_REFUSED
-    plan = rows(attacker, "EXPLAIN (COSTS OFF) SELECT * FROM app.orders")
-    assert "actual" not in str(plan) and "orders" in str(plan)
+    # plain EXPLAIN shows estimates from statistics over every tenant's rows (A21): refused by default too
+    assert fails(attacker, "EXPLAIN SELECT * FROM app.orders") == PLAIN_EXPLAIN_REFUSED
+    assert fails(attacker, "EXPLAIN (COSTS OFF) SELECT * FROM app.orders") == PLAIN_EXPLAIN_REFUSED
     assert len(rows(attacker, "EXPLAIN ANALYZE SELECT * FROM app.countries")) > 0  # unprotected: allowed
     attacker.execute("ROLLBACK")
+    # a role a superuser allowed plain EXPLAIN (a developer role) gets estimates, never actual counts
+    begin_as(developer, keys, A)
+    plan = rows(developer, "EXPLAIN (COSTS OFF) SELECT * FROM app.orders")
+    assert "actual" not in str(plan) and "orders" in str(plan)
+    assert fails(developer, "EXPLAIN ANALYZE SELECT * FROM app.orders") == EXPLAIN_REFUSED
+    developer.execute("ROLLBACK")
     assert len(rows(su, "EXPLAIN ANALYZE SELECT * FROM app.orders")) > 0  # superusers see everything anyway
 
 
@@ -505,7 +397,8 @@ PARALLEL = ["SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0", "SET m
             "SET max_parallel_workers_per_gather = 2", "SET enable_indexscan = off", "SET enable_bitmapscan = off"]
 
 
-def test_A15_parallel_workers_see_the_callers_tenant(attacker, keys):
+def test_A15_parallel_workers_see_the_callers_tenant(developer, keys):
+    attacker = developer  # the app role, allowed EXPLAIN to check the plan
     for s in PARALLEL:
         attacker.execute(s)
     begin_as(attacker, keys, A)
@@ -516,7 +409,8 @@ def test_A15_parallel_workers_see_the_callers_tenant(attacker, keys):
     attacker.execute("COMMIT")
 
 
-def test_A15_a_parallel_plan_inside_a_savepoint_sees_the_callers_tenant(attacker, keys):
+def test_A15_a_parallel_plan_inside_a_savepoint_sees_the_callers_tenant(developer, keys):
+    attacker = developer  # the app role, allowed EXPLAIN to check the plan
     for s in PARALLEL:
         attacker.execute(s)
     begin_as(attacker, keys, B)
@@ -690,13 +584,15 @@ def test_a_token_written_into_sql_never_reaches_the_server_log(su, keys):
     assert "STATEMENT:  SELECT tenant.authenticate('[token redacted by tenant_guard]')" in text
 
 
-def test_a_bound_token_does_not_show_in_pg_stat_activity(attacker, keys, redteam_db):
+def test_a_bound_token_does_not_show_in_pg_stat_activity(su, attacker, keys, redteam_db):
     attacker.execute("BEGIN")
     attacker.execute("SELECT tenant.authenticate(%s)", (keys.mint(A),))
-    with psycopg.connect(dsn(user="rt_app", dbname=DB), autocommit=True) as spy:
-        seen = rows(spy, "SELECT query FROM pg_stat_activity WHERE pid = %s", (attacker.info.backend_pid,))
+    seen = rows(su, "SELECT query FROM pg_stat_activity WHERE pid = %s", (attacker.info.backend_pid,))
+    with psycopg.connect(dsn(user="rt_app", dbname=DB), autocommit=True) as spy:  # another session of the role
+        refused = fails(spy, "SELECT query FROM pg_stat_activity WHERE pid = %s", (attacker.info.backend_pid,))
     attacker.execute("ROLLBACK")
     assert seen == [("SELECT tenant.authenticate($1)",)]
+    assert refused == ("42501", "function pg_stat_get_activity is hidden from roles confined by tenant_guard")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -845,6 +741,12 @@ def test_B_short_hs256_secrets_are_refused_when_trusting_an_issuer(su):
     jwks = {"keys": [{"kty": "oct", "kid": "weak", "k": b64url(b"s" * 16)}]}
     assert fails(su, "SELECT tenant.trust_issuer('https://weak.test', %s::jsonb)", (json.dumps(jwks),)) == (
         "22023", 'invalid key set: key 1 (kid "weak"): an HS256 secret must be at least 32 bytes')
+
+
+def test_B_a_tenant_claim_in_uppercase_or_another_spelling_is_rejected(attacker, keys):
+    for spelling in (str(A).upper(), "{" + str(A) + "}", str(A).replace("-", ""), "urn:uuid:" + str(A)):
+        token = keys.mint(A, tenant_id=spelling)
+        assert rejected(attacker, token) == 'token claim "tenant_id" is not a uuid in canonical form (lowercase, hyphenated)'
 
 
 def test_B_a_token_of_another_issuer_signed_with_its_own_key_is_rejected(attacker, keys):

@@ -47,13 +47,13 @@ log_line_prefix = '%m [%p] %q%u@%d '
 tenant_guard.kek_file = '$dir.kek'
 CONF
   fi
-  # a server never runs with RUST_BACKTRACE: pgrx would put a Rust backtrace into error details
-  as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+  # a hostile environment on purpose: tenant_guard must keep Rust backtraces out of error details whatever it says
+  as_owner env -u RUST_LIB_BACKTRACE RUST_BACKTRACE=full "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log"; exit 1; }
   echo "cluster: PostgreSQL 15 with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
   ;;
 restart)
-  as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null \
+  as_owner env -u RUST_LIB_BACKTRACE RUST_BACKTRACE=full "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null \
     || { cat "$dir/server.log"; exit 1; }
   ;;
 stop)

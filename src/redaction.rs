@@ -1,4 +1,5 @@
-//! Keeps tokens out of the server log.
+//! Keeps tokens out of the server log and out of the statement text other sessions see, and keeps server LOG
+//! messages away from confined clients.
 //!
 //! A token written into SQL text (`SELECT tenant.authenticate('eyJ...')`, `SET LOCAL tenant_guard.token = '...'`)
 //! would otherwise reach the log through `log_statement`, `log_min_duration_statement`, the `STATEMENT:` line of an
@@ -6,6 +7,19 @@
 //! of an error inside a function. An `emit_log_hook` replaces every compact JWS in the message, detail, context and
 //! internal query with [`REDACTED`], and points `debug_query_string` (what the `STATEMENT:` line and csvlog/jsonlog
 //! print) at a redacted copy of the statement.
+//!
+//! **Statement text.** Every session of a role can read the statement text of the role's other sessions in
+//! `pg_stat_activity`, and all tenants share the application role. When a statement's text holds a token, the text
+//! reported for the session is replaced by its redacted copy as soon as the statement is parsed, and again whenever
+//! it is executed (a prepared statement reports its text anew at each execution). (Confined roles cannot read
+//! `pg_stat_activity` at all while `tenant_guard.hide_statistics` is on; this protects the token from monitoring
+//! roles and tools too.)
+//!
+//! **LOG messages.** With `client_min_messages = log`, a client receives messages meant for the server log:
+//! `debug_print_plan` (the plan with its row estimates), `auto_explain` (actual row counts), `log_statement` echoes.
+//! While `tenant_guard.hide_statistics` is on, no LOG message reaches the client of a role that is not a superuser
+//! (it still reaches the server log). DEBUG messages go to the client only when the server does not log them, so
+//! this hook never sees them; they describe the server's own work (transaction states), not rows.
 //!
 //! What counts as a token ([`redact`], pure Rust and unit-tested): three base64url runs joined by two dots whose
 //! first run decodes to a JSON object's opening `{` (a JOSE header always does), starting where a run starts or at
@@ -87,6 +101,7 @@ pub fn redact(text: &str) -> Option<String> {
 }
 
 static mut PREV_EMIT_LOG: pg_sys::emit_log_hook_type = None;
+static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 
 thread_local! {
     /// The redacted statement `debug_query_string` points at, kept alive until the next one replaces it.
@@ -94,10 +109,65 @@ thread_local! {
 }
 
 pub fn init() {
-    // SAFETY: _PG_init runs once per process before any message; we chain to the hook installed before.
+    // SAFETY: _PG_init runs once per process before any message; we chain to the hooks installed before.
     unsafe {
         PREV_EMIT_LOG = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(emit_log);
+        PREV_POST_PARSE_ANALYZE = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(post_parse_analyze);
+    }
+}
+
+/// Reports the redacted copy of a statement's text as the session's activity, when the text holds a token and is
+/// the statement the backend is running (`debug_query_string`: a cursor's FETCH runs the text of its DECLARE).
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated statement text.
+pub unsafe fn report_activity(text: *const std::ffi::c_char) {
+    // SAFETY: plain read of a backend global.
+    let current = unsafe { pg_sys::debug_query_string };
+    if text.is_null() || current.is_null() {
+        return;
+    }
+    // SAFETY: statement texts are NUL-terminated and outlive the call.
+    let text = unsafe { CStr::from_ptr(text) };
+    let Some(clean) = redact(&text.to_string_lossy()) else { return };
+    // SAFETY: as above.
+    if text != unsafe { CStr::from_ptr(current) } {
+        return;
+    }
+    let clean = CString::new(clean).expect("redaction adds no NUL");
+    // SAFETY: pgstat_report_activity copies the text into the backend's shared-memory slot.
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, clean.as_ptr()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn post_parse_analyze(
+    pstate: *mut pg_sys::ParseState,
+    query: *mut pg_sys::Query,
+    jstate: *mut pg_sys::JumbleState,
+) {
+    // SAFETY: PostgreSQL passes the parse state of the statement just analyzed.
+    unsafe {
+        if !pstate.is_null() && (*pstate).p_sourcetext == pg_sys::debug_query_string {
+            report_activity((*pstate).p_sourcetext);
+        }
+        if let Some(prev) = PREV_POST_PARSE_ANALYZE {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstate, query, jstate));
+        }
+    }
+}
+
+/// Whether a LOG or DEBUG message may go to this client (see the module notes).
+unsafe fn log_message_for_client() -> bool {
+    if !crate::gucs::statistics_hidden() {
+        return true;
+    }
+    // The client's role is the outer user (tenant_guard's internal queries run as the bootstrap superuser).
+    // SAFETY: superuser_arg may read the catalog: only inside a valid transaction and outside a critical section;
+    // elsewhere the client is treated as confined.
+    unsafe {
+        pg_sys::IsTransactionState() && pg_sys::CritSectionCount == 0 && pg_sys::superuser_arg(pg_sys::GetOuterUserId())
     }
 }
 
@@ -121,6 +191,12 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
     // SAFETY: PostgreSQL passes the ErrorData being emitted; we only replace its strings with redacted copies.
     unsafe {
         let e = &mut *edata;
+        if (pg_sys::LOG as i32..pg_sys::INFO as i32).contains(&e.elevel)
+            && e.output_to_client
+            && !log_message_for_client()
+        {
+            e.output_to_client = false;
+        }
         redact_field(&mut e.message);
         redact_field(&mut e.detail);
         redact_field(&mut e.detail_log);

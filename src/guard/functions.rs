@@ -1,0 +1,122 @@
+//! PostgreSQL functions that count or read other tenants' rows of protected tables, refused to confined roles in a
+//! database with tenant_guard. Checked when the executor (or the fast-path protocol) sets up a call, through the
+//! object-access hook, so every way of calling one is covered: directly, through a view (`pg_stat_user_tables`,
+//! `pg_stat_activity`), an inlined SQL function, PL/pgSQL or dynamic SQL.
+//!
+//! **Statistics** (`tenant_guard.hide_statistics`, on by default): the cumulative and per-transaction counters
+//! (`pg_stat_get_*`: tuples returned and fetched by index and table scans, inserted, updated, deleted, live, dead,
+//! scans, blocks, and the activity and progress of other sessions), relation sizes, and every function of
+//! `pg_stat_statements` (other sessions' statements and row counts) and of the extensions that read pages
+//! (`pgstattuple`, `pg_visibility`, `pg_freespacemap`, `pg_buffercache`, `pageinspect`, `pg_walinspect`). An index
+//! that does not lead with the tenant column counts every tenant's entries it scans, so a tenant could rebuild
+//! another tenant's values from these counters. Exempt: superusers, `tenant_guard_admin` and `pg_read_all_stats`
+//! members (grant `pg_monitor` to monitoring roles, never to the application role).
+
+use super::{has_privs_of, ADMIN_ROLE};
+use crate::errors;
+use crate::gucs;
+use pgrx::pg_sys;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+/// What a function is, for these rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Statistics,
+    Other,
+}
+
+/// Extensions whose every function is a statistics function for these rules.
+const STATISTICS_EXTENSIONS: [&str; 7] = [
+    "pg_stat_statements",
+    "pgstattuple",
+    "pg_visibility",
+    "pg_freespacemap",
+    "pg_buffercache",
+    "pageinspect",
+    "pg_walinspect",
+];
+
+/// PostgreSQL's functions that report relation sizes (which grow with every tenant's rows).
+const SIZE_FUNCTIONS: [&str; 4] = ["pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size"];
+
+thread_local! {
+    /// Function oid -> kind; emptied whenever pg_proc changes.
+    static KINDS: RefCell<HashMap<pg_sys::Oid, Kind>> = RefCell::new(HashMap::new());
+}
+
+pub fn init() {
+    // SAFETY: registers a backend-lifetime syscache callback with a static function and no argument.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as _,
+            Some(forget_kinds),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_kinds(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+    KINDS.with_borrow_mut(HashMap::clear);
+}
+
+use pgrx::pg_guard;
+
+fn kind(function: pg_sys::Oid) -> Kind {
+    if let Some(kind) = KINDS.with_borrow(|k| k.get(&function).copied()) {
+        return kind;
+    }
+    let kind = classify(function);
+    KINDS.with_borrow_mut(|k| k.insert(function, kind));
+    kind
+}
+
+fn classify(function: pg_sys::Oid) -> Kind {
+    // SAFETY: syscache lookups of an existing function; palloc'd names are copied at once.
+    unsafe {
+        let extension = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, function);
+        if extension != pg_sys::InvalidOid {
+            let name = pg_sys::get_extension_name(extension);
+            let in_list =
+                !name.is_null() && STATISTICS_EXTENSIONS.contains(&CStr::from_ptr(name).to_string_lossy().as_ref());
+            return if in_list { Kind::Statistics } else { Kind::Other };
+        }
+        if pg_sys::get_func_namespace(function) != pg_sys::PG_CATALOG_NAMESPACE.into() {
+            return Kind::Other;
+        }
+        let name = pg_sys::get_func_name(function);
+        if name.is_null() {
+            return Kind::Other;
+        }
+        let name = CStr::from_ptr(name).to_string_lossy();
+        if name.starts_with("pg_stat_get_") || SIZE_FUNCTIONS.contains(&name.as_ref()) {
+            Kind::Statistics
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// Whether tenant_guard is installed in the current database.
+pub fn installed_here() -> bool {
+    // SAFETY: a catalog lookup by name, missing_ok.
+    unsafe { pg_sys::get_extension_oid(c"tenant_guard".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// Called when a call of `function` is set up. Raises 42501 for a function a confined role may not call.
+pub fn executing(function: pg_sys::Oid) {
+    if kind(function) == Kind::Statistics
+        && gucs::statistics_hidden()
+        && !has_privs_of(c"pg_read_all_stats")
+        // SAFETY: a catalog lookup for the current user.
+        && !unsafe { pg_sys::superuser() }
+        && !has_privs_of(ADMIN_ROLE)
+        && installed_here()
+    {
+        // SAFETY: a syscache lookup of an existing function; the name is copied at once.
+        let name = unsafe { CStr::from_ptr(pg_sys::get_func_name(function)) }.to_string_lossy().into_owned();
+        errors::statistics_hidden(&name);
+    }
+}

@@ -1,0 +1,263 @@
+//! The tamper guard: PostgreSQL hooks that refuse what row-level security cannot stop by itself.
+//!
+//! Who is confined: every role except superusers and members of `tenant_guard_admin` ([`is_admin`]). The rules,
+//! one file each, one small function per refused statement:
+//! - [`tamper`]: weakening a protected table's protection (RLS off, its policies, its tenant column, TRUNCATE);
+//! - [`owner_code`]: code or validation that would run over every tenant's rows (triggers, rules, policies,
+//!   validated constraints, expression and unique indexes, retyping, domains, statistics expressions);
+//! - [`reach`]: reaching a protected table through another relation (an unprotected parent, an attached or
+//!   inheriting table that carries untrusted code);
+//! - [`session`]: state that would outlive a transaction behind a pooler (session-level tokens, temporary tables
+//!   that keep rows);
+//! - [`executor`]: statements whose output counts or carries other tenants' rows (EXPLAIN, holdable cursors);
+//! - [`functions`]: PostgreSQL functions that count other tenants' rows (statistics).
+//!
+//! Names are resolved under the statement's own lock and qualified in the statement ([`lookup`]), so the guard
+//! decides on the object the statement will alter. tenant_guard's own DDL (protecting a table) is let through.
+
+pub mod executor;
+pub mod functions;
+mod lookup;
+mod owner_code;
+mod reach;
+mod session;
+mod tamper;
+pub mod user_code;
+
+pub use owner_code::refuse_untrusted_code_on;
+
+use crate::labels;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CStr;
+
+/// Members of this role may change protected tables like a superuser.
+pub const ADMIN_ROLE: &CStr = c"tenant_guard_admin";
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
+
+pub fn init() {
+    // SAFETY: _PG_init runs once per process before any statement; we chain to whatever hooks were installed before.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
+        pg_sys::object_access_hook = Some(object_access);
+    }
+    executor::init();
+    functions::init();
+}
+
+/// PostgreSQL calls this when it sets up a function call (OAT_FUNCTION_EXECUTE) and for each relation TRUNCATE is
+/// about to empty (OAT_TRUNCATE), among other events that tenant_guard passes on untouched.
+#[pg_guard]
+unsafe extern "C-unwind" fn object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: std::ffi::c_int,
+    arg: *mut std::ffi::c_void,
+) {
+    match access {
+        pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => functions::executing(object_id),
+        pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
+        _ => {}
+    }
+    // SAFETY: passes the arguments on unchanged to the previous hook.
+    unsafe {
+        if let Some(prev) = PREV_OBJECT_ACCESS {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev(access, class_id, object_id, sub_id, arg));
+        }
+    }
+}
+
+/// Whether the current user is a superuser or has the privileges of `tenant_guard_admin`.
+pub fn is_admin() -> bool {
+    // SAFETY: plain catalog lookups for the current user.
+    unsafe { pg_sys::superuser() || has_privs_of(ADMIN_ROLE) }
+}
+
+/// Whether the current user has the privileges of the named role (false when it does not exist).
+pub fn has_privs_of(role: &CStr) -> bool {
+    // SAFETY: catalog lookups by name and oid; missing_ok.
+    unsafe {
+        let oid = pg_sys::get_role_oid(role.as_ptr(), true);
+        oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), oid)
+    }
+}
+
+/// What the guard decided for a statement.
+#[derive(PartialEq, Eq)]
+enum Verdict {
+    Run,
+    /// Skip it silently (a managed policy a restore re-creates).
+    Skip,
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let mut pstmt = pstmt;
+    let mut read_only_tree = read_only_tree;
+    if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
+        // SAFETY: the statement's source text, NUL-terminated.
+        unsafe { crate::redaction::report_activity(query_string) };
+    }
+    // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
+    if !labels::in_internal_ddl() && unsafe { check(&mut pstmt, &mut read_only_tree) } == Verdict::Skip {
+        return;
+    }
+    // SAFETY: reads the node tag only.
+    let node = unsafe { (*pstmt).utilityStmt };
+    let is_seclabel = !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SecLabelStmt;
+    // SAFETY: node is the statement's parse tree (or NULL).
+    let _mark = unsafe { executor::watch(node) };
+    // SAFETY: passes the (possibly qualified) statement on, to the previous hook or the standard implementation.
+    unsafe {
+        match PREV_PROCESS_UTILITY {
+            // through pgrx's FFI boundary, so that an ERROR unwinds our frames (and drops the watch mark)
+            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)
+            }),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+    if is_seclabel {
+        // the labelled table is closed again: apply what the label hook decided
+        labels::flush_actions();
+    }
+}
+
+/// Checks one utility statement. Raises 42501 when a rule refuses it.
+///
+/// # Safety
+/// `pstmt` is the PlannedStmt PostgreSQL passed to the hook; when a rule needs to qualify names in it and the tree
+/// is read-only, it is replaced by a copy (and `read_only_tree` cleared).
+unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool) -> Verdict {
+    // SAFETY: reads the node tag only.
+    let tag = unsafe {
+        let node = (**pstmt).utilityStmt;
+        if node.is_null() {
+            return Verdict::Run;
+        }
+        (*node).type_
+    };
+    // rules for every role
+    // SAFETY: each call casts the node to the type its tag names.
+    unsafe {
+        let node = (**pstmt).utilityStmt;
+        match tag {
+            pg_sys::NodeTag::T_VariableSetStmt => session::set(node as *mut pg_sys::VariableSetStmt),
+            pg_sys::NodeTag::T_CreateStmt => session::create_table(node as *mut pg_sys::CreateStmt),
+            pg_sys::NodeTag::T_CreateTableAsStmt => session::create_table_as(node as *mut pg_sys::CreateTableAsStmt),
+            pg_sys::NodeTag::T_CreatePolicyStmt
+                if tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt) =>
+            {
+                return Verdict::Skip;
+            }
+            _ => {}
+        }
+    }
+    if !is_guarded(tag) || is_admin() {
+        return Verdict::Run;
+    }
+    // rules for confined roles: they may qualify names in the statement, so give them a tree of their own
+    if *read_only_tree {
+        // SAFETY: copyObject of a valid node tree, in the current (statement) memory context.
+        *pstmt = unsafe { pg_sys::copyObjectImpl(*pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt };
+        *read_only_tree = false;
+    }
+    // SAFETY: each call casts the node to the type its tag names; the tree is writable.
+    unsafe {
+        let node = (**pstmt).utilityStmt;
+        match tag {
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let stmt = node as *mut pg_sys::AlterTableStmt;
+                let lockmode = pg_sys::AlterTableGetLockLevel((*stmt).cmds) as u32;
+                let relid = lookup::pin((*stmt).relation, lockmode, lookup::Right::Owner);
+                if let Some(table) = guarded(relid) {
+                    tamper::alter_table(&table, stmt);
+                    owner_code::alter_table(&table, stmt);
+                }
+                reach::alter_table(relid, stmt);
+            }
+            pg_sys::NodeTag::T_RenameStmt => tamper::rename(node as *mut pg_sys::RenameStmt),
+            pg_sys::NodeTag::T_CreatePolicyStmt => tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt),
+            pg_sys::NodeTag::T_AlterPolicyStmt => tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt),
+            pg_sys::NodeTag::T_DropStmt => tamper::drop_policy(node as *mut pg_sys::DropStmt),
+            pg_sys::NodeTag::T_CreateTrigStmt => owner_code::trigger(node as *mut pg_sys::CreateTrigStmt),
+            pg_sys::NodeTag::T_RuleStmt => owner_code::rule(node as *mut pg_sys::RuleStmt),
+            pg_sys::NodeTag::T_IndexStmt => owner_code::index(node as *mut pg_sys::IndexStmt),
+            pg_sys::NodeTag::T_CreateStatsStmt => owner_code::statistics(node as *mut pg_sys::CreateStatsStmt),
+            pg_sys::NodeTag::T_AlterDomainStmt => owner_code::domain(node as *mut pg_sys::AlterDomainStmt),
+            _ => {}
+        }
+    }
+    Verdict::Run
+}
+
+/// Statements with rules for confined roles (the others skip the admin check).
+fn is_guarded(tag: pg_sys::NodeTag) -> bool {
+    matches!(
+        tag,
+        pg_sys::NodeTag::T_AlterTableStmt
+            | pg_sys::NodeTag::T_RenameStmt
+            | pg_sys::NodeTag::T_CreatePolicyStmt
+            | pg_sys::NodeTag::T_AlterPolicyStmt
+            | pg_sys::NodeTag::T_DropStmt
+            | pg_sys::NodeTag::T_CreateTrigStmt
+            | pg_sys::NodeTag::T_RuleStmt
+            | pg_sys::NodeTag::T_IndexStmt
+            | pg_sys::NodeTag::T_CreateStatsStmt
+            | pg_sys::NodeTag::T_AlterDomainStmt
+    )
+}
+
+/// A protected table a statement names, resolved under the statement's lock.
+pub struct Guarded {
+    pub relid: pg_sys::Oid,
+    pub column: String,
+    pub name: String,
+}
+
+/// `relid` if it is protected.
+fn guarded(relid: pg_sys::Oid) -> Option<Guarded> {
+    let column = labels::protected_column(relid)?;
+    Some(Guarded { relid, column, name: display_name(relid) })
+}
+
+pub fn display_name(relid: pg_sys::Oid) -> String {
+    labels::qualified_name(relid).unwrap_or_else(|| "?".into())
+}
+
+/// A C string of a parse tree or the catalog as a Rust string (empty for NULL).
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+pub unsafe fn cstr(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: as the caller promises.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}

@@ -1,0 +1,257 @@
+//! Rules against code and validation that would run over every tenant's rows of a protected table, for confined
+//! roles, the table owner included.
+//!
+//! Row-level security confines queries, not schema changes: a statement that validates or rewrites a table reads
+//! every row, whoever runs it. Two kinds are refused:
+//! - **code that is not trusted with every tenant's rows** (see `sql/trusted_code.sql`): a trigger function or WHEN
+//!   clause, a rule, a policy, a constraint that is only checked on new rows (NOT VALID), when it calls a function
+//!   written by a role that is not a superuser or an administrator;
+//! - **validation of existing rows**, whatever it calls, because its failure tells the caller about other tenants'
+//!   rows (a unique index that fails names the duplicated value, a retyping that fails names the value it could not
+//!   convert, a CHECK that fails says some row matches): validated CHECK, UNIQUE, PRIMARY KEY, EXCLUDE and FOREIGN
+//!   KEY constraints, SET NOT NULL, VALIDATE CONSTRAINT, retyping a column, generated columns, unique or expression
+//!   or partial indexes, statistics on expressions, and constraints added to a domain a protected table uses.
+//!
+//! Administrators run those (migrations that need them run as a member of `tenant_guard_admin`). What stays allowed
+//! to the owner: adding and dropping ordinary columns, defaults, plain indexes on columns, NOT VALID constraints with
+//! trusted code, triggers with trusted functions, comments, grants, renames.
+
+use super::user_code::{self, Callees};
+use super::{guarded, lookup, Guarded};
+use crate::errors;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+/// ALTER TABLE subcommands that validate or rewrite every row, or add untrusted code.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) AlterTableStmt; `table` its resolved, locked relation.
+pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: the subcommands are AlterTableCmd nodes whose `def` has the type their subtype implies.
+    for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
+        unsafe {
+            let name = super::cstr((*cmd).name);
+            match (*cmd).subtype {
+                pg_sys::AlterTableType::AT_AddColumn => add_column(table, (*cmd).def as *mut pg_sys::ColumnDef),
+                pg_sys::AlterTableType::AT_AddConstraint => constraint(table, (*cmd).def as *mut pg_sys::Constraint),
+                pg_sys::AlterTableType::AT_AlterColumnType => {
+                    errors::validation_refused(&format!("changing the type of column \"{name}\""), &table.name)
+                }
+                pg_sys::AlterTableType::AT_SetNotNull => {
+                    errors::validation_refused(&format!("SET NOT NULL on column \"{name}\""), &table.name)
+                }
+                pg_sys::AlterTableType::AT_ValidateConstraint => {
+                    errors::validation_refused(&format!("VALIDATE CONSTRAINT \"{name}\""), &table.name)
+                }
+                #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+                pg_sys::AlterTableType::AT_SetExpression => errors::validation_refused(
+                    &format!("changing the expression of generated column \"{name}\""),
+                    &table.name,
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// ADD COLUMN with a constraint or a generation expression that is computed or checked over every row.
+unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
+    // SAFETY: `def` is the ColumnDef of ADD COLUMN; its constraints are Constraint nodes.
+    unsafe {
+        if def.is_null() {
+            return;
+        }
+        let column = super::cstr((*def).colname);
+        if (*def).generated != 0 {
+            errors::validation_refused(&format!("adding generated column \"{column}\""), &table.name);
+        }
+        for c in PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr() {
+            match (*c).contype {
+                pg_sys::ConstrType::CONSTR_GENERATED => {
+                    errors::validation_refused(&format!("adding generated column \"{column}\""), &table.name)
+                }
+                pg_sys::ConstrType::CONSTR_CHECK
+                | pg_sys::ConstrType::CONSTR_UNIQUE
+                | pg_sys::ConstrType::CONSTR_PRIMARY
+                | pg_sys::ConstrType::CONSTR_EXCLUSION
+                | pg_sys::ConstrType::CONSTR_FOREIGN => errors::validation_refused(
+                    &format!("adding column \"{column}\" with a {} constraint", constraint_kind((*c).contype)),
+                    &table.name,
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// ADD CONSTRAINT: validated constraints read every row; NOT VALID CHECK and FOREIGN KEY constraints are checked
+/// on new rows only, by the tenant that writes them, and are allowed with trusted code.
+unsafe fn constraint(table: &Guarded, c: *mut pg_sys::Constraint) {
+    // SAFETY: `c` is the Constraint node of ADD CONSTRAINT.
+    unsafe {
+        if c.is_null() {
+            return;
+        }
+        let kind = (*c).contype;
+        let not_valid = (*c).skip_validation;
+        match kind {
+            pg_sys::ConstrType::CONSTR_CHECK if not_valid => {
+                refuse_untrusted("ADD CONSTRAINT ... CHECK", &table.name, &user_code::raw_callees((*c).raw_expr))
+            }
+            pg_sys::ConstrType::CONSTR_FOREIGN if not_valid => {}
+            pg_sys::ConstrType::CONSTR_CHECK
+            | pg_sys::ConstrType::CONSTR_UNIQUE
+            | pg_sys::ConstrType::CONSTR_PRIMARY
+            | pg_sys::ConstrType::CONSTR_EXCLUSION
+            | pg_sys::ConstrType::CONSTR_FOREIGN => {
+                errors::validation_refused(&format!("adding a {} constraint", constraint_kind(kind)), &table.name)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn constraint_kind(kind: pg_sys::ConstrType::Type) -> &'static str {
+    match kind {
+        pg_sys::ConstrType::CONSTR_CHECK => "CHECK",
+        pg_sys::ConstrType::CONSTR_UNIQUE => "UNIQUE",
+        pg_sys::ConstrType::CONSTR_PRIMARY => "PRIMARY KEY",
+        pg_sys::ConstrType::CONSTR_EXCLUSION => "EXCLUDE",
+        _ => "FOREIGN KEY",
+    }
+}
+
+/// Raises 42501 if `callees` include a subquery or a function not trusted with every tenant's rows.
+fn refuse_untrusted(what: &str, table: &str, callees: &Callees) {
+    if callees.subquery {
+        errors::untrusted_code_refused(what, table, "a subquery");
+    }
+    if let Some(function) = user_code::first_untrusted(callees) {
+        errors::untrusted_code_refused(what, table, &format!("function {function}"));
+    }
+}
+
+/// CREATE TRIGGER: its function and WHEN clause see every tenant's new and old rows.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) CreateTrigStmt.
+pub unsafe fn trigger(stmt: *mut pg_sys::CreateTrigStmt) {
+    // SAFETY: pins the table under the lock CREATE TRIGGER takes (TRIGGER privilege, not ownership, is needed).
+    let relid = unsafe {
+        lookup::pin((*stmt).relation, pg_sys::ShareRowExclusiveLock, lookup::Right::Privilege(pg_sys::ACL_TRIGGER as _))
+    };
+    let Some(table) = guarded(relid) else { return };
+    // SAFETY: reads the statement.
+    let callees = unsafe {
+        let mut callees = user_code::raw_callees((*stmt).whenClause);
+        user_code::trigger_function((*stmt).funcname, &mut callees);
+        callees
+    };
+    refuse_untrusted("CREATE TRIGGER", &table.name, &callees);
+}
+
+/// CREATE RULE: a rule's actions are statements that receive every row written by every tenant.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) RuleStmt.
+pub unsafe fn rule(stmt: *mut pg_sys::RuleStmt) {
+    // SAFETY: pins the table under the lock CREATE RULE takes.
+    let relid = unsafe { lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    if let Some(table) = guarded(relid) {
+        errors::tamper_refused("CREATE RULE", &table.name);
+    }
+}
+
+/// CREATE INDEX: a unique index names a duplicated value when it fails; expressions and predicates are evaluated
+/// over every row.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) IndexStmt.
+pub unsafe fn index(stmt: *mut pg_sys::IndexStmt) {
+    // SAFETY: pins the table under the lock CREATE INDEX takes; reads the statement.
+    unsafe {
+        let lockmode = if (*stmt).concurrent { pg_sys::ShareUpdateExclusiveLock } else { pg_sys::ShareLock };
+        let relid = lookup::pin((*stmt).relation, lockmode, lookup::Right::Owner);
+        let Some(table) = guarded(relid) else { return };
+        if (*stmt).unique {
+            errors::validation_refused("CREATE UNIQUE INDEX", &table.name);
+        }
+        if !(*stmt).whereClause.is_null() {
+            errors::validation_refused("CREATE INDEX ... WHERE", &table.name);
+        }
+        if !(*stmt).excludeOpNames.is_null() {
+            errors::validation_refused("an exclusion index", &table.name);
+        }
+        if PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams).iter_ptr().any(|e| !(*e).expr.is_null()) {
+            errors::validation_refused("an index on an expression", &table.name);
+        }
+    }
+}
+
+/// CREATE STATISTICS on expressions: ANALYZE evaluates them over sampled rows of every tenant.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) CreateStatsStmt.
+pub unsafe fn statistics(stmt: *mut pg_sys::CreateStatsStmt) {
+    // SAFETY: the relations are RangeVars; the elements are StatsElem nodes.
+    unsafe {
+        let has_expressions =
+            PgList::<pg_sys::StatsElem>::from_pg((*stmt).exprs).iter_ptr().any(|e| !(*e).expr.is_null());
+        for rv in PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations).iter_ptr() {
+            let relid = lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner);
+            if let (Some(table), true) = (guarded(relid), has_expressions) {
+                errors::validation_refused("CREATE STATISTICS on expressions", &table.name);
+            }
+        }
+    }
+}
+
+/// ALTER DOMAIN ... ADD CONSTRAINT / SET NOT NULL / VALIDATE CONSTRAINT checks every value of the domain, in every
+/// table that uses it.
+///
+/// # Safety
+/// `stmt` is the statement's AlterDomainStmt.
+pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) {
+    // SAFETY: reads the statement; the type lookup does not error (missing_ok).
+    let domain = unsafe {
+        let validates = match (*stmt).subtype as u8 {
+            b'C' => {
+                let c = (*stmt).def as *mut pg_sys::Constraint;
+                !c.is_null() && !(*c).skip_validation
+            }
+            b'O' | b'V' => true,
+            _ => false,
+        };
+        if !validates {
+            return;
+        }
+        pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList((*stmt).typeName), true)
+    };
+    if domain == pg_sys::InvalidOid {
+        return;
+    }
+    let tables = crate::privileged::with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(include_str!("../../sql/queries/domain_users.sql"), None, &[domain.into()])
+                .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+    });
+    if let Some(table) = tables.into_iter().find_map(guarded) {
+        errors::validation_refused("validating a domain constraint", &table.name);
+    }
+}
+
+/// Raises 42501 if the table carries code not trusted with every tenant's rows (it is about to be protected, or
+/// to receive rows of every tenant, by `what`).
+pub fn refuse_untrusted_code_on(relid: pg_sys::Oid, what: &str) {
+    if let Some((object, function)) = user_code::untrusted_code_on(relid) {
+        let callee = match function {
+            Some(f) => format!("{object}, which calls function {f}"),
+            None => object,
+        };
+        errors::untrusted_code_refused(what, &super::display_name(relid), &callee);
+    }
+}

@@ -1,0 +1,79 @@
+//! Rules against reaching a protected table through another relation, for confined roles.
+//!
+//! A query on a partitioned or inheritance parent reads its children's rows under the **parent's** row-level
+//! security, not theirs. So a protected table must never become a child of a parent that is not protected the same
+//! way (every tenant's rows would be readable through that parent), and a table that becomes a child of a protected
+//! table is protected with it (the label hook does that) and must not bring untrusted code with it (its triggers
+//! would then see every tenant's rows routed into it). Attaching a partition to a protected table with a DEFAULT
+//! partition validates the default partition's rows of every tenant, and is refused too.
+
+use super::{lookup, owner_code};
+use crate::errors;
+use crate::labels;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+/// ATTACH PARTITION and INHERIT, on the relation `relid` the statement names (already pinned).
+///
+/// # Safety
+/// `stmt` is the statement's (writable) AlterTableStmt.
+pub unsafe fn alter_table(relid: pg_sys::Oid, stmt: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: the subcommands are AlterTableCmd nodes whose `def` has the type their subtype implies.
+    for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
+        unsafe {
+            match (*cmd).subtype {
+                pg_sys::AlterTableType::AT_AttachPartition => {
+                    let partition = (*cmd).def as *mut pg_sys::PartitionCmd;
+                    if partition.is_null() {
+                        continue;
+                    }
+                    let child = lookup::pin((*partition).name, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+                    join(relid, child, "ATTACH PARTITION");
+                    if labels::protected_column(relid).is_some() && has_default_partition(relid) {
+                        errors::validation_refused(
+                            "ATTACH PARTITION to a table with a DEFAULT partition",
+                            &super::display_name(relid),
+                        );
+                    }
+                }
+                pg_sys::AlterTableType::AT_AddInherit => {
+                    let parent = lookup::pin(
+                        (*cmd).def as *mut pg_sys::RangeVar,
+                        pg_sys::ShareUpdateExclusiveLock,
+                        lookup::Right::Owner,
+                    );
+                    join(parent, relid, "INHERIT");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `child` is about to become a child of `parent`.
+fn join(parent: pg_sys::Oid, child: pg_sys::Oid, what: &str) {
+    if parent == pg_sys::InvalidOid || child == pg_sys::InvalidOid {
+        return;
+    }
+    let (parent_label, child_label) = (labels::protected_label(parent), labels::protected_label(child));
+    if child_label.is_some() && parent_label != child_label {
+        errors::unprotected_parent_refused(what, &super::display_name(child), &super::display_name(parent));
+    }
+    if parent_label.is_some() && child_label.is_none() {
+        owner_code::refuse_untrusted_code_on(child, what);
+    }
+}
+
+fn has_default_partition(relid: pg_sys::Oid) -> bool {
+    crate::privileged::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT partdefid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_partitioned_table \
+             WHERE partrelid OPERATOR(pg_catalog.=) $1",
+            &[relid.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}

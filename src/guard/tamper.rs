@@ -1,0 +1,163 @@
+//! Rules against weakening a protected table's protection, for confined roles (see the module above):
+//! row-level security switched off, tenant_guard's policies or other policies changed, the tenant column dropped,
+//! retyped, renamed or loosened, and TRUNCATE (which ignores row-level security), also through CASCADE.
+
+use super::{guarded, lookup, Guarded};
+use crate::errors;
+use crate::labels;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+/// ALTER TABLE subcommands that switch the protection off or loosen the tenant column.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) AlterTableStmt; `table` its resolved, locked relation.
+pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: the subcommands are AlterTableCmd nodes.
+    for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
+        // SAFETY: as above.
+        let (subtype, name) = unsafe { ((*cmd).subtype, super::cstr((*cmd).name)) };
+        let on_tenant_column = name == table.column;
+        let refused = match subtype {
+            pg_sys::AlterTableType::AT_DisableRowSecurity => Some("DISABLE ROW LEVEL SECURITY"),
+            pg_sys::AlterTableType::AT_NoForceRowSecurity => Some("NO FORCE ROW LEVEL SECURITY"),
+            pg_sys::AlterTableType::AT_DropColumn if on_tenant_column => Some("dropping the tenant column"),
+            pg_sys::AlterTableType::AT_AlterColumnType if on_tenant_column => {
+                Some("changing the type of the tenant column")
+            }
+            pg_sys::AlterTableType::AT_ColumnDefault if on_tenant_column => {
+                Some("changing the default of the tenant column")
+            }
+            pg_sys::AlterTableType::AT_DropNotNull if on_tenant_column => {
+                Some("dropping NOT NULL from the tenant column")
+            }
+            _ => None,
+        };
+        if let Some(what) = refused {
+            errors::tamper_refused(what, &table.name);
+        }
+    }
+}
+
+/// Renaming the tenant column or a policy of a protected table.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) RenameStmt.
+pub unsafe fn rename(stmt: *mut pg_sys::RenameStmt) {
+    // SAFETY: reads the statement; pins the relation it names under the lock the rename takes.
+    unsafe {
+        let what = match (*stmt).renameType {
+            pg_sys::ObjectType::OBJECT_COLUMN => "renaming the tenant column",
+            pg_sys::ObjectType::OBJECT_POLICY => "renaming a policy",
+            _ => return,
+        };
+        let relid = lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+        let Some(table) = guarded(relid) else { return };
+        let sub = super::cstr((*stmt).subname);
+        if (*stmt).renameType == pg_sys::ObjectType::OBJECT_POLICY || sub == table.column {
+            errors::tamper_refused(what, &table.name);
+        }
+    }
+}
+
+/// Whether a CREATE POLICY re-creates one of tenant_guard's policies that the table already has (as a restore of
+/// pg_dump output does, after the label has attached them): then it is skipped with a NOTICE, for every role.
+///
+/// # Safety
+/// `stmt` is the statement's CreatePolicyStmt.
+pub unsafe fn managed_policy_exists(stmt: *mut pg_sys::CreatePolicyStmt) -> bool {
+    // SAFETY: reads the statement; the lookup takes no lock (skipping changes nothing).
+    let (name, relid) = unsafe {
+        let name = super::cstr((*stmt).policy_name);
+        if !labels::is_managed_policy(&name) {
+            return false;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).table,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (name, relid)
+    };
+    if labels::protected_column(relid).is_none() {
+        return false;
+    }
+    let exists = crate::privileged::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 \
+             AND polname OPERATOR(pg_catalog.=) $2)",
+            &[relid.into(), name.as_str().into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if exists {
+        pgrx::notice!(
+            "policy \"{name}\" on {} is managed by tenant_guard; CREATE POLICY skipped",
+            super::display_name(relid)
+        );
+    }
+    exists
+}
+
+/// Policies on a protected table are an administrator's: a restrictive policy is evaluated beside tenant_guard's
+/// own, in cost order, so a cheap expression in it could see (and by its errors reveal) other tenants' rows.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) CreatePolicyStmt.
+pub unsafe fn create_policy(stmt: *mut pg_sys::CreatePolicyStmt) {
+    // SAFETY: pins the table under the lock CREATE POLICY takes.
+    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    if let Some(table) = guarded(relid) {
+        errors::tamper_refused("CREATE POLICY", &table.name);
+    }
+}
+
+/// # Safety
+/// `stmt` is the statement's (writable) AlterPolicyStmt.
+pub unsafe fn alter_policy(stmt: *mut pg_sys::AlterPolicyStmt) {
+    // SAFETY: pins the table under the lock ALTER POLICY takes.
+    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    if let Some(table) = guarded(relid) {
+        errors::tamper_refused("ALTER POLICY", &table.name);
+    }
+}
+
+/// # Safety
+/// `stmt` is the statement's (writable) DropStmt.
+pub unsafe fn drop_policy(stmt: *mut pg_sys::DropStmt) {
+    // SAFETY: DROP POLICY's objects are name lists `[schema.]table.policy`; each is pinned and qualified in place.
+    unsafe {
+        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_POLICY {
+            return;
+        }
+        let objects = (*stmt).objects;
+        if objects.is_null() {
+            return;
+        }
+        let cells = std::slice::from_raw_parts_mut((*objects).elements, (*objects).length as usize);
+        for cell in cells {
+            let names = cell.ptr_value as *mut pg_sys::List;
+            let (relid, qualified) = lookup::pin_names(names, 1, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+            cell.ptr_value = qualified as *mut std::ffi::c_void;
+            if let Some(table) = guarded(relid) {
+                errors::tamper_refused("DROP POLICY", &table.name);
+            }
+        }
+    }
+}
+
+/// TRUNCATE ignores row-level security: refused for each protected table it would empty, named directly, as a
+/// partition of a named table, or reached through CASCADE. Called by the object-access hook, which PostgreSQL runs
+/// for every relation TRUNCATE is about to empty, after locking it and checking the privilege.
+pub fn truncated(relid: pg_sys::Oid) {
+    if let Some(table) = guarded(relid) {
+        if !super::is_admin() {
+            errors::tamper_refused("TRUNCATE", &table.name);
+        }
+    }
+}
