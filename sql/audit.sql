@@ -1,6 +1,6 @@
 CREATE FUNCTION tenant._audit(server_version_num integer)
 RETURNS TABLE(severity text, check_name text, object text, detail text, fix text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $audit$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $audit$
 WITH RECURSIVE
 scoped AS (
     SELECT c.oid AS relid, c.relnamespace AS nsp, c.relowner AS owner, c.relrowsecurity, c.relforcerowsecurity,
@@ -8,16 +8,16 @@ scoped AS (
                                     l.label) AS relabel
       FROM pg_catalog.pg_seclabel l
       JOIN pg_catalog.pg_class c ON l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND l.objoid = c.oid
-     CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.substring(l.label, 'column=(\S+)'), 'tenant_id')::name AS col) t
-     WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND l.label LIKE 'tenant_scoped%'
+     CROSS JOIN LATERAL (SELECT tenant._label_column(l.label)::name AS col) t
+     WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND t.col IS NOT NULL
 ),
 schema_columns AS (   -- the tenant columns in use in each schema, from its protected tables and its own label
     SELECT nsp, col FROM scoped
     UNION
-    SELECT l.objoid, COALESCE(pg_catalog.substring(l.label, 'column=(\S+)'), 'tenant_id')::name
+    SELECT l.objoid, tenant._label_column(l.label)::name
       FROM pg_catalog.pg_seclabel l
      WHERE l.provider = 'tenant_guard' AND l.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-       AND l.label LIKE 'tenant_scoped%'
+       AND tenant._label_column(l.label) IS NOT NULL
 ),
 roles AS (
     SELECT r.oid, r.rolname, r.rolcanlogin, r.rolsuper OR r.rolbypassrls AS bypasses,
@@ -61,22 +61,27 @@ SELECT 'critical' AS severity, 'unprotected_tenant_table' AS check_name, c.oid::
                     WHERE l.provider = 'tenant_guard' AND l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
                       AND l.objoid = c.oid AND l.objsubid = 0 AND l.label = 'global')
 UNION ALL
--- 2. a protected table whose protection was changed out of band (by a superuser or an admin)
+-- 2. a protected table whose protection was changed out of band (by a superuser or an admin), its tenant column
+--    dropped or renamed included
 SELECT 'critical', 'protection_altered', s.relid::pg_catalog.regclass::text,
        'its protection was changed: ' || pg_catalog.array_to_string(pg_catalog.array_remove(ARRAY[
+           CASE WHEN a.attnum IS NULL
+                THEN pg_catalog.format('its tenant column %I is gone (dropped or renamed)', s.col) END,
            CASE WHEN NOT s.relrowsecurity THEN 'row-level security is disabled' END,
            CASE WHEN NOT s.relforcerowsecurity THEN 'FORCE ROW LEVEL SECURITY is off, so the owner sees every tenant' END,
            CASE WHEN NOT tenant._policy_intact(s.relid, s.col)
                 THEN 'the tenant_isolation or tenant_access policy is missing or was altered' END,
-           CASE WHEN d.def IS DISTINCT FROM 'tenant.current_id()'
+           CASE WHEN a.attnum IS NOT NULL AND d.def IS DISTINCT FROM 'tenant.current_id()'
                 THEN pg_catalog.format('the default of %I is not tenant.current_id()', s.col) END,
            CASE WHEN NOT a.attnotnull THEN pg_catalog.format('%I allows NULL', s.col) END], NULL), '; '),
-       're-apply the protection (as the owner or a superuser): ' || s.relabel
+       CASE WHEN a.attnum IS NULL
+            THEN pg_catalog.format('restore the column %I, then re-apply the protection: %s', s.col, s.relabel)
+            ELSE 're-apply the protection (as a superuser or an administrator): ' || s.relabel END
   FROM scoped s
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = s.relid AND a.attname = s.col
+  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = s.relid AND a.attname = s.col AND NOT a.attisdropped
   LEFT JOIN LATERAL (SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) AS def FROM pg_catalog.pg_attrdef ad
                       WHERE ad.adrelid = s.relid AND ad.adnum = a.attnum) d ON true
- WHERE NOT s.relrowsecurity OR NOT s.relforcerowsecurity OR NOT tenant._policy_intact(s.relid, s.col)
+ WHERE a.attnum IS NULL OR NOT s.relrowsecurity OR NOT s.relforcerowsecurity OR NOT tenant._policy_intact(s.relid, s.col)
     OR d.def IS DISTINCT FROM 'tenant.current_id()' OR NOT a.attnotnull
 UNION ALL
 -- 3. roles that can log in and are not confined by row-level security
@@ -194,6 +199,20 @@ SELECT 'critical', 'foreign_key_without_tenant',
    AND (s.relid IS NULL
         OR NOT EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(k.conkey), pg_catalog.unnest(k.confkey)) u(c, f)
                         WHERE u.c = sa.attnum AND u.f = ta.attnum))
+UNION ALL
+-- 8b. foreign keys from a protected table to a table that is not protected (a shared lookup table, say)
+SELECT 'info', 'foreign_key_to_shared_table', pg_catalog.format('%I on %s', k.conname, k.conrelid::pg_catalog.regclass),
+       pg_catalog.format('references %s, which is not protected: whoever can update or delete its rows can tell '
+                         'whether some tenant references a value (the error for a referenced key)%s',
+                         k.confrelid::pg_catalog.regclass,
+                         CASE WHEN k.confupdtype IN ('c', 'n', 'd') OR k.confdeltype IN ('c', 'n', 'd')
+                              THEN ', and its ON UPDATE/DELETE action rewrites every tenant''s referencing rows'
+                              ELSE '' END),
+       pg_catalog.format('keep writing %s to administrators; tenant_guard refuses such keys to other roles',
+                         k.confrelid::pg_catalog.regclass)
+  FROM pg_catalog.pg_constraint k
+  JOIN scoped s ON s.relid = k.conrelid
+ WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid NOT IN (SELECT relid FROM scoped)
 UNION ALL
 -- 9. protected tables without an index that leads with the tenant column
 SELECT 'warning', 'no_tenant_index', s.relid::pg_catalog.regclass::text,
@@ -348,6 +367,69 @@ SELECT 'warning', 'statistics_reader_with_data_access', pg_catalog.quote_ident(r
    AND EXISTS (SELECT 1 FROM scoped s
                 WHERE pg_catalog.has_table_privilege(r.oid, s.relid, 'SELECT, INSERT, UPDATE, DELETE'))
 UNION ALL
+-- 20. several issuers trusted, and some speak for every tenant that no issuer lists
+SELECT 'warning', 'unscoped_issuer', i.issuer,
+       pg_catalog.format('speaks for every tenant that no issuer lists, while %s issuers are trusted: the least '
+                         'trusted of them can act as any such tenant', n.issuers),
+       pg_catalog.format('list the tenants it may speak for: SELECT tenant.scope_issuer(%L, ARRAY[...]::uuid[])',
+                         i.issuer)
+  FROM (SELECT DISTINCT issuer, scoped_tenants FROM tenant.issuers) i
+ CROSS JOIN (SELECT pg_catalog.count(DISTINCT issuer) AS issuers FROM tenant.issuers) n
+ WHERE n.issuers > 1 AND i.scoped_tenants = 0
+UNION ALL
+-- 21. a master-key setting whose command line looks like it carries a credential
+SELECT 'warning', 'credential_in_key_setting', c.name,
+       'looks like it carries a credential (a password, token or key written into it): superusers can read it, '
+       'and it reaches wherever the configuration files go (backups, configuration management)',
+       'let the command read the credential from its environment or from a file readable by the server''s OS '
+       'user only, and rotate the credential'
+  FROM tenant._settings_with_credentials() c(name)
+UNION ALL
+-- 22. protected tables that point at large objects, which are not tenant-scoped
+SELECT 'warning', 'large_object_column', pg_catalog.format('%I on %s', a.attname, s.relid::pg_catalog.regclass),
+       pg_catalog.format('has type %s and may point at large objects: a large object is not a row of a protected '
+                         'table, so any tenant that knows its oid could read it where large objects are allowed '
+                         '(tenant_guard.allow_large_objects)', pg_catalog.format_type(a.atttypid, NULL)),
+       'store the bytes in a bytea column of the protected table (tenant.encrypt_bytea() encrypts them per tenant)'
+  FROM scoped s
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = s.relid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE a.atttypid = 'pg_catalog.oid'::pg_catalog.regtype OR pg_catalog.format_type(a.atttypid, NULL) = 'lo'
+UNION ALL
+-- 23. publications of protected tables: logical replication ignores row-level security
+SELECT CASE WHEN p.rowfilter IS NULL THEN 'critical' ELSE 'warning' END, 'published_table',
+       pg_catalog.format('%s in publication %I', s.relid::pg_catalog.regclass, p.pubname),
+       CASE WHEN p.rowfilter IS NULL
+            THEN 'is published: logical replication ignores row-level security, so every subscriber receives every '
+                 'tenant''s rows'
+            ELSE pg_catalog.format('is published with the row filter %s: a subscriber receives every row it selects, '
+                                   'of any tenant', p.rowfilter) END,
+       pg_catalog.format('ALTER PUBLICATION %I DROP TABLE %s; or publish one tenant with a row filter on %I',
+                         p.pubname, s.relid::pg_catalog.regclass, s.col)
+  FROM pg_catalog.pg_publication_tables p
+  JOIN scoped s ON s.relid = pg_catalog.format('%I.%I', p.schemaname, p.tablename)::pg_catalog.regclass
+UNION ALL
+-- 24. login roles that read tenant rows without SQL: logical decoding, server files, server programs
+SELECT CASE WHEN g.role IN ('pg_read_server_files', 'pg_execute_server_program') THEN 'critical' ELSE 'warning' END,
+       'unconfined_login_role', pg_catalog.quote_ident(r.rolname),
+       pg_catalog.format('can log in and %s', CASE g.role
+           WHEN 'REPLICATION' THEN 'has REPLICATION: logical decoding streams every tenant''s rows, whatever the '
+                                   'policies and publications'
+           WHEN 'pg_read_server_files' THEN 'is a member of pg_read_server_files: it can read the master key file and '
+                                            'every data file'
+           WHEN 'pg_execute_server_program' THEN 'is a member of pg_execute_server_program: it runs programs as the '
+                                                 'server''s OS user'
+           ELSE 'is a member of pg_write_server_files: it can overwrite files of the server''s OS user' END),
+       CASE WHEN g.role = 'REPLICATION' THEN pg_catalog.format('ALTER ROLE %I NOREPLICATION', r.rolname)
+            ELSE pg_catalog.format('REVOKE %s FROM %I', g.role, r.rolname) END
+  FROM roles r
+ CROSS JOIN LATERAL (SELECT 'REPLICATION' AS role
+                      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.oid = r.oid AND x.rolreplication)
+                     UNION ALL
+                     SELECT m FROM pg_catalog.unnest(ARRAY['pg_read_server_files', 'pg_write_server_files',
+                                                           'pg_execute_server_program']) m
+                      WHERE pg_catalog.pg_has_role(r.oid, m, 'USAGE')) g
+ WHERE r.rolcanlogin AND NOT r.bypasses   -- superusers and BYPASSRLS roles: privileged_login_role
+UNION ALL
 -- 12. a server older than 15.14 (see MIN_SERVER_VERSION_NUM in src/lib.rs)
 SELECT 'critical', 'server_version', 'server',
        pg_catalog.format('PostgreSQL %s.%s is older than 15.14: it leaks rows hidden by row-level security through '
@@ -364,13 +446,15 @@ $audit$;
 COMMENT ON FUNCTION tenant._audit(integer) IS
     'tenant.audit() for a given server_version_num (internal; lets the version check be tested).';
 REVOKE ALL ON FUNCTION tenant._audit(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._settings_with_credentials() FROM PUBLIC;
 
 CREATE FUNCTION tenant.audit()
 RETURNS TABLE(severity text, check_name text, object text, detail text, fix text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     SELECT * FROM tenant._audit(pg_catalog.current_setting('server_version_num')::integer)
 $$;
 COMMENT ON FUNCTION tenant.audit() IS
     'Isolation linter: what the engine cannot enforce by itself (critical, warning, info), with the fix for each.';
 REVOKE ALL ON FUNCTION tenant.audit() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer) TO tenant_guard_admin;
+GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settings_with_credentials()
+    TO tenant_guard_admin;

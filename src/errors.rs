@@ -128,11 +128,19 @@ pub fn warning(message: String, hint: &str) {
 /// Longest part of a user's input quoted back in a message, in characters.
 const MAX_QUOTED_CHARS: usize = 64;
 
-/// `text`, escaped, cut to MAX_QUOTED_CHARS characters (with an ellipsis when cut): messages stay small whatever
-/// the input.
+/// `text` cut to MAX_QUOTED_CHARS characters (with an ellipsis when cut), control characters shown as `?` and
+/// double quotes escaped: messages stay small and readable whatever the input.
 fn quoted(text: &str) -> String {
-    let mut out: String = text.chars().take(MAX_QUOTED_CHARS).collect::<String>().escape_default().collect();
-    if text.chars().count() > MAX_QUOTED_CHARS {
+    let mut out: String = text
+        .chars()
+        .take(MAX_QUOTED_CHARS)
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            c if c.is_control() => vec!['?'],
+            c => vec![c],
+        })
+        .collect();
+    if text.chars().nth(MAX_QUOTED_CHARS).is_some() {
         out.push_str("...");
     }
     out
@@ -230,6 +238,48 @@ pub fn untrusted_code_refused(what: &str, table: &str, code: &str) -> ! {
                 .into(),
         ),
         Some("Have an administrator own the function (ALTER FUNCTION ... OWNER TO), or run it as an administrator."),
+    )
+}
+
+/// 42501: protecting a table that is a child of a parent not protected the same way.
+pub fn protected_child_of_unprotected_parent(table: &str, parent: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("protecting {table} is refused: it is a child of {parent}, which is not protected the same way"),
+        Some("A query on a parent reads its children's rows under the parent's row-level security only.".into()),
+        Some(&format!("Protect {parent} with the same label first, or run it as an administrator.")),
+    )
+}
+
+/// 42501: a table labelled otherwise would become a child of a protected table.
+pub fn unprotected_child_refused(what: &str, table: &str, parent: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: {table} would become a child of protected table {parent} without its protection"),
+        Some(
+            "Rows written through the parent are routed into its children: a child labelled 'global' or protected by \
+             another column would hold them unprotected."
+                .into(),
+        ),
+        Some(ADMIN_HINT),
+    )
+}
+
+/// 42501: a foreign key would cross the tenant boundary.
+pub fn crossing_foreign_key_refused(what: &str, table: &str, constraint: &str, other: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: foreign key {constraint} between {table} and {other} crosses the tenant boundary"),
+        Some(
+            "Foreign-key checks and actions run without row-level security: a key from a protected table lets the \
+             other table's writer rewrite every tenant's rows (ON UPDATE CASCADE), and a key into one lets whoever \
+             writes the other table probe every tenant's keys."
+                .into(),
+        ),
+        Some(
+            "Reference a table protected with the same label, with the tenant column matched to the tenant column: \
+             FOREIGN KEY (tenant_id, ...) REFERENCES ... (tenant_id, ...).",
+        ),
     )
 }
 
@@ -334,18 +384,44 @@ pub fn statistics_hidden(function: &str) -> ! {
     )
 }
 
-/// 42501: a temporary table that keeps rows past COMMIT while session scope is off.
-pub fn temp_table_refused() -> ! {
+/// 42501: large objects are not tenant-scoped.
+pub fn large_objects_refused(function: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        "a temporary table that keeps rows past COMMIT is not allowed here (tenant_guard.allow_session_scope is off)"
-            .into(),
+        format!("function {function} is refused: large objects are not tenant-scoped"),
         Some(
-            "Behind a transaction-mode connection pooler, its rows would pass to the next client's transaction on the \
-             same server connection."
+            "A large object written under one tenant's context can be listed and read under any other: it is not a \
+             row of a protected table."
                 .into(),
         ),
-        Some("Use CREATE TEMP TABLE ... ON COMMIT DROP, or ON COMMIT DELETE ROWS."),
+        Some(
+            "Store the bytes in a bytea column of a protected table (tenant.encrypt_bytea() encrypts them per tenant), \
+             or ask a superuser to turn tenant_guard.allow_large_objects on and accept the risk.",
+        ),
+    )
+}
+
+/// 42501: a publication would stream every tenant's rows of a protected table.
+pub fn publication_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("publishing table {table} is refused: it is protected by tenant_guard"),
+        Some("Logical replication ignores row-level security: a subscriber would receive every tenant's rows.".into()),
+        Some(ADMIN_HINT),
+    )
+}
+
+/// 42501: a temporary object that would outlive COMMIT while session scope is off.
+pub fn temp_object_refused(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} that outlives its transaction is not allowed here (tenant_guard.allow_session_scope is off)"),
+        Some(
+            "Behind a transaction-mode connection pooler, the next client's transaction on the same server connection \
+             would find it: rows it holds, and names it shadows (the temporary schema is searched first)."
+                .into(),
+        ),
+        Some("Use CREATE TEMP TABLE ... ON COMMIT DROP inside the transaction that needs it."),
     )
 }
 

@@ -5,8 +5,10 @@
 //! A user who could widen the leeway or the lifetime could make expired tokens valid again.
 //!
 //! The master-key providers (`kek_file`, `kek_command` and their `kek_previous_*` twins) are `PGC_SIGHUP`: they can
-//! be set only in `postgresql.conf` or with `ALTER SYSTEM` (both superuser-only) and take effect on reload. They are
-//! also `GUC_SUPERUSER_ONLY`, because a command line may carry a credential for the KMS.
+//! be set only in `postgresql.conf` or with `ALTER SYSTEM` (both superuser-only) and take effect on reload. A command
+//! line may carry a credential for the KMS, and a path leads to the key: they are hidden from `SHOW ALL` and
+//! `pg_settings`, and a show hook gives their value to superusers only. (`GUC_SUPERUSER_ONLY` alone would let every
+//! member of `pg_read_all_settings`, so every `pg_monitor` member, read them with `SHOW` or `current_setting()`.)
 //!
 //! The token is `PGC_USERSET`, because any client must be able to present one, and `GUC_SUPERUSER_ONLY`, so that
 //! code running later in the session cannot read it back with `SHOW` or `current_setting()`. Setting it only stores
@@ -29,6 +31,8 @@ pub static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HIDE_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_EXPLAIN: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static HIDE_PLANNER_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ALLOW_LARGE_OBJECTS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -98,12 +102,31 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
+        c"tenant_guard.hide_planner_statistics",
+        c"Whether the planner plans confined roles' queries on protected tables without column statistics.",
+        c"Statistics are gathered over every tenant's rows; the plan they choose decides the order of a confined \
+          role's own rows and the time a query takes, which tell it whether a value is common among other tenants. \
+          Off: better plans for skewed data, and that oracle. Superuser only.",
+        &HIDE_PLANNER_STATISTICS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
         c"tenant_guard.allow_explain",
         c"Whether confined roles may run plain EXPLAIN (without ANALYZE) over protected tables.",
         c"Its row estimates come from statistics over every tenant's rows, so it is off by default. EXPLAIN ANALYZE \
           stays refused. Turn it on for developer roles only (ALTER ROLE dev SET tenant_guard.allow_explain = on). \
           Superuser only.",
         &ALLOW_EXPLAIN,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.allow_large_objects",
+        c"Whether confined roles may use large objects in databases with tenant_guard.",
+        c"Large objects are not tenant-scoped: one stored under one tenant's context can be listed and read under \
+          any other. Off by default. Superuser only.",
+        &ALLOW_LARGE_OBJECTS,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -116,39 +139,57 @@ pub fn init() {
         GucFlags::default(),
     );
     let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
-    GucRegistry::define_string_guc(
-        c"tenant_guard.kek_file",
-        c"File holding the master key (32 bytes as 64 hex digits or base64) that wraps every tenant data key.",
-        c"Must be owned by the server's OS user with mode 0600 or stricter. Keep it outside the data directory. \
-          Set this or tenant_guard.kek_command, not both.",
-        &KEK_FILE,
-        GucContext::Sighup,
-        kek_flags,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_guard.kek_command",
-        c"Command (run by /bin/sh) that prints the master key on standard output: the hook for a KMS or Vault.",
-        c"Its standard error is discarded; a non-zero exit status is an error. Set this or tenant_guard.kek_file.",
-        &KEK_COMMAND,
-        GucContext::Sighup,
-        kek_flags,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_guard.kek_previous_file",
-        c"File holding the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
-        c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run.",
-        &KEK_PREVIOUS_FILE,
-        GucContext::Sighup,
-        kek_flags,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_guard.kek_previous_command",
-        c"Command that prints the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
-        c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run.",
-        &KEK_PREVIOUS_COMMAND,
-        GucContext::Sighup,
-        kek_flags,
-    );
+    // SAFETY: the show hooks are #[pg_guard] functions with the signature PostgreSQL expects.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"tenant_guard.kek_file",
+            c"File holding the master key (32 bytes as 64 hex digits or base64) that wraps every tenant data key.",
+            c"Must be owned by the server's OS user with mode 0600 or stricter. Keep it outside the data directory. \
+              Set this or tenant_guard.kek_command, not both. Shown to superusers only.",
+            &KEK_FILE,
+            GucContext::Sighup,
+            kek_flags,
+            None,
+            None,
+            Some(show_kek_file),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"tenant_guard.kek_command",
+            c"Command (run by /bin/sh) that prints the master key on standard output: the hook for a KMS or Vault.",
+            c"Its standard error is discarded; a non-zero exit status is an error. Set this or tenant_guard.kek_file. \
+              Shown to superusers only.",
+            &KEK_COMMAND,
+            GucContext::Sighup,
+            kek_flags,
+            None,
+            None,
+            Some(show_kek_command),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"tenant_guard.kek_previous_file",
+            c"File holding the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
+            c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run. \
+              Shown to superusers only.",
+            &KEK_PREVIOUS_FILE,
+            GucContext::Sighup,
+            kek_flags,
+            None,
+            None,
+            Some(show_kek_previous_file),
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"tenant_guard.kek_previous_command",
+            c"Command that prints the previous master key, while tenant.rewrap_keys() moves data keys to the current one.",
+            c"Data keys wrapped by it still unwrap meanwhile. Remove it once tenant.rewrap_keys() has run. \
+              Shown to superusers only.",
+            &KEK_PREVIOUS_COMMAND,
+            GucContext::Sighup,
+            kek_flags,
+            None,
+            None,
+            Some(show_kek_previous_command),
+        );
+    }
     // Reserve the prefix: after this, SET tenant_guard.<typo> is an error instead of a silent placeholder.
     // SAFETY: called once from _PG_init, with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_guard".as_ptr()) };
@@ -178,8 +219,65 @@ pub fn statistics_hidden() -> bool {
     HIDE_STATISTICS.get()
 }
 
+pub fn planner_statistics_hidden() -> bool {
+    HIDE_PLANNER_STATISTICS.get()
+}
+
 pub fn explain_allowed() -> bool {
     ALLOW_EXPLAIN.get()
+}
+
+pub fn large_objects_allowed() -> bool {
+    ALLOW_LARGE_OBJECTS.get()
+}
+
+/// What a role that is not a superuser sees of a secret-bearing setting.
+const HIDDEN: &CStr = c"(hidden: shown to superusers only)";
+
+/// The displayed value of a secret-bearing setting: its value for a superuser, [`HIDDEN`] for anyone else (members
+/// of `pg_read_all_settings` included). The string is palloc'd: PostgreSQL copies it and frees its context.
+fn show_secret(setting: &GucSetting<Option<CString>>) -> *const std::ffi::c_char {
+    // SAFETY: show hooks run inside a transaction (SHOW, current_setting()), where superuser() may read the catalog;
+    // pstrdup copies a NUL-terminated string into the current memory context.
+    unsafe {
+        if !pg_sys::superuser() {
+            return pg_sys::pstrdup(HIDDEN.as_ptr());
+        }
+        match setting.get() {
+            Some(value) => pg_sys::pstrdup(value.as_ptr()),
+            None => pg_sys::pstrdup(c"".as_ptr()),
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn show_kek_file() -> *const std::ffi::c_char {
+    show_secret(&KEK_FILE)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn show_kek_command() -> *const std::ffi::c_char {
+    show_secret(&KEK_COMMAND)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn show_kek_previous_file() -> *const std::ffi::c_char {
+    show_secret(&KEK_PREVIOUS_FILE)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn show_kek_previous_command() -> *const std::ffi::c_char {
+    show_secret(&KEK_PREVIOUS_COMMAND)
+}
+
+/// The secret-bearing settings, by name, with their values (for the audit's credential check).
+pub fn secret_settings() -> [(&'static str, Option<String>); 4] {
+    [
+        ("tenant_guard.kek_file", string_setting(&KEK_FILE)),
+        ("tenant_guard.kek_command", string_setting(&KEK_COMMAND)),
+        ("tenant_guard.kek_previous_file", string_setting(&KEK_PREVIOUS_FILE)),
+        ("tenant_guard.kek_previous_command", string_setting(&KEK_PREVIOUS_COMMAND)),
+    ]
 }
 
 /// Refuses a non-empty token from any source but a session or a connection option (see the module notes).
@@ -241,7 +339,7 @@ unsafe fn find_record(name: &CStr) -> *mut pg_sys::config_generic {
 #[cfg(not(feature = "pg15"))]
 unsafe fn find_record(name: &CStr) -> *mut pg_sys::config_generic {
     // SAFETY: find_option (exported since PostgreSQL 16) returns the record or NULL with skip_errors.
-    unsafe { pg_sys::find_option(name.as_ptr(), false, true, pg_sys::ERROR as i32) }
+    unsafe { pg_sys::find_option(name.as_ptr(), false, true, pgrx::PgLogLevel::ERROR as i32) }
 }
 
 /// Where the current token came from, read from the setting's source and its stack of pending changes.

@@ -33,7 +33,10 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
                 .unwrap_or(pg_sys::InvalidOid);
             let rows = client
                 .select(
-                    "SELECT issuer, jwks::pg_catalog.text, audience, tenant_claim FROM tenant.trusted_issuer",
+                    "SELECT i.issuer, i.jwks::pg_catalog.text, i.audience, i.tenant_claim, \
+                            (SELECT pg_catalog.array_agg(t.tenant) FROM tenant.issuer_tenant t \
+                              WHERE t.issuer OPERATOR(pg_catalog.=) i.issuer) \
+                       FROM tenant.trusted_issuer i",
                     None,
                     &[],
                 )
@@ -45,6 +48,7 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
                 let (Some(name), Some(jwks)) = (name, jwks) else {
                     continue;
                 };
+                let tenants: Option<Vec<pgrx::Uuid>> = row.get(5).ok().flatten();
                 match jwk::parse_jwks(&jwks) {
                     Ok(set) => store.insert(
                         name,
@@ -52,6 +56,8 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
                             audience: row.get(3).ok().flatten(),
                             tenant_claim: row.get(4).ok().flatten(),
                             keys: set.keys,
+                            tenants: tenants
+                                .map(|list| list.iter().map(|u| uuid::Uuid::from_bytes(*u.as_bytes())).collect()),
                         },
                     ),
                     // Only reachable if the table was edited by hand: skip that issuer, say so, and name no key.
@@ -72,13 +78,21 @@ fn check_text(what: &str, value: &str, max: usize) {
     }
 }
 
-/// Registers or replaces an issuer's key set. Returns the number of keys registered.
+/// Registers or replaces an issuer's key set. Returns the number of keys registered. `tenants`, when not NULL,
+/// replaces the list of tenants the issuer may speak for (see [`scope_issuer`]); NULL keeps it.
 ///
-/// SQL: `tenant.trust_issuer(issuer text, jwks jsonb, audience text, tenant_claim text)` is a SECURITY DEFINER SQL
-/// wrapper (below) that passes the key set as text: converting a jsonb argument to Rust would go through serde_json,
-/// whose recursion limit turns a deeply nested document into an internal error instead of a clean 22023.
+/// SQL: `tenant.trust_issuer(issuer text, jwks jsonb, audience text, tenant_claim text, tenants uuid[])` is a
+/// SECURITY DEFINER SQL wrapper (sql/issuers.sql) that passes the key set as text: converting a jsonb argument to
+/// Rust would go through serde_json, whose recursion limit turns a deeply nested document into an internal error
+/// instead of a clean 22023.
 #[pg_extern(volatile, parallel_unsafe, name = "_trust_issuer")]
-fn trust_issuer(issuer: Option<&str>, jwks: Option<&str>, audience: Option<&str>, tenant_claim: Option<&str>) -> i32 {
+fn trust_issuer(
+    issuer: Option<&str>,
+    jwks: Option<&str>,
+    audience: Option<&str>,
+    tenant_claim: Option<&str>,
+    tenants: Option<Vec<Option<pgrx::Uuid>>>,
+) -> i32 {
     let Some(issuer) = issuer else { errors::invalid_parameter("issuer must not be NULL".into(), None) };
     let Some(text) = jwks else {
         errors::invalid_parameter("jwks must not be NULL".into(), Some("Pass a JWKS document: {\"keys\": [...]}."))
@@ -99,7 +113,57 @@ fn trust_issuer(issuer: Option<&str>, jwks: Option<&str>, audience: Option<&str>
         &[issuer.into(), JsonB(set.normalized).into(), audience.into(), tenant_claim.into()],
     )
     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store the issuer: {e}")));
+    if let Some(tenants) = tenants {
+        if tenants.is_empty() {
+            errors::invalid_parameter(
+                "tenants must list at least one tenant".into(),
+                Some("Pass NULL to keep the issuer's tenants, or untrust the issuer to stop trusting it."),
+            );
+        }
+        scope(issuer, Some(tenants));
+    }
     count
+}
+
+/// Replaces the tenants an issuer may speak for; NULL or an empty array makes it speak for every tenant that no
+/// issuer lists. Returns how many tenants it now lists.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "scope_issuer")]
+#[search_path(pg_catalog, pg_temp)]
+fn scope_issuer(issuer: Option<&str>, tenants: Option<Vec<Option<pgrx::Uuid>>>) -> i64 {
+    let Some(issuer) = issuer else { errors::invalid_parameter("issuer must not be NULL".into(), None) };
+    let known = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM tenant.trusted_issuer WHERE issuer = $1)",
+        &[issuer.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !known {
+        errors::invalid_parameter(
+            "issuer is not trusted".into(),
+            Some("Trust it first with tenant.trust_issuer(); tenant.issuers lists the trusted issuers."),
+        );
+    }
+    scope(issuer, tenants.filter(|t| !t.is_empty()))
+}
+
+fn scope(issuer: &str, tenants: Option<Vec<Option<pgrx::Uuid>>>) -> i64 {
+    let tenants: Option<Vec<pgrx::Uuid>> = tenants.map(|list| {
+        list.into_iter()
+            .map(|t| t.unwrap_or_else(|| errors::invalid_parameter("tenants must not contain NULL".into(), None)))
+            .collect()
+    });
+    Spi::run_with_args("DELETE FROM tenant.issuer_tenant WHERE issuer = $1", &[issuer.into()])
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not scope the issuer: {e}")));
+    let Some(tenants) = tenants else { return 0 };
+    Spi::get_one_with_args::<i64>(
+        "WITH i AS (INSERT INTO tenant.issuer_tenant (issuer, tenant) \
+                    SELECT DISTINCT $1, t FROM pg_catalog.unnest($2::pg_catalog.uuid[]) t RETURNING 1) \
+         SELECT pg_catalog.count(*) FROM i",
+        &[issuer.into(), tenants.into()],
+    )
+    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not scope the issuer: {e}")))
+    .unwrap_or(0)
 }
 
 /// Removes an issuer and all its keys. Returns whether it existed.
@@ -127,56 +191,8 @@ fn _issuers_changed(relid: pg_sys::Oid) {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
 }
 
-extension_sql!(
-    r#"
-CREATE TABLE tenant.trusted_issuer (
-    issuer       text PRIMARY KEY CHECK (octet_length(issuer) BETWEEN 1 AND 1024),
-    jwks         jsonb NOT NULL,
-    audience     text,
-    tenant_claim text,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE tenant.trusted_issuer IS
-    'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
-REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
-
-CREATE FUNCTION tenant._issuers_changed_trigger() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM tenant._issuers_changed(TG_RELID);
-    RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION tenant._issuers_changed_trigger() FROM PUBLIC;
-CREATE TRIGGER issuers_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuers_changed_trigger();
-
-CREATE VIEW tenant.issuers AS
-SELECT i.issuer,
-       k.value ->> 'kid' AS kid,
-       k.value ->> 'alg' AS alg,
-       k.value ->> 'kty' AS kty,
-       i.audience,
-       i.tenant_claim,
-       i.updated_at
-  FROM tenant.trusted_issuer i
- CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
-COMMENT ON VIEW tenant.issuers IS 'Trusted issuers: one row per key, without key material.';
-REVOKE ALL ON tenant.issuers FROM PUBLIC;
-
-CREATE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim) $$;
-COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text) IS
-    'Registers or replaces the key set (JWKS) of a trusted token issuer. Returns the number of keys.';
-REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;
-"#,
+extension_sql_file!(
+    "../sql/issuers.sql",
     name = "issuers_schema",
-    requires = [trust_issuer, untrust_issuer, _issuers_changed],
+    requires = [trust_issuer, untrust_issuer, scope_issuer, _issuers_changed],
 );

@@ -124,6 +124,54 @@ pub fn from_command(command: &str) -> Result<Key, KekError> {
     parse_material(&raw)
 }
 
+/// Words that, followed by `=` or `:` (or as a `--word` option), introduce a secret in a command line.
+const SECRET_WORDS: [&str; 12] = [
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "access_key",
+    "credential",
+    "authorization",
+    "bearer",
+];
+/// A run of this many base64 or hex characters is treated as a literal secret.
+const SECRET_RUN: usize = 32;
+
+/// Whether a key command line looks like it carries a credential (so that readers of the setting would learn it):
+/// `password=...`, `--token ...`, `VAULT_TOKEN=...`, a URL with a user and password, or a long literal run of
+/// base64/hex. A heuristic for the audit: it never prints the command, only that it should be looked at.
+pub fn looks_like_credential(command: &str) -> bool {
+    let lower = command.to_ascii_lowercase();
+    let named = SECRET_WORDS.iter().any(|w| {
+        lower.match_indices(w).any(|(at, _)| {
+            let after = lower[at + w.len()..].trim_start();
+            let option = lower[..at].ends_with("--") || lower[..at].ends_with('-');
+            after.starts_with('=') || after.starts_with(':') || (option && !after.is_empty())
+        })
+    });
+    let url_userinfo = lower.split("://").skip(1).any(|rest| {
+        let authority = rest.split(['/', ' ', '\'', '"']).next().unwrap_or("");
+        authority.contains('@') && authority.split('@').next().is_some_and(|u| u.contains(':'))
+    });
+    // a long run of hex digits, or of base64 with both cases and digits (random bytes, not words)
+    let literal = command
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_')))
+        .filter(|run| run.len() >= SECRET_RUN && !run.contains("//"))
+        .any(|run| {
+            let hex = run.chars().all(|c| c.is_ascii_hexdigit());
+            let mixed = run.chars().any(|c| c.is_ascii_uppercase())
+                && run.chars().any(|c| c.is_ascii_lowercase())
+                && run.chars().any(|c| c.is_ascii_digit());
+            hex || mixed
+        });
+    named || url_userinfo || literal
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +265,31 @@ mod tests {
         ];
         for e in errors {
             assert!(!e.to_string().contains("the-secret-output"), "{e}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_key_commands_are_noticed() {
+        for command in [
+            "vault kv get -field=key secret/kek VAULT_TOKEN=s.abcd",
+            "VAULT_TOKEN=s.abcdef /usr/local/bin/fetch-kek",
+            "aws kms decrypt --password hunter2",
+            "fetch --token abc",
+            "curl -s https://kek:s3cr3t@kms.internal/v1/key",
+            "curl -H 'Authorization: Bearer abc' https://kms.internal/key",
+            "echo 5465737420717569636b206d6173746572206b65792c206e6f74207265616c21",
+            "printf %s Zm9vYmFyQmF6UXV4MTIzNDU2Nzg5MEFCQ0RFRkdISUpL",
+        ] {
+            assert!(looks_like_credential(command), "{command}");
+        }
+        for command in [
+            "/usr/local/bin/fetch-kek",
+            "aws kms decrypt --ciphertext-blob fileb:///etc/tenant_guard/kek.enc --query Plaintext --output text",
+            "vault kv get -field=key secret/tenant_guard/kek",
+            "cat /etc/tenant_guard/master.key",
+            "curl -s https://kms.internal/v1/keys/tenant-guard-master-key-2026",
+        ] {
+            assert!(!looks_like_credential(command), "{command}");
         }
     }
 }

@@ -177,12 +177,16 @@ fn current_kek(fresh: bool) -> Rc<LoadedKek> {
     load_kek(KekSlot::Current, fresh).unwrap_or_else(|| errors::kek_unavailable(KekSlot::Current, None))
 }
 
-/// Unwraps a stored data key with whichever configured master key wrapped it.
+/// Unwraps a stored data key with whichever configured master key wrapped it. The previous master key's provider
+/// is asked only when the current key did not wrap it: a failing previous provider never stops data wrapped by the
+/// current key from decrypting, and fails only what needs it (with an error naming the previous-key settings).
 fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8]) -> Key {
     let id = ciphertext::wrapped_kek_id(wrapped).unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
     for fresh in [false, true] {
-        let candidates = [Some(current_kek(fresh)), load_kek(KekSlot::Previous, fresh)];
-        if let Some(kek) = candidates.into_iter().flatten().find(|k| k.id == id) {
+        let current = current_kek(fresh);
+        let kek =
+            if current.id == id { Some(current) } else { load_kek(KekSlot::Previous, fresh).filter(|k| k.id == id) };
+        if let Some(kek) = kek {
             return ciphertext::unwrap(&kek.key, tenant.as_bytes(), version, wrapped)
                 .unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
         }

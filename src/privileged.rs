@@ -36,7 +36,8 @@ impl Drop for Restore {
     }
 }
 
-/// Pushes a GUC nest level with `search_path = pg_catalog, pg_temp`, optionally as the bootstrap superuser.
+/// Pushes a GUC nest level with `search_path = pg_catalog, pg_temp` (and `jit = off`), optionally as the bootstrap
+/// superuser.
 fn pin(as_superuser: bool) -> Restore {
     // SAFETY: plain FFI getters/setters of backend-local state, paired by `Restore`. set_config_option with
     // GUC_ACTION_SAVE inside a new nest level is what fmgr_security_definer does for `SET search_path`.
@@ -57,16 +58,19 @@ fn pin(as_superuser: bool) -> Restore {
                 sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
             );
         }
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        // jit off too: internal catalog queries are cheap, but JIT compiling them would cost tens of milliseconds
+        for (name, value) in [(c"search_path", c"pg_catalog, pg_temp"), (c"jit", c"off")] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         restore
     }
 }

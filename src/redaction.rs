@@ -10,8 +10,9 @@
 //!
 //! **Statement text.** Every session of a role can read the statement text of the role's other sessions in
 //! `pg_stat_activity`, and all tenants share the application role. When a statement's text holds a token, the text
-//! reported for the session is replaced by its redacted copy as soon as the statement is parsed, and again whenever
-//! it is executed (a prepared statement reports its text anew at each execution). (Confined roles cannot read
+//! reported for the session is replaced by its redacted copy as soon as the statement is parsed, again whenever it
+//! is executed (a prepared statement reports its text anew at each execution), and when it fails (a statement that
+//! fails to parse, or at Bind, would otherwise stay the session's reported text while it is idle). (Confined roles cannot read
 //! `pg_stat_activity` at all while `tenant_guard.hide_statistics` is on; this protects the token from monitoring
 //! roles and tools too.)
 //!
@@ -47,57 +48,81 @@ fn looks_like_header(run: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
+/// What a text too large to copy is replaced with (tenant_guard fails closed rather than leave a token in place).
+pub const UNCOPYABLE: &str = "[statement too large for tenant_guard to redact]";
+
+/// Where the base64url run that starts at `from` ends.
+fn run_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..].iter().position(|b| !is_b64url(*b)).map_or(bytes.len(), |n| from + n)
+}
+
+/// Where a compact JWS whose header is a suffix of the run `bytes[run..header_end]` ends, and where its header
+/// starts: the run is followed by `.`, a non-empty run and `.`, then the signature run (possibly empty); the header
+/// starts at the run's start or at an `eyJ` (`{"`) inside it, and decodes to a JSON object's `{`.
+fn token_at(bytes: &[u8], run: usize, header_end: usize) -> Option<(usize, usize)> {
+    if header_end >= bytes.len() || bytes[header_end] != b'.' {
+        return None;
+    }
+    let claims_end = run_end(bytes, header_end + 1);
+    if claims_end == header_end + 1 || claims_end >= bytes.len() || bytes[claims_end] != b'.' {
+        return None;
+    }
+    let header = std::iter::once(run)
+        .chain((run + 1..header_end.saturating_sub(2)).filter(|&i| bytes[i..].starts_with(b"eyJ")))
+        .find(|&h| looks_like_header(&bytes[h..header_end]))?;
+    Some((header, run_end(bytes, claims_end + 1)))
+}
+
 /// `text` with every compact JWS replaced by [`REDACTED`], or `None` when it holds none.
+///
+/// Linear in the text and with no memory beyond the result: each base64url run is scanned a bounded number of
+/// times (as a header, as claims, as a signature), and every candidate header is checked by decoding at most 16
+/// characters. The result is allocated fallibly: a text too large to copy becomes [`UNCOPYABLE`].
 pub fn redact(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     if bytes.iter().filter(|b| **b == b'.').count() < 2 {
         return None; // the common case: a log line without two dots is returned untouched at once
     }
-    // ends[j]: where the base64url run through j ends (j itself when bytes[j] is not base64url), in one pass, so
-    // that every candidate is checked in constant time and the scan stays linear whatever the input
-    let mut ends = vec![0u32; bytes.len() + 1];
-    ends[bytes.len()] = bytes.len() as u32;
-    for j in (0..bytes.len()).rev() {
-        ends[j] = if is_b64url(bytes[j]) { ends[j + 1] } else { j as u32 };
-    }
-    let run_end = |from: usize| ends[from] as usize;
     let mut out: Option<String> = None;
     let mut copied = 0; // bytes of `text` already in `out`
     let mut i = 0;
     while i < bytes.len() {
-        // a candidate header starts where a run starts, or at `eyJ` (the encoding of `{"`) inside a run
-        let run_start = is_b64url(bytes[i]) && (i == 0 || !is_b64url(bytes[i - 1]));
-        if !run_start && !bytes[i..].starts_with(b"eyJ") {
+        if !is_b64url(bytes[i]) {
             i += 1;
             continue;
         }
-        // try header '.' claims '.' signature (the signature may be empty)
-        let h_end = run_end(i);
-        let matched = (|| {
-            if h_end >= bytes.len() || bytes[h_end] != b'.' || !looks_like_header(&bytes[i..h_end]) {
-                return None;
-            }
-            let c_end = run_end(h_end + 1);
-            if c_end == h_end + 1 || c_end >= bytes.len() || bytes[c_end] != b'.' {
-                return None;
-            }
-            Some(run_end(c_end + 1))
-        })();
-        match matched {
-            Some(end) => {
-                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
-                o.push_str(&text[copied..i]);
+        let end = run_end(bytes, i);
+        match token_at(bytes, i, end) {
+            Some((header, token_end)) => {
+                if out.is_none() {
+                    let mut o = String::new();
+                    if o.try_reserve(text.len()).is_err() {
+                        return Some(UNCOPYABLE.into());
+                    }
+                    out = Some(o);
+                }
+                let o = out.as_mut().expect("allocated above");
+                o.push_str(&text[copied..header]);
                 o.push_str(REDACTED);
-                copied = end;
-                i = end;
+                copied = token_end;
+                i = token_end;
             }
-            None => i += 1,
+            None => i = end,
         }
     }
     out.map(|mut o| {
         o.push_str(&text[copied..]);
         o
     })
+}
+
+/// A C copy of a redacted text, allocated fallibly (the text of a statement may be hundreds of megabytes).
+fn to_c(clean: String) -> CString {
+    let mut bytes = clean.into_bytes();
+    if bytes.try_reserve_exact(1).is_err() {
+        return CString::new(UNCOPYABLE).expect("no NUL");
+    }
+    CString::new(bytes).unwrap_or_else(|_| CString::new(UNCOPYABLE).expect("no NUL"))
 }
 
 static mut PREV_EMIT_LOG: pg_sys::emit_log_hook_type = None;
@@ -131,14 +156,24 @@ pub unsafe fn report_activity(text: *const std::ffi::c_char) {
     }
     // SAFETY: statement texts are NUL-terminated and outlive the call.
     let text = unsafe { CStr::from_ptr(text) };
-    let Some(clean) = redact(&text.to_string_lossy()) else { return };
+    // pg_stat_activity keeps only track_activity_query_size bytes: redact that much, and a whole token beyond it
+    // SAFETY: plain read of a setting's variable.
+    let keep = unsafe { pg_sys::pgstat_track_activity_query_size } as usize + token_bytes_limit();
+    let bytes = text.to_bytes();
+    let prefix = String::from_utf8_lossy(&bytes[..bytes.len().min(keep)]);
+    let Some(clean) = redact(&prefix) else { return };
     // SAFETY: as above.
     if text != unsafe { CStr::from_ptr(current) } {
         return;
     }
-    let clean = CString::new(clean).expect("redaction adds no NUL");
+    let clean = to_c(clean);
     // SAFETY: pgstat_report_activity copies the text into the backend's shared-memory slot.
     unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, clean.as_ptr()) };
+}
+
+/// The longest token tenant_guard accepts: a token cut by pg_stat_activity's limit is still found whole.
+fn token_bytes_limit() -> usize {
+    crate::token::MAX_TOKEN_BYTES
 }
 
 #[pg_guard]
@@ -180,7 +215,7 @@ unsafe fn redact_field(field: &mut *mut std::ffi::c_char) {
     // SAFETY: message fields are NUL-terminated strings owned by the error data.
     let text = unsafe { CStr::from_ptr(*field) }.to_string_lossy();
     if let Some(clean) = redact(&text) {
-        let clean = CString::new(clean).expect("redaction adds no NUL");
+        let clean = to_c(clean);
         // SAFETY: pstrdup copies into the current memory context; the old string is left to ErrorContext's reset.
         *field = unsafe { pg_sys::pstrdup(clean.as_ptr()) };
     }
@@ -197,6 +232,12 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
         {
             e.output_to_client = false;
         }
+        if e.elevel >= pgrx::PgLogLevel::ERROR as i32 {
+            // a statement that fails before its parse analysis or at Bind keeps its raw text as the session's
+            // activity: redact it now, while its text is still the current statement
+            report_activity(pg_sys::debug_query_string);
+        }
+        hide_secret_setting_change(&mut e.message);
         redact_field(&mut e.message);
         redact_field(&mut e.detail);
         redact_field(&mut e.detail_log);
@@ -207,6 +248,23 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
             pg_sys::ffi::pg_guard_ffi_boundary(|| prev(edata));
         }
     }
+}
+
+/// PostgreSQL logs `parameter "x" changed to "value"` when a reload changes a setting: for the master-key settings,
+/// the value (a key command line, a key file's path) is replaced.
+unsafe fn hide_secret_setting_change(field: &mut *mut std::ffi::c_char) {
+    if field.is_null() {
+        return;
+    }
+    // SAFETY: message fields are NUL-terminated strings owned by the error data.
+    let text = unsafe { CStr::from_ptr(*field) }.to_string_lossy();
+    let Some(rest) = text.strip_prefix("parameter \"tenant_guard.kek_") else { return };
+    let Some((name, _)) = rest.split_once("\" changed to ") else { return };
+    let clean =
+        CString::new(format!("parameter \"tenant_guard.kek_{name}\" changed (its value is hidden by tenant_guard)"))
+            .expect("setting names have no NUL");
+    // SAFETY: pstrdup copies into the current memory context (ErrorContext while a message is emitted).
+    *field = unsafe { pg_sys::pstrdup(clean.as_ptr()) };
 }
 
 /// Points `debug_query_string` at a redacted copy when the statement holds a token.
@@ -222,7 +280,7 @@ unsafe fn redact_statement() {
     }
     // SAFETY: as above.
     let Some(clean) = redact(&unsafe { CStr::from_ptr(current) }.to_string_lossy()) else { return };
-    let clean = CString::new(clean).expect("redaction adds no NUL");
+    let clean = to_c(clean);
     let ptr = clean.as_ptr();
     // The previous copy is no longer pointed at (PostgreSQL has moved on to this statement), so it may go.
     REDACTED_STATEMENT.with_borrow_mut(|s| *s = Some(clean));

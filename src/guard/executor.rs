@@ -4,8 +4,10 @@
 //! - plain `EXPLAIN`: its row estimates come from statistics over every tenant's rows (a value another tenant has
 //!   many of is estimated at many rows), unless `tenant_guard.allow_explain` is on for the role;
 //! - `DECLARE ... WITH HOLD`: the cursor's rows outlive COMMIT, into the next transaction on the connection.
-//!   A holdable cursor is run again to the end at COMMIT; a query it runs then through a function (or anything
-//!   else) that touches a protected table is refused at that moment too, so no function can carry rows out.
+//!   Every run of a holdable cursor (each FETCH, and the run to the end that keeps its rows at COMMIT) is watched
+//!   too: a query it runs through a function (or anything else) that touches a protected table is refused then, so
+//!   no function can carry rows out; and a procedure's FOR loop held across its own COMMIT may not keep a protected
+//!   table's rows.
 //!
 //! The utility hook marks the statement while it runs ([`watch`]); the executor-start hook checks every plan started
 //! under the mark. The executor-run hook marks the run of a holdable cursor being kept at COMMIT.
@@ -137,18 +139,6 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     }
 }
 
-/// Whether this run is the one PostgreSQL makes at COMMIT to keep a holdable cursor's rows (PersistHoldablePortal:
-/// the active portal is a holdable cursor whose hold store exists, running its own query).
-unsafe fn keeps_hold_cursor(query_desc: *mut pg_sys::QueryDesc) -> bool {
-    // SAFETY: ActivePortal is NULL or the portal being run.
-    unsafe {
-        let portal = pg_sys::ActivePortal;
-        runs_active_portal(query_desc)
-            && (*portal).cursorOptions & pg_sys::CURSOR_OPT_HOLD as std::ffi::c_int != 0
-            && !(*portal).holdStore.is_null()
-    }
-}
-
 /// Whether this run is the client's own portal running its query (not a query nested in a function).
 unsafe fn runs_active_portal(query_desc: *mut pg_sys::QueryDesc) -> bool {
     // SAFETY: ActivePortal is NULL or the portal being run.
@@ -160,7 +150,7 @@ unsafe fn runs_active_portal(query_desc: *mut pg_sys::QueryDesc) -> bool {
 
 /// A prepared statement reports its text anew at each execution (the extended protocol's Execute): redact it again.
 fn redact_reported_text(query_desc: *mut pg_sys::QueryDesc) {
-    // SAFETY: a valid QueryDesc from the executor.
+    // SAFETY: a valid QueryDesc from the executor; its source text is NUL-terminated.
     unsafe {
         if runs_active_portal(query_desc) {
             crate::redaction::report_activity((*query_desc).sourceText);
@@ -168,10 +158,41 @@ fn redact_reported_text(query_desc: *mut pg_sys::QueryDesc) {
     }
 }
 
-/// Marks the run that keeps a confined role's holdable cursor at COMMIT, for every plan started inside it.
-fn keep_mark(query_desc: *mut pg_sys::QueryDesc) -> Option<WatchMark> {
+/// Whether this run is a holdable cursor's, or the one PostgreSQL makes at COMMIT to keep a portal's rows
+/// (PersistHoldablePortal: a holdable cursor, or a procedure's FOR loop held across its own COMMIT), running its own
+/// query. Returns whether it is the keeping run.
+unsafe fn holdable_run(query_desc: *mut pg_sys::QueryDesc) -> Option<bool> {
+    // SAFETY: ActivePortal is NULL or the portal being run.
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        if !runs_active_portal(query_desc) {
+            return None;
+        }
+        let holdable = (*portal).cursorOptions & pg_sys::CURSOR_OPT_HOLD as std::ffi::c_int != 0;
+        // a portal that runs its own query into its hold store is being kept past COMMIT (HoldPinnedPortals marks a
+        // procedure's loop autoHeld only after it has kept it)
+        let keeping = !(*portal).holdStore.is_null();
+        (holdable || keeping).then_some(keeping)
+    }
+}
+
+/// Marks every run of a confined role's holdable cursor, its FETCHes as well as the run that keeps its rows at
+/// COMMIT: a function the cursor's query calls may read a protected table during either, and the rows it reads
+/// are kept past COMMIT (a FETCH before COMMIT fills a function scan's result, which the run at COMMIT reuses). At
+/// COMMIT, the kept query's own plan is checked too (a procedure's FOR loop is held without a DECLARE).
+fn hold_mark(query_desc: *mut pg_sys::QueryDesc) -> Option<WatchMark> {
     // SAFETY: a valid QueryDesc from the executor.
-    (unsafe { keeps_hold_cursor(query_desc) } && !is_admin()).then(|| WatchMark::new(Watched::KeepingHoldCursor))
+    let keeping = unsafe { holdable_run(query_desc) }?;
+    if is_admin() {
+        return None;
+    }
+    if keeping {
+        // SAFETY: as above.
+        if let Some(relid) = unsafe { protected_table(query_desc) } {
+            errors::hold_cursor_kept_refused(&super::display_name(relid));
+        }
+    }
+    Some(WatchMark::new(Watched::KeepingHoldCursor))
 }
 
 #[cfg(not(feature = "pg18"))]
@@ -183,7 +204,7 @@ unsafe extern "C-unwind" fn executor_run(
     execute_once: bool,
 ) {
     redact_reported_text(query_desc);
-    let _mark = keep_mark(query_desc);
+    let _mark = hold_mark(query_desc);
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
@@ -202,7 +223,7 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
 ) {
     redact_reported_text(query_desc);
-    let _mark = keep_mark(query_desc);
+    let _mark = hold_mark(query_desc);
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {

@@ -7,10 +7,20 @@
 //! (`pg_stat_get_*`: tuples returned and fetched by index and table scans, inserted, updated, deleted, live, dead,
 //! scans, blocks, and the activity and progress of other sessions), relation sizes, and every function of
 //! `pg_stat_statements` (other sessions' statements and row counts) and of the extensions that read pages
-//! (`pgstattuple`, `pg_visibility`, `pg_freespacemap`, `pg_buffercache`, `pageinspect`, `pg_walinspect`). An index
-//! that does not lead with the tenant column counts every tenant's entries it scans, so a tenant could rebuild
-//! another tenant's values from these counters. Exempt: superusers, `tenant_guard_admin` and `pg_read_all_stats`
-//! members (grant `pg_monitor` to monitoring roles, never to the application role).
+//! (`pgstattuple`, `pg_visibility`, `pg_freespacemap`, `pg_buffercache`, `pageinspect`, `pg_walinspect`,
+//! `pgrowlocks`, `pg_prewarm`), database and tablespace sizes and `currtid2` (which follows another tenant's updated
+//! row). An index that does not lead with the tenant column counts every tenant's entries it scans, so a tenant
+//! could rebuild another tenant's values from these counters. The counters and `pg_stat_activity` cover the whole
+//! cluster, so they are refused in **every** database, not only where tenant_guard is installed (a database without
+//! it shows the same counters of the tenant database); set `tenant_guard.hide_statistics = off` per database or role
+//! where that is not wanted. Exempt: superusers, `tenant_guard_admin` and `pg_read_all_stats` members (grant
+//! `pg_monitor` to monitoring roles, never to the application role).
+//!
+//! **Large objects** (`tenant_guard.allow_large_objects`, off by default): every `lo_*` function, `loread` and
+//! `lowrite` (also through libpq's large-object API, which calls them over the fast-path protocol), and the
+//! functions of the `lo` extension. A large object is not a row of any table: one written under tenant A's context
+//! can be listed and read under tenant B's, and all tenants share the application role, so large-object privileges
+//! cannot separate them. Exempt: superusers and `tenant_guard_admin` members.
 
 use super::{has_privs_of, ADMIN_ROLE};
 use crate::errors;
@@ -24,11 +34,12 @@ use std::ffi::CStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Statistics,
+    LargeObject,
     Other,
 }
 
 /// Extensions whose every function is a statistics function for these rules.
-const STATISTICS_EXTENSIONS: [&str; 7] = [
+const STATISTICS_EXTENSIONS: [&str; 9] = [
     "pg_stat_statements",
     "pgstattuple",
     "pg_visibility",
@@ -36,10 +47,21 @@ const STATISTICS_EXTENSIONS: [&str; 7] = [
     "pg_buffercache",
     "pageinspect",
     "pg_walinspect",
+    "pgrowlocks",
+    "pg_prewarm",
 ];
 
-/// PostgreSQL's functions that report relation sizes (which grow with every tenant's rows).
-const SIZE_FUNCTIONS: [&str; 4] = ["pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size"];
+/// PostgreSQL's functions that report sizes (which grow with every tenant's rows) or follow row versions
+/// regardless of row-level security (`currtid2`: where another tenant's updated row went).
+const SIZE_FUNCTIONS: [&str; 7] = [
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_database_size",
+    "pg_tablespace_size",
+    "currtid2",
+];
 
 thread_local! {
     /// Function oid -> kind; emptied whenever pg_proc changes.
@@ -78,10 +100,14 @@ fn classify(function: pg_sys::Oid) -> Kind {
     unsafe {
         let extension = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, function);
         if extension != pg_sys::InvalidOid {
-            let name = pg_sys::get_extension_name(extension);
-            let in_list =
-                !name.is_null() && STATISTICS_EXTENSIONS.contains(&CStr::from_ptr(name).to_string_lossy().as_ref());
-            return if in_list { Kind::Statistics } else { Kind::Other };
+            let name = super::cstr(pg_sys::get_extension_name(extension));
+            return if STATISTICS_EXTENSIONS.contains(&name.as_str()) {
+                Kind::Statistics
+            } else if name == "lo" {
+                Kind::LargeObject
+            } else {
+                Kind::Other
+            };
         }
         if pg_sys::get_func_namespace(function) != pg_sys::PG_CATALOG_NAMESPACE.into() {
             return Kind::Other;
@@ -93,6 +119,8 @@ fn classify(function: pg_sys::Oid) -> Kind {
         let name = CStr::from_ptr(name).to_string_lossy();
         if name.starts_with("pg_stat_get_") || SIZE_FUNCTIONS.contains(&name.as_ref()) {
             Kind::Statistics
+        } else if name.starts_with("lo_") || name == "loread" || name == "lowrite" {
+            Kind::LargeObject
         } else {
             Kind::Other
         }
@@ -105,18 +133,27 @@ pub fn installed_here() -> bool {
     unsafe { pg_sys::get_extension_oid(c"tenant_guard".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
+/// Whether the current user is confined: not a superuser, not an administrator.
+fn confined() -> bool {
+    // SAFETY: a catalog lookup for the current user.
+    !unsafe { pg_sys::superuser() } && !has_privs_of(ADMIN_ROLE)
+}
+
 /// Called when a call of `function` is set up. Raises 42501 for a function a confined role may not call.
 pub fn executing(function: pg_sys::Oid) {
-    if kind(function) == Kind::Statistics
-        && gucs::statistics_hidden()
-        && !has_privs_of(c"pg_read_all_stats")
-        // SAFETY: a catalog lookup for the current user.
-        && !unsafe { pg_sys::superuser() }
-        && !has_privs_of(ADMIN_ROLE)
-        && installed_here()
-    {
-        // SAFETY: a syscache lookup of an existing function; the name is copied at once.
-        let name = unsafe { CStr::from_ptr(pg_sys::get_func_name(function)) }.to_string_lossy().into_owned();
-        errors::statistics_hidden(&name);
+    let refused = match kind(function) {
+        // cluster-wide counters: refused in every database
+        Kind::Statistics => gucs::statistics_hidden() && !has_privs_of(c"pg_read_all_stats") && confined(),
+        // large objects belong to one database
+        Kind::LargeObject => !gucs::large_objects_allowed() && confined() && installed_here(),
+        Kind::Other => return,
+    };
+    if refused {
+        // SAFETY: a syscache lookup of an existing function; NULL or a NUL-terminated copy.
+        let name = unsafe { super::cstr(pg_sys::get_func_name(function)) };
+        match kind(function) {
+            Kind::LargeObject => errors::large_objects_refused(&name),
+            _ => errors::statistics_hidden(&name),
+        }
     }
 }

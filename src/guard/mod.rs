@@ -6,11 +6,13 @@
 //! - [`owner_code`]: code or validation that would run over every tenant's rows (triggers, rules, policies,
 //!   validated constraints, expression and unique indexes, retyping, domains, statistics expressions);
 //! - [`reach`]: reaching a protected table through another relation (an unprotected parent, an attached or
-//!   inheriting table that carries untrusted code);
+//!   inheriting table that carries untrusted code, a publication);
 //! - [`session`]: state that would outlive a transaction behind a pooler (session-level tokens, temporary tables
 //!   that keep rows);
 //! - [`executor`]: statements whose output counts or carries other tenants' rows (EXPLAIN, holdable cursors);
-//! - [`functions`]: PostgreSQL functions that count other tenants' rows (statistics).
+//! - [`functions`]: PostgreSQL functions that count other tenants' rows (statistics) or store bytes outside any
+//!   table (large objects);
+//! - [`planner`]: planner statistics over every tenant's rows, which decide plans a confined role can observe.
 //!
 //! Names are resolved under the statement's own lock and qualified in the statement ([`lookup`]), so the guard
 //! decides on the object the statement will alter. tenant_guard's own DDL (protecting a table) is let through.
@@ -19,6 +21,8 @@ pub mod executor;
 pub mod functions;
 mod lookup;
 mod owner_code;
+mod planner;
+mod post_check;
 mod reach;
 mod session;
 mod tamper;
@@ -29,6 +33,8 @@ pub use owner_code::refuse_untrusted_code_on;
 use crate::labels;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::PgList;
+use post_check::PostCheck;
 use std::ffi::CStr;
 
 /// Members of this role may change protected tables like a superuser.
@@ -47,6 +53,7 @@ pub fn init() {
     }
     executor::init();
     functions::init();
+    planner::init();
 }
 
 /// PostgreSQL calls this when it sets up a function call (OAT_FUNCTION_EXECUTE) and for each relation TRUNCATE is
@@ -89,7 +96,7 @@ pub fn has_privs_of(role: &CStr) -> bool {
 
 /// What the guard decided for a statement.
 #[derive(PartialEq, Eq)]
-enum Verdict {
+pub enum Verdict {
     Run,
     /// Skip it silently (a managed policy a restore re-creates).
     Skip,
@@ -114,9 +121,17 @@ unsafe extern "C-unwind" fn process_utility(
         unsafe { crate::redaction::report_activity(query_string) };
     }
     // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
-    if !labels::in_internal_ddl() && unsafe { check(&mut pstmt, &mut read_only_tree) } == Verdict::Skip {
-        return;
-    }
+    let post_check = if labels::in_internal_ddl() {
+        None
+    } else {
+        match unsafe { check(&mut pstmt, &mut read_only_tree) } {
+            (Verdict::Skip, _) => return,
+            // a statement PostgreSQL runs on behalf of another (the ALTER TABLE that adds a new table's foreign
+            // keys) is checked afterwards as part of it
+            (Verdict::Run, _) if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND => None,
+            (Verdict::Run, post_check) => post_check,
+        }
+    };
     // SAFETY: reads the node tag only.
     let node = unsafe { (*pstmt).utilityStmt };
     let is_seclabel = !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SecLabelStmt;
@@ -141,23 +156,26 @@ unsafe extern "C-unwind" fn process_utility(
             ),
         }
     }
+    if let Some(post_check) = post_check {
+        post_check.verify();
+    }
     if is_seclabel {
         // the labelled table is closed again: apply what the label hook decided
         labels::flush_actions();
     }
 }
 
-/// Checks one utility statement. Raises 42501 when a rule refuses it.
+/// Checks one utility statement. Raises 42501 when a rule refuses it; returns what to check once it has run.
 ///
 /// # Safety
 /// `pstmt` is the PlannedStmt PostgreSQL passed to the hook; when a rule needs to qualify names in it and the tree
 /// is read-only, it is replaced by a copy (and `read_only_tree` cleared).
-unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool) -> Verdict {
+unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool) -> (Verdict, Option<PostCheck>) {
     // SAFETY: reads the node tag only.
     let tag = unsafe {
         let node = (**pstmt).utilityStmt;
         if node.is_null() {
-            return Verdict::Run;
+            return (Verdict::Run, None);
         }
         (*node).type_
     };
@@ -165,20 +183,15 @@ unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool)
     // SAFETY: each call casts the node to the type its tag names.
     unsafe {
         let node = (**pstmt).utilityStmt;
-        match tag {
-            pg_sys::NodeTag::T_VariableSetStmt => session::set(node as *mut pg_sys::VariableSetStmt),
-            pg_sys::NodeTag::T_CreateStmt => session::create_table(node as *mut pg_sys::CreateStmt),
-            pg_sys::NodeTag::T_CreateTableAsStmt => session::create_table_as(node as *mut pg_sys::CreateTableAsStmt),
-            pg_sys::NodeTag::T_CreatePolicyStmt
-                if tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt) =>
-            {
-                return Verdict::Skip;
-            }
-            _ => {}
+        session::check(node);
+        if tag == pg_sys::NodeTag::T_CreatePolicyStmt
+            && tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt)
+        {
+            return (Verdict::Skip, None);
         }
     }
     if !is_guarded(tag) || is_admin() {
-        return Verdict::Run;
+        return (Verdict::Run, None);
     }
     // rules for confined roles: they may qualify names in the statement, so give them a tree of their own
     if *read_only_tree {
@@ -187,32 +200,129 @@ unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool)
         *read_only_tree = false;
     }
     // SAFETY: each call casts the node to the type its tag names; the tree is writable.
-    unsafe {
+    let post_check = unsafe {
         let node = (**pstmt).utilityStmt;
         match tag {
             pg_sys::NodeTag::T_AlterTableStmt => {
                 let stmt = node as *mut pg_sys::AlterTableStmt;
+                if (*stmt).objtype == pg_sys::ObjectType::OBJECT_TYPE {
+                    owner_code::alter_type((*stmt).relation);
+                    return (Verdict::Run, None);
+                }
                 let lockmode = pg_sys::AlterTableGetLockLevel((*stmt).cmds) as u32;
                 let relid = lookup::pin((*stmt).relation, lockmode, lookup::Right::Owner);
-                if let Some(table) = guarded(relid) {
+                if let Some(table) = reached_protected(relid, (*stmt).relation) {
                     tamper::alter_table(&table, stmt);
                     owner_code::alter_table(&table, stmt);
                 }
                 reach::alter_table(relid, stmt);
+                PostCheck::before(node, vec![relid], None)
             }
-            pg_sys::NodeTag::T_RenameStmt => tamper::rename(node as *mut pg_sys::RenameStmt),
-            pg_sys::NodeTag::T_CreatePolicyStmt => tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt),
-            pg_sys::NodeTag::T_AlterPolicyStmt => tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt),
-            pg_sys::NodeTag::T_DropStmt => tamper::drop_policy(node as *mut pg_sys::DropStmt),
-            pg_sys::NodeTag::T_CreateTrigStmt => owner_code::trigger(node as *mut pg_sys::CreateTrigStmt),
-            pg_sys::NodeTag::T_RuleStmt => owner_code::rule(node as *mut pg_sys::RuleStmt),
-            pg_sys::NodeTag::T_IndexStmt => owner_code::index(node as *mut pg_sys::IndexStmt),
-            pg_sys::NodeTag::T_CreateStatsStmt => owner_code::statistics(node as *mut pg_sys::CreateStatsStmt),
-            pg_sys::NodeTag::T_AlterDomainStmt => owner_code::domain(node as *mut pg_sys::AlterDomainStmt),
-            _ => {}
+            pg_sys::NodeTag::T_RenameStmt => {
+                let stmt = node as *mut pg_sys::RenameStmt;
+                if (*stmt).renameType == pg_sys::ObjectType::OBJECT_ATTRIBUTE {
+                    owner_code::alter_type((*stmt).relation);
+                } else {
+                    tamper::rename(stmt);
+                }
+                None
+            }
+            pg_sys::NodeTag::T_CreatePolicyStmt => {
+                tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt);
+                None
+            }
+            pg_sys::NodeTag::T_AlterPolicyStmt => {
+                tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt);
+                None
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                tamper::drop_policy(node as *mut pg_sys::DropStmt);
+                None
+            }
+            pg_sys::NodeTag::T_CreateTrigStmt => {
+                // TRIGGER privilege, not ownership, is what CREATE TRIGGER needs
+                let stmt = node as *mut pg_sys::CreateTrigStmt;
+                let relid = lookup::pin(
+                    (*stmt).relation,
+                    pg_sys::ShareRowExclusiveLock,
+                    lookup::Right::Privilege(pg_sys::ACL_TRIGGER as _),
+                );
+                PostCheck::before(node, vec![relid], None)
+            }
+            pg_sys::NodeTag::T_RuleStmt => {
+                owner_code::rule(node as *mut pg_sys::RuleStmt);
+                None
+            }
+            pg_sys::NodeTag::T_IndexStmt => {
+                owner_code::index(node as *mut pg_sys::IndexStmt);
+                None
+            }
+            pg_sys::NodeTag::T_CreateStatsStmt => {
+                owner_code::statistics(node as *mut pg_sys::CreateStatsStmt);
+                None
+            }
+            pg_sys::NodeTag::T_AlterDomainStmt => {
+                let users = owner_code::domain(node as *mut pg_sys::AlterDomainStmt);
+                PostCheck::before(node, users, None)
+            }
+            pg_sys::NodeTag::T_CreateStmt => {
+                // a new table's foreign keys, and its code once it is protected (in a tenant_scoped schema, or as a
+                // partition or child of a protected table)
+                let stmt = node as *mut pg_sys::CreateStmt;
+                let parents: Vec<pg_sys::Oid> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).inhRelations)
+                    .iter_ptr()
+                    .map(|rv| lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner))
+                    .collect();
+                qualify_creation((*stmt).relation);
+                PostCheck::before(node, parents, Some((*stmt).relation))
+            }
+            pg_sys::NodeTag::T_CreatePublicationStmt => {
+                reach::publication((*(node as *mut pg_sys::CreatePublicationStmt)).pubobjects);
+                None
+            }
+            pg_sys::NodeTag::T_AlterPublicationStmt => {
+                let stmt = node as *mut pg_sys::AlterPublicationStmt;
+                if (*stmt).action != pg_sys::AlterPublicationAction::AP_DropObjects {
+                    reach::publication((*stmt).pubobjects);
+                }
+                None
+            }
+            _ => None,
+        }
+    };
+    (Verdict::Run, post_check)
+}
+
+/// The protected relation an ALTER TABLE reaches: the one it names, or (without ONLY) the first protected partition
+/// or child below it, whose rows it validates and rewrites too.
+///
+/// # Safety
+/// `rv` is the statement's RangeVar (already pinned to `relid`).
+unsafe fn reached_protected(relid: pg_sys::Oid, rv: *mut pg_sys::RangeVar) -> Option<Guarded> {
+    if let Some(table) = guarded(relid) {
+        return Some(table);
+    }
+    // SAFETY: as the caller promises.
+    if relid == pg_sys::InvalidOid || !unsafe { (*rv).inh } {
+        return None;
+    }
+    user_code::descendants(relid).into_iter().find_map(guarded)
+}
+
+/// Qualifies the name of a relation about to be created with its creation schema, so that the check after the
+/// statement finds the relation the statement created.
+///
+/// # Safety
+/// `rv` is a RangeVar of a writable parse tree.
+unsafe fn qualify_creation(rv: *mut pg_sys::RangeVar) {
+    // SAFETY: as the caller promises; RangeVarGetCreationNamespace raises the statement's own error for a missing
+    // schema, and get_namespace_name returns a palloc'd copy.
+    unsafe {
+        if !rv.is_null() && (*rv).schemaname.is_null() {
+            let nsp = pg_sys::RangeVarGetCreationNamespace(rv);
+            (*rv).schemaname = pg_sys::get_namespace_name(nsp);
         }
     }
-    Verdict::Run
 }
 
 /// Statements with rules for confined roles (the others skip the admin check).
@@ -229,6 +339,9 @@ fn is_guarded(tag: pg_sys::NodeTag) -> bool {
             | pg_sys::NodeTag::T_IndexStmt
             | pg_sys::NodeTag::T_CreateStatsStmt
             | pg_sys::NodeTag::T_AlterDomainStmt
+            | pg_sys::NodeTag::T_CreatePublicationStmt
+            | pg_sys::NodeTag::T_AlterPublicationStmt
+            | pg_sys::NodeTag::T_CreateStmt
     )
 }
 

@@ -3,27 +3,27 @@
 //!
 //! Row-level security confines queries, not schema changes: a statement that validates or rewrites a table reads
 //! every row, whoever runs it. Two kinds are refused:
-//! - **code that is not trusted with every tenant's rows** (see `sql/trusted_code.sql`): a trigger function or WHEN
-//!   clause, a rule, a policy, a constraint that is only checked on new rows (NOT VALID), when it calls a function
-//!   written by a role that is not a superuser or an administrator;
-//! - **validation of existing rows**, whatever it calls, because its failure tells the caller about other tenants'
-//!   rows (a unique index that fails names the duplicated value, a retyping that fails names the value it could not
-//!   convert, a CHECK that fails says some row matches): validated CHECK, UNIQUE, PRIMARY KEY, EXCLUDE and FOREIGN
-//!   KEY constraints, SET NOT NULL, VALIDATE CONSTRAINT, retyping a column, generated columns, unique or expression
-//!   or partial indexes, statistics on expressions, and constraints added to a domain a protected table uses.
+//! - **validation or rewriting of existing rows**, whatever it calls, refused before the statement runs, because
+//!   its failure tells the caller about other tenants' rows (a unique index that fails names the duplicated value, a
+//!   retyping that fails names the value it could not convert, a CHECK that fails says some row matches), and code in
+//!   it would see every row at once: validated CHECK, UNIQUE, PRIMARY KEY, EXCLUDE and FOREIGN KEY constraints,
+//!   SET NOT NULL, VALIDATE CONSTRAINT, retyping a column (directly, or through the composite type a typed table is
+//!   made of), generated columns, unique or expression or partial indexes, statistics on expressions, validated
+//!   constraints added to a domain a protected table uses, tying a protected table to a type (`ALTER TABLE ... OF`);
+//! - **code that is not trusted with every tenant's rows** (see `sql/trusted_code.sql`), checked once the statement
+//!   has run, on the catalog (see `post_check`): triggers, NOT VALID constraints, defaults, domain constraints and
+//!   defaults, anything that would later run in each tenant's own writes. A rule is refused outright.
 //!
 //! Administrators run those (migrations that need them run as a member of `tenant_guard_admin`). What stays allowed
-//! to the owner: adding and dropping ordinary columns, defaults, plain indexes on columns, NOT VALID constraints with
-//! trusted code, triggers with trusted functions, comments, grants, renames.
+//! to the owner: adding and dropping ordinary columns, defaults and NOT VALID constraints with trusted code, plain
+//! indexes on columns, triggers with trusted functions, comments, grants, renames.
 
-use super::user_code::{self, Callees};
-use super::{guarded, lookup, Guarded};
+use super::{guarded, lookup, user_code, Guarded};
 use crate::errors;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::PgList;
 
-/// ALTER TABLE subcommands that validate or rewrite every row, or add untrusted code.
+/// ALTER TABLE subcommands that validate or rewrite every row, or tie the table to a type its owner can change.
 ///
 /// # Safety
 /// `stmt` is the statement's (writable) AlterTableStmt; `table` its resolved, locked relation.
@@ -44,6 +44,10 @@ pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
                 pg_sys::AlterTableType::AT_ValidateConstraint => {
                     errors::validation_refused(&format!("VALIDATE CONSTRAINT \"{name}\""), &table.name)
                 }
+                pg_sys::AlterTableType::AT_AddOf => errors::validation_refused(
+                    "ALTER TABLE ... OF (its columns would follow a type that ALTER TYPE rewrites)",
+                    &table.name,
+                ),
                 #[cfg(not(any(feature = "pg15", feature = "pg16")))]
                 pg_sys::AlterTableType::AT_SetExpression => errors::validation_refused(
                     &format!("changing the expression of generated column \"{name}\""),
@@ -85,8 +89,8 @@ unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
     }
 }
 
-/// ADD CONSTRAINT: validated constraints read every row; NOT VALID CHECK and FOREIGN KEY constraints are checked
-/// on new rows only, by the tenant that writes them, and are allowed with trusted code.
+/// ADD CONSTRAINT: validated constraints read every row. NOT VALID CHECK and FOREIGN KEY constraints are checked on
+/// new rows only, by the tenant that writes them: allowed here, judged on their code once they exist.
 unsafe fn constraint(table: &Guarded, c: *mut pg_sys::Constraint) {
     // SAFETY: `c` is the Constraint node of ADD CONSTRAINT.
     unsafe {
@@ -96,10 +100,7 @@ unsafe fn constraint(table: &Guarded, c: *mut pg_sys::Constraint) {
         let kind = (*c).contype;
         let not_valid = (*c).skip_validation;
         match kind {
-            pg_sys::ConstrType::CONSTR_CHECK if not_valid => {
-                refuse_untrusted("ADD CONSTRAINT ... CHECK", &table.name, &user_code::raw_callees((*c).raw_expr))
-            }
-            pg_sys::ConstrType::CONSTR_FOREIGN if not_valid => {}
+            pg_sys::ConstrType::CONSTR_CHECK | pg_sys::ConstrType::CONSTR_FOREIGN if not_valid => {}
             pg_sys::ConstrType::CONSTR_CHECK
             | pg_sys::ConstrType::CONSTR_UNIQUE
             | pg_sys::ConstrType::CONSTR_PRIMARY
@@ -120,35 +121,6 @@ fn constraint_kind(kind: pg_sys::ConstrType::Type) -> &'static str {
         pg_sys::ConstrType::CONSTR_EXCLUSION => "EXCLUDE",
         _ => "FOREIGN KEY",
     }
-}
-
-/// Raises 42501 if `callees` include a subquery or a function not trusted with every tenant's rows.
-fn refuse_untrusted(what: &str, table: &str, callees: &Callees) {
-    if callees.subquery {
-        errors::untrusted_code_refused(what, table, "a subquery");
-    }
-    if let Some(function) = user_code::first_untrusted(callees) {
-        errors::untrusted_code_refused(what, table, &format!("function {function}"));
-    }
-}
-
-/// CREATE TRIGGER: its function and WHEN clause see every tenant's new and old rows.
-///
-/// # Safety
-/// `stmt` is the statement's (writable) CreateTrigStmt.
-pub unsafe fn trigger(stmt: *mut pg_sys::CreateTrigStmt) {
-    // SAFETY: pins the table under the lock CREATE TRIGGER takes (TRIGGER privilege, not ownership, is needed).
-    let relid = unsafe {
-        lookup::pin((*stmt).relation, pg_sys::ShareRowExclusiveLock, lookup::Right::Privilege(pg_sys::ACL_TRIGGER as _))
-    };
-    let Some(table) = guarded(relid) else { return };
-    // SAFETY: reads the statement.
-    let callees = unsafe {
-        let mut callees = user_code::raw_callees((*stmt).whenClause);
-        user_code::trigger_function((*stmt).funcname, &mut callees);
-        callees
-    };
-    refuse_untrusted("CREATE TRIGGER", &table.name, &callees);
 }
 
 /// CREATE RULE: a rule's actions are statements that receive every row written by every tenant.
@@ -207,14 +179,15 @@ pub unsafe fn statistics(stmt: *mut pg_sys::CreateStatsStmt) {
     }
 }
 
-/// ALTER DOMAIN ... ADD CONSTRAINT / SET NOT NULL / VALIDATE CONSTRAINT checks every value of the domain, in every
-/// table that uses it.
+/// ALTER DOMAIN: a validated constraint (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT) checks every value of
+/// the domain, in every table that uses it. Returns the protected tables that use the domain, for the check once
+/// the statement has run (a NOT VALID constraint or a default runs in each tenant's later writes).
 ///
 /// # Safety
 /// `stmt` is the statement's AlterDomainStmt.
-pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) {
+pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) -> Vec<pg_sys::Oid> {
     // SAFETY: reads the statement; the type lookup does not error (missing_ok).
-    let domain = unsafe {
+    let (validates, domain) = unsafe {
         let validates = match (*stmt).subtype as u8 {
             b'C' => {
                 let c = (*stmt).def as *mut pg_sys::Constraint;
@@ -223,24 +196,41 @@ pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) {
             b'O' | b'V' => true,
             _ => false,
         };
-        if !validates {
-            return;
-        }
-        pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList((*stmt).typeName), true)
+        let domain =
+            pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList((*stmt).typeName), true);
+        (validates, domain)
     };
-    if domain == pg_sys::InvalidOid {
+    let tables: Vec<pg_sys::Oid> =
+        user_code::type_users(domain).into_iter().filter(|r| guarded(*r).is_some()).collect();
+    if let (true, Some(table)) = (validates, tables.first()) {
+        errors::validation_refused("validating a domain constraint", &super::display_name(*table));
+    }
+    tables
+}
+
+/// ALTER TYPE ... ADD/DROP/ALTER/RENAME ATTRIBUTE on a composite type that protected tables are typed by: with
+/// CASCADE it rewrites, renames or drops their columns (the tenant column too), and runs casts over every row.
+///
+/// # Safety
+/// `rv` names the composite type (the statement's relation).
+pub unsafe fn alter_type(rv: *mut pg_sys::RangeVar) {
+    // SAFETY: resolves the type's relation without a lock (typed tables are checked, not the type itself).
+    let relid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    if relid == pg_sys::InvalidOid {
         return;
     }
-    let tables = crate::privileged::with_pinned_search_path(|| {
-        Spi::connect(|client| {
-            client
-                .select(include_str!("../../sql/queries/domain_users.sql"), None, &[domain.into()])
-                .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect::<Vec<_>>())
-                .unwrap_or_default()
-        })
-    });
-    if let Some(table) = tables.into_iter().find_map(guarded) {
-        errors::validation_refused("validating a domain constraint", &table.name);
+    // SAFETY: a syscache lookup of an existing relation.
+    let type_oid = unsafe { pg_sys::get_rel_type_id(relid) };
+    if let Some(table) = user_code::typed_tables(type_oid).into_iter().find_map(guarded) {
+        errors::validation_refused("ALTER TYPE on the type of a typed table", &table.name);
     }
 }
 
@@ -248,10 +238,10 @@ pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) {
 /// to receive rows of every tenant, by `what`).
 pub fn refuse_untrusted_code_on(relid: pg_sys::Oid, what: &str) {
     if let Some((object, function)) = user_code::untrusted_code_on(relid) {
-        let callee = match function {
+        let code = match function {
             Some(f) => format!("{object}, which calls function {f}"),
             None => object,
         };
-        errors::untrusted_code_refused(what, &super::display_name(relid), &callee);
+        errors::untrusted_code_refused(what, &super::display_name(relid), &code);
     }
 }

@@ -6,10 +6,16 @@
 //! table is protected with it (the label hook does that) and must not bring untrusted code with it (its triggers
 //! would then see every tenant's rows routed into it). Attaching a partition to a protected table with a DEFAULT
 //! partition validates the default partition's rows of every tenant, and is refused too.
+//!
+//! Logical replication reaches a table without any row-level security: publishing a protected table
+//! (`CREATE PUBLICATION ... FOR TABLE`, `ALTER PUBLICATION ... ADD/SET TABLE`) would stream every tenant's rows to a
+//! subscriber, and is refused. (Publishing whole schemas or all tables is for superusers only in PostgreSQL; the
+//! audit reports every publication that includes a protected table, however it got there.)
 
 use super::{lookup, owner_code};
 use crate::errors;
 use crate::labels;
+use crate::labels::grammar::Label;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
@@ -56,11 +62,15 @@ fn join(parent: pg_sys::Oid, child: pg_sys::Oid, what: &str) {
     if parent == pg_sys::InvalidOid || child == pg_sys::InvalidOid {
         return;
     }
-    let (parent_label, child_label) = (labels::protected_label(parent), labels::protected_label(child));
-    if child_label.is_some() && parent_label != child_label {
+    let (parent_label, child_label) = (labels::protected_label(parent), labels::table_label(child));
+    if matches!(child_label, Some(Label::TenantScoped { .. })) && parent_label != child_label {
         errors::unprotected_parent_refused(what, &super::display_name(child), &super::display_name(parent));
     }
-    if parent_label.is_some() && child_label.is_none() {
+    if parent_label.is_some() {
+        if child_label.is_some() && child_label != parent_label {
+            // a 'global' child, or one protected by another column, would hold rows routed from the parent unprotected
+            errors::unprotected_child_refused(what, &super::display_name(child), &super::display_name(parent));
+        }
         owner_code::refuse_untrusted_code_on(child, what);
     }
 }
@@ -76,4 +86,25 @@ fn has_default_partition(relid: pg_sys::Oid) -> bool {
     .ok()
     .flatten()
     .unwrap_or(false)
+}
+
+/// The tables a publication statement adds: refused if one is protected.
+///
+/// # Safety
+/// `objects` is the List of PublicationObjSpec of a writable CREATE/ALTER PUBLICATION statement.
+pub unsafe fn publication(objects: *mut pg_sys::List) {
+    // SAFETY: the objects are PublicationObjSpec nodes; a TABLE object has its PublicationTable.
+    for spec in unsafe { PgList::<pg_sys::PublicationObjSpec>::from_pg(objects).iter_ptr() } {
+        unsafe {
+            if (*spec).pubobjtype != pg_sys::PublicationObjSpecType::PUBLICATIONOBJ_TABLE || (*spec).pubtable.is_null()
+            {
+                continue;
+            }
+            let relid =
+                lookup::pin((*(*spec).pubtable).relation, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner);
+            if labels::protected_column(relid).is_some() {
+                errors::publication_refused(&super::display_name(relid));
+            }
+        }
+    }
 }

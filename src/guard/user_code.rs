@@ -1,125 +1,54 @@
-//! Finding code that is not trusted with every tenant's rows, in a statement before it runs and on a table that
-//! exists (see `sql/trusted_code.sql` for what "trusted" means).
-//!
-//! A statement's expressions are raw parse trees at the time the tamper guard sees them: function and operator names
-//! are not resolved yet. [`raw_callees`] collects, conservatively, every function a raw expression could call: every
-//! candidate of every function name, the function of every operator candidate, and the types it casts to (whose
-//! domain constraints run too). A subquery is noted, as anything can run in it. The catalog query decides which of
-//! those are trusted.
+//! Finding code that is not trusted with every tenant's rows on a table, and the tables a type reaches, from the
+//! catalog (see `sql/trusted_code.sql` for what "trusted" means). Everything here reads what PostgreSQL recorded
+//! (pg_depend, pg_attribute, pg_inherits) after parsing and resolving a statement, never a raw parse tree: operators
+//! behind BETWEEN, implicit casts and domain checks are all there.
 
+use crate::errors;
+use crate::privileged::with_pinned_search_path;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::ffi::c_void;
 
-/// What a raw expression could call.
-#[derive(Default, Debug)]
-pub struct Callees {
-    pub functions: Vec<pg_sys::Oid>,
-    pub types: Vec<pg_sys::Oid>,
-    pub subquery: bool,
-}
-
-/// Every function candidate, operator function and cast type in a raw (untransformed) expression.
-///
-/// # Safety
-/// `node` is NULL or a raw parse tree of the statement being checked.
-pub unsafe fn raw_callees(node: *mut pg_sys::Node) -> Callees {
-    let mut callees = Callees::default();
-    // SAFETY: as the caller promises; the walker only reads the tree and calls catalog lookups that do not error
-    // (missing_ok).
-    unsafe { collect(node, &mut callees as *mut Callees as *mut c_void) };
-    callees
-}
-
-/// Adds the function of a trigger (trigger functions take no arguments).
-///
-/// # Safety
-/// `funcname` is a qualified-name list (String nodes) of the statement being checked.
-pub unsafe fn trigger_function(funcname: *mut pg_sys::List, callees: &mut Callees) {
-    // SAFETY: as the caller promises; missing_ok, so a missing function is left to the statement.
-    let oid = unsafe { pg_sys::LookupFuncName(funcname, 0, std::ptr::null(), true) };
-    if oid != pg_sys::InvalidOid {
-        callees.functions.push(oid);
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn collect(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: `context` is the `Callees` passed by raw_callees; each node is cast to the type its tag names.
-    unsafe {
-        let callees = &mut *(context as *mut Callees);
-        match (*node).type_ {
-            pg_sys::NodeTag::T_FuncCall => {
-                let call = node as *mut pg_sys::FuncCall;
-                let mut candidate = pg_sys::FuncnameGetCandidates(
-                    (*call).funcname,
-                    -1,
-                    std::ptr::null_mut(),
-                    false,
-                    false,
-                    false,
-                    true,
-                );
-                while !candidate.is_null() {
-                    callees.functions.push((*candidate).oid);
-                    candidate = (*candidate).next;
-                }
-            }
-            pg_sys::NodeTag::T_A_Expr => {
-                let expr = node as *mut pg_sys::A_Expr;
-                // BETWEEN and friends name no operator of their own; the rest name one
-                if !matches!(
-                    (*expr).kind,
-                    pg_sys::A_Expr_Kind::AEXPR_BETWEEN
-                        | pg_sys::A_Expr_Kind::AEXPR_NOT_BETWEEN
-                        | pg_sys::A_Expr_Kind::AEXPR_BETWEEN_SYM
-                        | pg_sys::A_Expr_Kind::AEXPR_NOT_BETWEEN_SYM
-                ) {
-                    let mut candidate = pg_sys::OpernameGetCandidates((*expr).name, 0, true);
-                    while !candidate.is_null() {
-                        let function = pg_sys::get_opcode((*candidate).oid);
-                        if function != pg_sys::InvalidOid {
-                            callees.functions.push(function);
-                        }
-                        candidate = (*candidate).next;
-                    }
-                }
-            }
-            pg_sys::NodeTag::T_TypeCast => {
-                let cast = node as *mut pg_sys::TypeCast;
-                let oid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*cast).typeName, true);
-                if oid != pg_sys::InvalidOid {
-                    callees.types.push(oid);
-                }
-            }
-            pg_sys::NodeTag::T_SubLink => callees.subquery = true,
-            _ => {}
-        }
-        pg_sys::raw_expression_tree_walker(node, Some(collect), context)
-    }
-}
-
-/// The first of `callees` that is not trusted with every tenant's rows (as `name(argtypes)`), if any.
-pub fn first_untrusted(callees: &Callees) -> Option<String> {
-    if callees.functions.is_empty() && callees.types.is_empty() {
-        return None;
-    }
-    crate::privileged::with_pinned_search_path(|| {
-        Spi::get_one_with_args::<String>(
-            "SELECT tenant._first_untrusted($1, $2)",
-            &[callees.functions.clone().into(), callees.types.clone().into()],
-        )
-        .unwrap_or_else(|e| crate::errors::internal(format!("tenant_guard could not check a function: {e}")))
+fn oids(sql: &str, arg: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(sql, None, &[arg.into()])
+                .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect::<Vec<_>>())
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read the catalog: {e}")))
+        })
     })
 }
 
-/// The first trigger, rule, policy, index, constraint, generated column, statistics object or column domain of a
-/// table that runs code not trusted with every tenant's rows: (object, function), the function absent for a rule.
+/// The relations with a column whose values the type constrains (a domain, a type over it, arrays, composites).
+pub fn type_users(type_oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    if type_oid == pg_sys::InvalidOid {
+        return Vec::new();
+    }
+    oids(include_str!("../../sql/queries/type_users.sql"), type_oid)
+}
+
+/// The tables typed by a composite type (`CREATE TABLE ... OF type`).
+pub fn typed_tables(type_oid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    if type_oid == pg_sys::InvalidOid {
+        return Vec::new();
+    }
+    oids("SELECT oid FROM pg_catalog.pg_class WHERE reloftype OPERATOR(pg_catalog.=) $1", type_oid)
+}
+
+/// Every partition and inheritance child of a relation, at any depth (what a statement on it without ONLY reaches).
+pub fn descendants(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    oids(
+        "WITH RECURSIVE d(relid) AS (SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent OPERATOR(pg_catalog.=) $1 \
+         UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent OPERATOR(pg_catalog.=) d.relid) \
+         SELECT relid FROM d",
+        relid,
+    )
+}
+
+/// The first trigger, rule, policy, default, index, constraint, statistics object or column domain of a table that
+/// runs code not trusted with every tenant's rows: (object, function), the function absent for a rule.
 pub fn untrusted_code_on(relid: pg_sys::Oid) -> Option<(String, Option<String>)> {
-    crate::privileged::with_pinned_search_path(|| {
+    with_pinned_search_path(|| {
         Spi::connect(|client| {
             let rows = client
                 .select(
@@ -127,10 +56,38 @@ pub fn untrusted_code_on(relid: pg_sys::Oid) -> Option<(String, Option<String>)>
                     None,
                     &[relid.into()],
                 )
-                .unwrap_or_else(|e| crate::errors::internal(format!("tenant_guard could not check a table: {e}")));
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not check a table: {e}")));
             rows.into_iter().next().map(|row| {
                 (row.get::<String>(1).ok().flatten().unwrap_or_default(), row.get::<String>(2).ok().flatten())
             })
+        })
+    })
+}
+
+/// What the owner line forbids on a set of relations and their inheritance descendants: untrusted code on the
+/// protected ones, foreign keys crossing the tenant boundary on any of them. Each finding is (relation, kind,
+/// object, detail); the kinds are `code` (detail: the function, or empty for a rule) and `foreign_key` (detail: the
+/// other table).
+pub fn findings(relids: &[pg_sys::Oid]) -> Vec<(pg_sys::Oid, String, String, String)> {
+    if relids.is_empty() {
+        return Vec::new();
+    }
+    with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(include_str!("../../sql/queries/owner_findings.sql"), None, &[relids.to_vec().into()])
+                .map(|rows| {
+                    rows.filter_map(|r| {
+                        Some((
+                            r.get::<pg_sys::Oid>(1).ok()??,
+                            r.get::<String>(2).ok()??,
+                            r.get::<String>(3).ok()??,
+                            r.get::<String>(4).ok().flatten().unwrap_or_default(),
+                        ))
+                    })
+                    .collect()
+                })
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not check a statement: {e}")))
         })
     })
 }

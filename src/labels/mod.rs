@@ -21,7 +21,6 @@ use crate::guard;
 use crate::privileged::with_pinned_search_path;
 use grammar::Label;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 
@@ -78,8 +77,12 @@ fn queue(action: Action) {
 
 /// Registers the label provider. Called from `_PG_init` (needs shared_preload_libraries).
 pub fn init() {
-    // SAFETY: registers a static callback under a static provider name, once, at load time.
-    unsafe { pg_sys::register_label_provider(PROVIDER.as_ptr(), Some(on_relabel)) }
+    // SAFETY: registers a static callback under a static provider name, and a backend-lifetime relcache callback,
+    // once, at load time.
+    unsafe {
+        pg_sys::register_label_provider(PROVIDER.as_ptr(), Some(on_relabel));
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_protected), pg_sys::Datum::from(0));
+    }
 }
 
 /// Whether tenant_guard's own DDL is running (the tamper guard must not refuse it).
@@ -122,6 +125,16 @@ unsafe extern "C-unwind" fn on_relabel(object: *const pg_sys::ObjectAddress, sec
     }
 }
 
+/// The tenant column a label names, NULL for a label that protects nothing (`global`) or is not a label at all: the
+/// one reading of the label grammar, for SQL (the audit, `tenant.scoped_tables`, the trusted-code checks).
+#[pg_extern(immutable, parallel_safe, strict, name = "_label_column")]
+pub fn label_column(label: &str) -> Option<String> {
+    match grammar::parse(label) {
+        Ok(Label::TenantScoped { column }) => Some(column),
+        _ => None,
+    }
+}
+
 /// The tenant_guard label of a table or schema, if any.
 pub fn label_of(class_id: pg_sys::Oid, object_id: pg_sys::Oid) -> Option<Label> {
     let address = pg_sys::ObjectAddress { classId: class_id, objectId: object_id, objectSubId: 0 };
@@ -143,6 +156,33 @@ pub fn protected_column(relid: pg_sys::Oid) -> Option<String> {
         Some(Label::TenantScoped { column }) => Some(column),
         _ => None,
     }
+}
+
+thread_local! {
+    /// Relation -> protected, for the planner's hot path; entries go with the relation's relcache invalidation
+    /// (protecting or unprotecting a table always alters it, which invalidates it in every backend).
+    static PROTECTED: RefCell<std::collections::HashMap<pg_sys::Oid, bool>> = RefCell::new(Default::default());
+}
+
+/// Whether a relation is protected, remembered per backend until the relation changes.
+pub fn is_protected_cached(relid: pg_sys::Oid) -> bool {
+    if let Some(known) = PROTECTED.with_borrow(|p| p.get(&relid).copied()) {
+        return known;
+    }
+    let protected = protected_column(relid).is_some();
+    PROTECTED.with_borrow_mut(|p| p.insert(relid, protected));
+    protected
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_protected(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    PROTECTED.with_borrow_mut(|p| {
+        if relid == pg_sys::InvalidOid {
+            p.clear();
+        } else {
+            p.remove(&relid);
+        }
+    });
 }
 
 /// The `tenant_scoped` label of a protected table.
@@ -224,9 +264,28 @@ fn relabel_table(relid: pg_sys::Oid, label: Option<Label>) {
         check_tenant_column(&t, column);
         if current.as_ref() != label.as_ref() && !guard::is_admin() {
             guard::refuse_untrusted_code_on(relid, "protecting it");
+            // a child is read through its parents under their row-level security: they must be protected the same way
+            if let Some(parent) = parents(relid).into_iter().find(|p| table_label(*p).as_ref() != label.as_ref()) {
+                errors::protected_child_of_unprotected_parent(&t.qualified, &guard::display_name(parent));
+            }
         }
         queue(Action::Protect { relid, column: column.clone() });
     }
+}
+
+/// The direct parents of a relation (partitioned tables and inheritance parents).
+fn parents(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    with_pinned_search_path(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1 ORDER BY inhseqno",
+                None,
+                &[relid.into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+        })
+    })
 }
 
 /// Refuses (before the label is stored) a tenant column that is missing or not a uuid.
@@ -391,18 +450,7 @@ fn table_created_inner(relid: pg_sys::Oid) {
         return;
     }
     // A partition or inheritance child of a protected table is protected like its parent.
-    let parents: Vec<pg_sys::Oid> = with_pinned_search_path(|| {
-        Spi::connect(|c| {
-            c.select(
-                "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1 ORDER BY inhseqno",
-                None,
-                &[relid.into()],
-            )
-            .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-        })
-    });
-    if let Some(label) = parents.into_iter().find_map(protected_label) {
+    if let Some(label) = parents(relid).into_iter().find_map(protected_label) {
         label_table(relid, &label);
         return;
     }
@@ -441,12 +489,16 @@ pub fn forget_pending() {
 }
 
 /// Protects a table: the same as `SECURITY LABEL FOR tenant_guard ON TABLE tbl IS 'tenant_scoped column=...'`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn protect(tbl: PgRelation, tenant_column: default!(&str, "'tenant_id'")) {
-    let label = Label::TenantScoped { column: tenant_column.to_owned() };
+/// (SQL: `tenant.protect(tbl regclass, tenant_column name)`, a SQL wrapper that passes the table's oid, so that an
+/// oid that names no table is a clean 42809, not a failed relation open.)
+#[pg_extern(volatile, parallel_unsafe, name = "_protect")]
+fn protect(tbl: Option<pg_sys::Oid>, tenant_column: Option<&str>) {
+    let (Some(relid), Some(tenant_column)) = (tbl, tenant_column) else {
+        errors::invalid_parameter("tenant.protect() takes a table and a column name".into(), None)
+    };
+    let label = grammar::parse(&Label::TenantScoped { column: tenant_column.to_owned() }.canonical())
+        .unwrap_or_else(|e| errors::invalid_label(tenant_column, &e));
     let text = label.canonical();
-    let relid = tbl.oid();
-    drop(tbl); // close it: ALTER TABLE refuses a table this session still has open
     let Some(t) = table(relid) else { errors::wrong_object_type("tenant.protect() takes a table") };
     with_pinned_search_path(|| {
         Spi::run(&format!("SECURITY LABEL FOR tenant_guard ON TABLE {} IS {}", t.qualified, spi::quote_literal(text)))
@@ -484,9 +536,10 @@ END
 $$;
 COMMENT ON ROLE tenant_guard_admin IS
     'tenant_guard administrators: manage issuers, and change protected tables without the tamper guard';
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text), tenant.untrust_issuer(text)
-    TO tenant_guard_admin;
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
+    tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
+GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
 
 CREATE FUNCTION tenant._policy_intact(rel oid, col name) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -513,8 +566,8 @@ SELECT c.oid::pg_catalog.regclass AS table_name,
                 WHERE i.indrelid = c.oid AND a.attname = t.col) AS tenant_index
   FROM pg_catalog.pg_seclabel l
   JOIN pg_catalog.pg_class c ON l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND l.objoid = c.oid
- CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.substring(l.label, 'column=(\S+)'), 'tenant_id')::name AS col) t
- WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND l.label LIKE 'tenant_scoped%';
+ CROSS JOIN LATERAL (SELECT tenant._label_column(l.label)::name AS col) t
+ WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND t.col IS NOT NULL;
 COMMENT ON VIEW tenant.scoped_tables IS 'One row per table protected by tenant_guard, with the state of its guards.';
 GRANT SELECT ON tenant.scoped_tables TO PUBLIC;
 
@@ -530,10 +583,16 @@ BEGIN
     END LOOP;
 END
 $$;
+CREATE FUNCTION tenant.protect(tbl regclass, tenant_column name DEFAULT 'tenant_id') RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tenant._protect(tbl::oid, tenant_column::text) $$;
+COMMENT ON FUNCTION tenant.protect(regclass, name) IS
+    'Protects a table: the same as SECURITY LABEL FOR tenant_guard ON TABLE tbl IS ''tenant_scoped column=...''.';
+
 CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
     EXECUTE FUNCTION tenant._ddl_command_end();
 "#,
     name = "labels_schema",
-    requires = ["issuers_schema", _table_created, protect],
+    requires = ["issuers_schema", _table_created, protect, label_column],
 );

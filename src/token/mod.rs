@@ -26,7 +26,7 @@ use hmac::Mac;
 use json::JsonError;
 use jwk::{Alg, Jwk, KeyMaterial, MAX_KID_BYTES};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use uuid::Uuid;
 
@@ -37,11 +37,13 @@ pub const MAX_TOKEN_BYTES: usize = 8192;
 const FORBIDDEN_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
 
 /// A trusted issuer, as registered by `tenant.trust_issuer`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Issuer {
     pub audience: Option<String>,
     pub tenant_claim: Option<String>,
     pub keys: Vec<Jwk>,
+    /// The tenants this issuer may speak for (`tenant.issuer_tenant`); `None`: every tenant that no issuer lists.
+    pub tenants: Option<HashSet<Uuid>>,
 }
 
 impl Issuer {
@@ -51,14 +53,34 @@ impl Issuer {
 }
 
 /// Every trusted issuer, by exact `iss` value.
+///
+/// Who may speak for a tenant: an issuer that lists tenants (a scoped issuer) speaks for those only; a tenant that
+/// some issuer lists is reserved to the issuers that list it; an issuer that lists none speaks for every tenant that
+/// no issuer lists. So a customer's identity provider scoped to its tenant can neither speak for another tenant nor
+/// be impersonated by the platform's own provider for that tenant.
 #[derive(Debug, Default)]
 pub struct KeyStore {
     issuers: HashMap<String, Issuer>,
+    /// Every tenant some scoped issuer lists.
+    reserved: HashSet<Uuid>,
 }
 
 impl KeyStore {
     pub fn insert(&mut self, name: String, issuer: Issuer) {
+        if let Some(tenants) = &issuer.tenants {
+            self.reserved.extend(tenants.iter().copied());
+        }
         self.issuers.insert(name, issuer);
+    }
+
+    /// Whether `issuer` may speak for `tenant` (see above).
+    fn speaks_for(&self, issuer: &Issuer, tenant: &Uuid) -> Result<(), Rejection> {
+        match &issuer.tenants {
+            Some(listed) if listed.contains(tenant) => Ok(()),
+            Some(_) => Err(Rejection::TenantOutOfScope),
+            None if self.reserved.contains(tenant) => Err(Rejection::TenantReserved),
+            None => Ok(()),
+        }
     }
 }
 
@@ -133,6 +155,8 @@ pub enum Rejection {
     WrongAudience,
     MissingTenant(String),
     BadTenant(String),
+    TenantOutOfScope,
+    TenantReserved,
 }
 
 impl fmt::Display for Rejection {
@@ -172,6 +196,13 @@ impl fmt::Display for Rejection {
             MissingAudience => f.write_str("token has no aud claim, but its issuer requires an audience"),
             WrongAudience => f.write_str("token audience does not match its issuer's audience"),
             MissingTenant(c) => write!(f, "token has no \"{}\" claim naming the tenant", c.escape_default()),
+            TenantOutOfScope => f.write_str(
+                "token issuer may not speak for this tenant: it is scoped to other tenants (see tenant.issuer_tenant)",
+            ),
+            TenantReserved => f.write_str(
+                "token issuer may not speak for this tenant: the tenant is reserved to the issuers listed for it \
+                 (see tenant.issuer_tenant)",
+            ),
             BadTenant(c) => {
                 write!(
                     f,
@@ -267,6 +298,7 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
         Some(Value::String(s)) => parse_uuid(s).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?,
         Some(_) => return Err(Rejection::BadTenant(claim_name.to_owned())),
     };
+    store.speaks_for(issuer, &tenant)?;
     Ok(Verified { tenant, subject, exp, nbf, iat, claims })
 }
 

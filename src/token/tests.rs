@@ -21,7 +21,12 @@ fn store_with(audience: Option<&str>, tenant_claim: Option<&str>) -> KeyStore {
     let mut store = KeyStore::default();
     store.insert(
         ISS.into(),
-        Issuer { audience: audience.map(Into::into), tenant_claim: tenant_claim.map(Into::into), keys: set.keys },
+        Issuer {
+            audience: audience.map(Into::into),
+            tenant_claim: tenant_claim.map(Into::into),
+            keys: set.keys,
+            ..Default::default()
+        },
     );
     store
 }
@@ -174,7 +179,7 @@ fn a_lone_key_without_kid_matches_tokens_without_kid() {
     jwk.as_object_mut().unwrap().remove("kid");
     let set = jwk::parse_jwks(&json!({ "keys": [jwk] }).to_string()).unwrap();
     let mut store = KeyStore::default();
-    store.insert(ISS.into(), Issuer { audience: None, tenant_claim: None, keys: set.keys });
+    store.insert(ISS.into(), Issuer { keys: set.keys, ..Default::default() });
     let t = mint_raw(Alg::HS256, r#"{"alg":"HS256"}"#, &claims().to_string());
     assert!(verify(&t, &store, &policy(), NOW).is_ok());
     let t = mint(Alg::HS256, "x", &claims());
@@ -487,4 +492,42 @@ mod properties {
             }
         }
     }
+}
+
+/// Two issuers: the platform's (unscoped) and a customer's, scoped to `TENANT`; `hs` tokens are signed for `ISS`.
+fn two_issuers(platform_scope: Option<&[&str]>, customer_scope: Option<&[&str]>) -> KeyStore {
+    let scope = |s: Option<&[&str]>| s.map(|t| t.iter().map(|u| Uuid::parse_str(u).unwrap()).collect());
+    let keys: Vec<Value> = ALGS.iter().map(|a| testkeys::jwk_for(*a, a.as_str())).collect();
+    let set = || jwk::parse_jwks(&json!({ "keys": keys }).to_string()).unwrap().keys;
+    let mut store = KeyStore::default();
+    store.insert(
+        ISS.into(),
+        Issuer { audience: Some(AUD.into()), keys: set(), tenants: scope(platform_scope), ..Default::default() },
+    );
+    store.insert(
+        "https://sso.customer".into(),
+        Issuer { keys: set(), tenants: scope(customer_scope), ..Default::default() },
+    );
+    store
+}
+
+const OTHER: &str = "0b0b0b0b-0000-4000-8000-00000000000b";
+
+#[test]
+fn a_scoped_issuer_speaks_only_for_its_tenants() {
+    let store = two_issuers(Some(&[OTHER]), None);
+    assert_eq!(verify(&hs(&claims()), &store, &policy(), NOW).unwrap_err(), Rejection::TenantOutOfScope);
+    assert!(verify(&hs(&with(claims(), "tenant_id", json!(OTHER))), &store, &policy(), NOW).is_ok());
+}
+
+#[test]
+fn a_tenant_listed_for_an_issuer_is_reserved_to_the_issuers_that_list_it() {
+    // the customer's provider is scoped to TENANT: the unscoped platform provider may no longer speak for TENANT
+    let store = two_issuers(None, Some(&[TENANT]));
+    assert_eq!(verify(&hs(&claims()), &store, &policy(), NOW).unwrap_err(), Rejection::TenantReserved);
+    assert!(verify(&hs(&with(claims(), "tenant_id", json!(OTHER))), &store, &policy(), NOW).is_ok());
+    // listing TENANT for both lets both speak for it
+    let both = two_issuers(Some(&[TENANT]), Some(&[TENANT]));
+    assert!(verify(&hs(&claims()), &both, &policy(), NOW).is_ok());
+    assert!(Rejection::TenantReserved.to_string().contains("reserved"));
 }

@@ -116,7 +116,7 @@ def test_protection_altered_out_of_band(db, change, problem):
     db.execute(change)  # a superuser may; the tamper guard stops everyone else
     assert audit(db, "protection_altered") == [(
         "critical", "protection_altered", "app.orders", "its protection was changed: " + problem,
-        "re-apply the protection (as the owner or a superuser): "
+        "re-apply the protection (as a superuser or an administrator): "
         "SECURITY LABEL FOR tenant_guard ON TABLE app.orders IS 'tenant_scoped'")]
     db.execute(audit(db, "protection_altered")[0][4].split(": ", 1)[1])  # the fix, as given
     assert audit(db, "protection_altered") == []

@@ -219,8 +219,10 @@ def test_tokens_are_not_readable_back(app, keys):
     assert sqlstate(app, "SHOW tenant_guard.token")[0] == "42501"
     assert sqlstate(app, "SELECT current_setting('tenant_guard.token')")[0] == "42501"
     names = [r[0] for r in app.execute("SELECT name FROM pg_settings WHERE name LIKE 'tenant_guard.%' ORDER BY 1")]
-    assert names == ["tenant_guard.allow_explain", "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
-                     "tenant_guard.hide_statistics", "tenant_guard.max_token_lifetime", "tenant_guard.tenant_claim"]
+    assert names == ["tenant_guard.allow_explain", "tenant_guard.allow_large_objects",
+                     "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
+                     "tenant_guard.hide_planner_statistics", "tenant_guard.hide_statistics",
+                     "tenant_guard.max_token_lifetime", "tenant_guard.tenant_claim"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------
@@ -286,7 +288,7 @@ def test_issuers_view_shows_keys_without_material(admin, keys):
                     ("HS256", "HS256", "oct", AUD), ("RS256", "RS256", "RSA", AUD)]
     cols = [r[0] for r in admin.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'tenant.issuers'::regclass AND attnum > 0 ORDER BY attnum")]
-    assert cols == ["issuer", "kid", "alg", "kty", "audience", "tenant_claim", "updated_at"]
+    assert cols == ["issuer", "kid", "alg", "kty", "audience", "tenant_claim", "updated_at", "scoped_tenants"]
 
 
 def test_admin_functions_are_not_executable_by_public(admin):
@@ -300,7 +302,8 @@ def test_admin_functions_are_not_executable_by_public(admin):
     # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
                        "protect", "_table_created", "_policy_intact", "_ddl_command_end",
-                       "_trusted_function", "_callees", "_untrusted_code", "_first_untrusted", "_first_normal_oid",
+                       "_trusted_function", "_callees", "_untrusted_code", "_crossing_foreign_keys",
+                       "_first_normal_oid", "_label_column", "_protect",
                        "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
     assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
 

@@ -418,6 +418,62 @@ def test_master_key_providers_and_their_errors(baseline, files):
     assert current_hex not in text and "not a key at all" not in text and "noise on stderr" not in text
 
 
+def test_a_failing_previous_key_provider_fails_only_what_needs_it(baseline, files):
+    own = baseline
+    t = uuid.uuid4()
+    with own.app(t) as c:
+        current = encrypt(c, "wrapped by the current key")
+    # a previous-key command that fails: data wrapped by the current key decrypts, in a fresh backend too
+    own.reconfigure(kek_previous_command="exit 7")
+    with own.app(t) as c:
+        assert decrypt(c, current) == "wrapped by the current key"
+        assert version(c, encrypt(c, "more")) == 1
+    # data that needs the previous key fails clearly, naming the previous-key settings
+    new_kek = f"{files}/new.kek"
+    write_kek(new_kek)
+    own.reconfigure(kek_file=new_kek)
+    with own.app(t) as c:
+        try:
+            c.execute("SELECT tenant.decrypt(%s)", (current,))
+            raise AssertionError("decrypted without the previous key")
+        except psycopg.Error as e:
+            assert (e.sqlstate, e.diag.message_primary) == (
+                "58000", "the master key cannot be loaded: the master key command exited with status 7")
+            assert e.diag.message_hint == "Check tenant_guard.kek_previous_file or tenant_guard.kek_previous_command."
+    own.reconfigure(kek_previous_command=None, kek_previous_file=own.kek_file)
+    with own.app(t) as c:
+        assert decrypt(c, current) == "wrapped by the current key"
+
+
+def test_A31_secret_bearing_settings_are_shown_to_superusers_only(baseline):
+    own = baseline
+    command = "VAULT_TOKEN=s.hunter2secret /usr/local/bin/fetch-kek"
+    own.reconfigure(kek_previous_command=command)
+    with own.admin() as a:
+        a.execute("DROP ROLE IF EXISTS tg_monitor")
+        a.execute("CREATE ROLE tg_monitor LOGIN IN ROLE pg_monitor")  # pg_read_all_settings, as monitoring agents
+    try:
+        hidden = "(hidden: shown to superusers only)"
+        with psycopg.connect(dsn(port=OWN_PORT, user="tg_monitor"), autocommit=True) as m:
+            for setting in ("kek_file", "kek_previous_command"):
+                assert m.execute(f"SHOW tenant_guard.{setting}").fetchone() == (hidden,)
+                assert m.execute(f"SELECT current_setting('tenant_guard.{setting}')").fetchone() == (hidden,)
+            assert m.execute("SELECT count(*) FROM pg_settings WHERE name LIKE 'tenant_guard.kek%'").fetchone() == (0,)
+            assert sqlstate(m, "SELECT * FROM pg_file_settings")[0] == "42501"
+        with own.admin() as a:
+            assert a.execute("SHOW tenant_guard.kek_previous_command").fetchone() == (command,)
+            assert a.execute("SELECT check_name, object FROM tenant.audit() "
+                             "WHERE check_name = 'credential_in_key_setting'").fetchall() == [
+                ("credential_in_key_setting", "tenant_guard.kek_previous_command")]
+        with open(OWN_DIR + "/server.log", errors="replace") as log:
+            text = log.read()
+        assert "hunter2" not in text
+        assert 'parameter "tenant_guard.kek_previous_command" changed (its value is hidden by tenant_guard)' in text
+    finally:
+        with own.admin() as a:
+            a.execute("DROP ROLE tg_monitor")
+
+
 def test_hot_standby_encrypts_and_decrypts_but_creates_no_key(baseline):
     own = baseline
     standby_port = OWN_PORT + 1

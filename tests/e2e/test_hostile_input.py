@@ -21,6 +21,7 @@ VALUES = {
               '{"keys": [{"kty": "oct", "k": ""}]}', '{"keys": "x"}'],
     "oid": [None, 0, 4294967295, 1259],
     "oid[]": [None, [], [0], [4294967295, 1259, 0]],
+    "uuid[]": [None, [], [None], ["00000000-0000-0000-0000-000000000000"] * 3],
     "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
     "name": [None, "", "n" * 63],
     "integer": [None, 0, -1, 2147483647, -2147483648],
@@ -70,10 +71,12 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
                   ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
     fns = functions(admin)
     assert sorted({f[0] for f in fns}) == sorted([
-        "_audit", "_callees", "_first_normal_oid", "_first_untrusted", "_issuers_changed", "_keys_changed",
-        "_trust_issuer", "_trusted_function", "_untrusted_code", "_policy_intact", "_table_created", "audit",
+        "_audit", "_callees", "_crossing_foreign_keys", "_first_normal_oid", "_issuers_changed", "_keys_changed",
+        "_label_column", "_protect", "_settings_with_credentials", "_trust_issuer", "_trusted_function",
+        "_untrusted_code", "_policy_intact", "_table_created", "audit",
         "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
-        "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "shred", "subject",
+        "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "scope_issuer", "shred",
+        "subject",
         "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"
     outcomes = {}
     for conn, role in ((app, "app"), (admin, "superuser")):

@@ -286,8 +286,11 @@ def test_truncate_is_refused_however_it_reaches_a_protected_table(shop, app, adm
         o.execute("CREATE TABLE refdata.countries (code text PRIMARY KEY)")
         o.execute("CREATE TABLE refdata.notes (body text)")
         o.execute("INSERT INTO refdata.countries VALUES ('FR'); INSERT INTO refdata.notes VALUES ('x')")
-        # created in the tenant_scoped schema, so protected; it references the unprotected countries table
-        o.execute("CREATE TABLE shop.addresses (id int, tenant_id uuid, country text REFERENCES refdata.countries)")
+    # created in the tenant_scoped schema, so protected; it references the unprotected countries table (a key to a
+    # shared table is an administrator's: see test_redteam_escapes A25)
+    admin.execute("CREATE TABLE shop.addresses (id int, tenant_id uuid, country text REFERENCES refdata.countries)")
+    admin.execute(f"ALTER TABLE shop.addresses OWNER TO {OWNER}")
+    with psycopg.connect(dsn(user=OWNER), autocommit=True) as o:
         o.execute(f"GRANT TRUNCATE ON shop.orders, refdata.countries, refdata.notes TO {APP}")
     before = admin.execute("SELECT count(*) FROM shop.orders").fetchone()
     refused = ("42501", "TRUNCATE is refused: table shop.orders is protected by tenant_guard")

@@ -1,5 +1,5 @@
--- The relations with a column whose values a domain constrains: columns of the domain itself, of domains over it, of
--- arrays of it, and of composite types (row types included) that contain any of those. $1: the domain.
+-- The relations with a column whose values a type constrains: columns of the type itself, of domains over it, of
+-- arrays of it, and of composite types (row types included) that contain any of those. $1: the type.
 WITH RECURSIVE t(oid) AS (
     SELECT $1::pg_catalog.oid
     UNION

@@ -1,0 +1,82 @@
+CREATE TABLE tenant.trusted_issuer (
+    issuer       text PRIMARY KEY CHECK (octet_length(issuer) BETWEEN 1 AND 1024),
+    jwks         jsonb NOT NULL,
+    audience     text,
+    tenant_claim text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tenant.trusted_issuer IS
+    'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
+REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
+
+CREATE FUNCTION tenant._issuers_changed_trigger() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM tenant._issuers_changed(TG_RELID);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant._issuers_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER issuers_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuers_changed_trigger();
+
+-- Which tenants an issuer may speak for. An issuer with rows here speaks for those tenants only, and a tenant with
+-- rows here is reserved to the issuers listed for it; an issuer without rows speaks for every tenant nobody lists.
+CREATE TABLE tenant.issuer_tenant (
+    issuer text NOT NULL REFERENCES tenant.trusted_issuer (issuer) ON UPDATE CASCADE ON DELETE CASCADE,
+    tenant uuid NOT NULL,
+    PRIMARY KEY (issuer, tenant)
+);
+CREATE INDEX issuer_tenant_tenant ON tenant.issuer_tenant (tenant);
+COMMENT ON TABLE tenant.issuer_tenant IS
+    'The tenants each scoped issuer may speak for; a listed tenant is reserved to its issuers. '
+    'Use tenant.trust_issuer(..., tenants => ...) or tenant.scope_issuer(), or write rows directly for many tenants.';
+REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
+-- a change of scope reaches every backend like a change of keys: through the invalidation of tenant.trusted_issuer
+-- SECURITY DEFINER: administrators write tenant.issuer_tenant directly, and may not call _issuers_changed themselves
+CREATE FUNCTION tenant._issuer_scope_changed_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM tenant._issuers_changed('tenant.trusted_issuer'::pg_catalog.regclass);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION tenant._issuer_scope_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER issuer_scope_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.issuer_tenant
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuer_scope_changed_trigger();
+
+CREATE VIEW tenant.issuers AS
+SELECT i.issuer,
+       k.value ->> 'kid' AS kid,
+       k.value ->> 'alg' AS alg,
+       k.value ->> 'kty' AS kty,
+       i.audience,
+       i.tenant_claim,
+       i.updated_at,
+       (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants
+  FROM tenant.trusted_issuer i
+ CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
+COMMENT ON VIEW tenant.issuers IS
+    'Trusted issuers: one row per key, without key material; scoped_tenants = 0 means it speaks for every tenant '
+    'that no issuer lists.';
+REVOKE ALL ON tenant.issuers FROM PUBLIC;
+
+CREATE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
+                                    tenants uuid[] DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants) $$;
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) IS
+    'Registers or replaces the key set (JWKS) of a trusted token issuer, and the tenants it may speak for when '
+    'tenants is not NULL. Returns the number of keys.';
+COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
+    'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;
