@@ -172,6 +172,8 @@ def main():
     results.append(("current_id, context set", current, None))
 
     crypto = encryption(token)
+    import guard
+    tamper = guard.run(dsn, keys) if os.environ.get("BENCH_GUARD", "1") == "1" else []
     policy = rls_benchmarks(keys) if os.environ.get("BENCH_RLS", "1") == "1" else []
 
     cpu, cores = machine()
@@ -203,6 +205,7 @@ def main():
         lines.append(f"| {name} | {med:.2f} | {lo:.2f} | {hi:.2f} | {tgt} | {met} |")
     lines.append("")
     lines += crypto
+    lines += tamper
     lines += policy
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:

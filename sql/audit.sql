@@ -160,17 +160,8 @@ SELECT CASE WHEN k.generated THEN 'info' ELSE 'warning' END, 'unique_without_ten
           END,
        pg_catalog.format('make it unique per tenant: put %I in the key, for example UNIQUE (%I, ...)', s.col, s.col)
   FROM scoped s
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = s.relid AND a.attname = s.col
-  JOIN pg_catalog.pg_index i ON i.indrelid = s.relid AND (i.indisunique OR i.indisexclusion)
-  CROSS JOIN LATERAL (
-      SELECT pg_catalog.bool_and(c.attidentity <> '' OR COALESCE(pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
-                                 ~ '^(nextval\(|gen_random_uuid\(|uuid_generate_v4\()', false)) AS generated,
-             pg_catalog.bool_or(u.attnum = a.attnum) AS has_tenant
-        FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY u(attnum, n)
-        LEFT JOIN pg_catalog.pg_attribute c ON c.attrelid = s.relid AND c.attnum = u.attnum
-        LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = s.relid AND ad.adnum = u.attnum
-       WHERE u.n <= i.indnkeyatts) k
- WHERE NOT k.has_tenant
+ CROSS JOIN LATERAL tenant._unique_without_tenant(s.relid, s.col) k
+  JOIN pg_catalog.pg_index i ON i.indexrelid = k.indexrelid
 UNION ALL
 -- 8. foreign keys that reference a protected table without matching its tenant column to the tenant column of a
 --    protected referencing table (foreign-key checks ignore row-level security)
@@ -201,7 +192,8 @@ SELECT 'critical', 'foreign_key_without_tenant',
                         WHERE u.c = sa.attnum AND u.f = ta.attnum))
 UNION ALL
 -- 8b. foreign keys from a protected table to a table that is not protected (a shared lookup table, say)
-SELECT 'info', 'foreign_key_to_shared_table', pg_catalog.format('%I on %s', k.conname, k.conrelid::pg_catalog.regclass),
+SELECT CASE WHEN k.confupdtype IN ('c', 'n', 'd') OR k.confdeltype IN ('c', 'n', 'd') THEN 'warning' ELSE 'info' END,
+       'foreign_key_to_shared_table', pg_catalog.format('%I on %s', k.conname, k.conrelid::pg_catalog.regclass),
        pg_catalog.format('references %s, which is not protected: whoever can update or delete its rows can tell '
                          'whether some tenant references a value (the error for a referenced key)%s',
                          k.confrelid::pg_catalog.regclass,
@@ -296,16 +288,21 @@ UNION ALL
 SELECT 'critical', 'untrusted_code', pg_catalog.format('%s on %s', u.object, s.relid::pg_catalog.regclass),
        CASE WHEN u.callee IS NULL
             THEN 'is a rule: its actions receive every row that any tenant writes, and can copy them anywhere'
-            ELSE pg_catalog.format('calls %s, which is not trusted with every tenant''s rows (not part of PostgreSQL '
-                                   'or of an extension, and owned by %I, which is not a superuser or an '
-                                   'administrator): it sees every tenant''s rows the table holds or receives',
-                                   u.callee, o.rolname) END,
+            WHEN o.rolsuper OR pg_catalog.pg_has_role(o.oid, 'tenant_guard_admin', 'USAGE')
+            THEN pg_catalog.format('calls %s, which can carry the rows it is given out of the tenant''s transaction '
+                                   '(it changes state other sessions read, such as a sequence or a notification, '
+                                   'or runs a query or a type''s input given as text)', u.callee)
+            ELSE pg_catalog.format('calls %s, which is not trusted with every tenant''s rows (owned by %I, which is '
+                                   'not a superuser or an administrator): it sees every tenant''s rows the table '
+                                   'holds or receives', u.callee, o.rolname) END,
        CASE WHEN u.callee IS NULL THEN pg_catalog.format('drop the %s', u.object)
+            WHEN o.rolsuper OR pg_catalog.pg_has_role(o.oid, 'tenant_guard_admin', 'USAGE')
+            THEN pg_catalog.format('drop the %s', u.object)
             ELSE pg_catalog.format('have an administrator review and own the function (ALTER FUNCTION %s OWNER TO '
                                    '<an administrator>), or drop the %s', u.callee, u.object) END
   FROM scoped s
  CROSS JOIN LATERAL tenant._untrusted_code(s.relid) u
-  LEFT JOIN pg_catalog.pg_proc f ON f.oid = pg_catalog.to_regprocedure(u.callee)
+  LEFT JOIN pg_catalog.pg_proc f ON f.oid = u.callee_oid
   LEFT JOIN pg_catalog.pg_roles o ON o.oid = f.proowner
 UNION ALL
 -- 17. roles that can log in and act as the owner of a protected table
@@ -429,6 +426,28 @@ SELECT CASE WHEN g.role IN ('pg_read_server_files', 'pg_execute_server_program')
                                                            'pg_execute_server_program']) m
                       WHERE pg_catalog.pg_has_role(r.oid, m, 'USAGE')) g
  WHERE r.rolcanlogin AND NOT r.bypasses   -- superusers and BYPASSRLS roles: privileged_login_role
+UNION ALL
+-- 25. partitions and partial indexes whose row count (pg_class.reltuples, readable by every role) counts the rows of
+--     one tenant, or of a set of tenants: a partition of a table partitioned by its tenant column, an index whose
+--     predicate names the tenant column
+SELECT 'warning', 'tenant_sized_relation', c.oid::pg_catalog.regclass::text,
+       pg_catalog.format('%s: its row count in pg_class.reltuples, which every role can read, counts the rows of '
+                         'the tenants it holds', CASE WHEN c.relkind = 'i'
+                              THEN pg_catalog.format('is a partial index of %s whose predicate names the tenant '
+                                                     'column %I', s.relid::pg_catalog.regclass, s.col)
+                              ELSE pg_catalog.format('is a partition of %s, which is partitioned by the tenant '
+                                                     'column %I', s.relid::pg_catalog.regclass, s.col) END),
+       'partition by something other than the tenant column, or drop the tenant from the index predicate'
+  FROM scoped s
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = s.relid AND a.attname = s.col
+  JOIN pg_catalog.pg_class c ON
+       (c.relkind = 'i' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                     WHERE i.indexrelid = c.oid AND i.indrelid = s.relid AND i.indpred IS NOT NULL
+                                       AND i.indpred::text ~ (':varattno ' || a.attnum || ' ')))
+    OR (c.relkind IN ('r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                                              JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = h.inhparent
+                                             WHERE h.inhrelid = c.oid AND h.inhparent = s.relid
+                                               AND a.attnum = ANY (pt.partattrs::int2[])))
 UNION ALL
 -- 12. a server older than 15.14 (see MIN_SERVER_VERSION_NUM in src/lib.rs)
 SELECT 'critical', 'server_version', 'server',

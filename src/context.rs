@@ -64,6 +64,8 @@ thread_local! {
     static ISSUER_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     /// The tenant this transaction is sealed to.
     static SEALED: Cell<Option<Uuid>> = const { Cell::new(None) };
+    /// (local transaction id, clock) of the transaction's first token check (see `check_time`).
+    static CLOCK: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
 }
 
 /// Registers the transaction and relcache callbacks. Called once from `_PG_init`.
@@ -99,11 +101,30 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     }
 }
 
-/// Seconds since the Unix epoch at the start of the current statement (shared with parallel workers).
-fn statement_time() -> i64 {
+/// The time tokens are checked against, in seconds since the Unix epoch: the clock when the transaction first
+/// checks a token, the same for every later check in that transaction (so a statement sees one answer
+/// throughout). A procedure or DO block that COMMITs runs many transactions in one statement, and each checks the
+/// clock anew. A parallel worker, which cannot see the leader's memory, checks against the later of the statement's
+/// and the transaction's start, which it receives from its leader: never later than the leader's own check, so it
+/// refuses nothing the leader accepted unless the token is not yet valid then.
+fn check_time() -> i64 {
     const UNIX_TO_PG_EPOCH_SECS: i64 = 946_684_800;
-    // SAFETY: plain read of backend state.
-    let ts = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    // SAFETY: plain reads of backend state; MyProc is set in every backend that runs SQL.
+    let ts = unsafe {
+        if in_parallel_worker() {
+            pg_sys::GetCurrentStatementStartTimestamp().max(pg_sys::GetCurrentTransactionStartTimestamp())
+        } else {
+            let lxid = (*pg_sys::MyProc).lxid;
+            match CLOCK.get() {
+                (cached, ts) if cached == lxid && ts != 0 => ts,
+                _ => {
+                    let now = pg_sys::GetCurrentTimestamp();
+                    CLOCK.set((lxid, now));
+                    now
+                }
+            }
+        }
+    };
     ts.div_euclid(1_000_000) + UNIX_TO_PG_EPOCH_SECS
 }
 
@@ -222,7 +243,7 @@ pub fn current() -> Rc<Verified> {
     }
     check_origin();
     let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
-    if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
+    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)) {
         errors::no_context(Some(&r));
     }
     seal(verified.tenant);
@@ -254,7 +275,7 @@ pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
         errors::session_scope_disabled();
     }
     let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
-    if let Err(r) = with_policy(|p| verified.check_time(statement_time(), p)) {
+    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)) {
         errors::token_rejected(&r);
     }
     seal(verified.tenant);

@@ -265,6 +265,20 @@ pub fn unprotected_child_refused(what: &str, table: &str, parent: &str) -> ! {
     )
 }
 
+/// 42501: a unique key on a protected table would lack the tenant column (a cross-tenant existence oracle).
+pub fn unique_key_refused(what: &str, table: &str, index: &str, column: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: {index} on {table} is unique without the tenant column {column} in its key"),
+        Some(
+            "An insert or update that collides with another tenant's value would fail, which tells the caller that \
+             the value exists."
+                .into(),
+        ),
+        Some("Make it unique per tenant: put the tenant column first in the key, for example UNIQUE (tenant_id, ...)."),
+    )
+}
+
 /// 42501: a foreign key would cross the tenant boundary.
 pub fn crossing_foreign_key_refused(what: &str, table: &str, constraint: &str, other: &str) -> ! {
     raise(
@@ -334,6 +348,105 @@ pub fn session_scope_disabled() -> ! {
     )
 }
 
+/// 42501: a session-level change of a setting that decides what later statements reach.
+pub fn session_setting_refused(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("a session-level {name} is not allowed here (tenant_guard.allow_session_scope is off)"),
+        Some(
+            "Behind a transaction-mode connection pooler, the next client's transaction on the same server connection \
+             would resolve its unqualified names, or run, with what this client chose."
+                .into(),
+        ),
+        Some("Use SET LOCAL inside the transaction, or set it for the role: ALTER ROLE ... SET."),
+    )
+}
+
+/// 42501: a prepared statement runs under a name that another statement had in this session.
+pub fn prepared_statement_replaced(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "prepared statement \"{}\" was replaced since it first ran in this session \
+             (tenant_guard.allow_session_scope is off)",
+            quoted(name)
+        ),
+        Some(
+            "Behind a transaction-mode connection pooler, a statement prepared under the name of another client's \
+             statement would run that client's next transaction with its tenant context."
+                .into(),
+        ),
+        Some(
+            "Prepare a different statement under a new name. If no pooler shares this server connection, a superuser \
+             can turn tenant_guard.allow_session_scope on for the role.",
+        ),
+    )
+}
+
+/// 42501: SQL EXECUTE of a statement that SQL PREPARE did not make in this transaction.
+pub fn prepared_statement_from_earlier_transaction(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "EXECUTE \"{}\" is refused: it was not prepared with PREPARE in this transaction \
+             (tenant_guard.allow_session_scope is off)",
+            quoted(name)
+        ),
+        Some(
+            "Behind a transaction-mode connection pooler, a statement from an earlier transaction may be another \
+             client's (a pooler's own statements included): running it would replay that client's statement."
+                .into(),
+        ),
+        Some("PREPARE the statement in the transaction that runs it, or use the protocol's own prepared statements."),
+    )
+}
+
+/// 42501: a Bind of the unnamed statement parsed in an earlier transaction.
+pub fn unnamed_statement_from_earlier_transaction() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "the unnamed prepared statement was parsed in an earlier transaction (tenant_guard.allow_session_scope is off)"
+            .into(),
+        Some(
+            "Behind a transaction-mode connection pooler, it may be the previous client's statement: running it would \
+             replay that client's statement, with its literals."
+                .into(),
+        ),
+        Some("Send Parse and Bind in the same transaction (most drivers do), or use a named statement."),
+    )
+}
+
+/// 42501: a named prepared statement holds a token in its text.
+pub fn prepared_statement_holds_token(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "prepared statement \"{}\" holds a token in its text (tenant_guard.allow_session_scope is off)",
+            quoted(name)
+        ),
+        Some(
+            "A prepared statement outlives its transaction: behind a transaction-mode connection pooler, whoever runs \
+             it next would become that token's tenant."
+                .into(),
+        ),
+        Some("Pass the token as a parameter: tenant.authenticate($1)."),
+    )
+}
+
+/// 42501: a function that reads what earlier clients of a pooled session left (prepared statements, cursors).
+pub fn session_state_hidden(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("function {function} is hidden while tenant_guard.allow_session_scope is off"),
+        Some(
+            "Behind a transaction-mode connection pooler, the session's prepared statements and cursors are those of \
+             earlier clients, with their text."
+                .into(),
+        ),
+        Some(ADMIN_HINT),
+    )
+}
+
 /// 42501: plain EXPLAIN would show estimates from statistics over every tenant's rows.
 pub fn explain_refused(table: &str) -> ! {
     raise(
@@ -381,6 +494,32 @@ pub fn statistics_hidden(function: &str) -> ! {
             "Monitor with a role that has pg_read_all_stats (pg_monitor), or ask a superuser to turn \
              tenant_guard.hide_statistics off and accept the leak.",
         ),
+    )
+}
+
+/// 42501: a statement would read row locations (`ctid`) of a protected table.
+pub fn row_location_hidden(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("the ctid of table {table} is hidden from roles confined by tenant_guard"),
+        Some(
+            "Every tenant's rows share the table's pages: where a row lands counts the rows other tenants put before it."
+                .into(),
+        ),
+        Some("Identify rows by their key. To accept the leak, ask a superuser to turn tenant_guard.hide_statistics off."),
+    )
+}
+
+/// 42501: TABLESAMPLE of a protected table (the sample depends on where rows are).
+pub fn table_sample_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("TABLESAMPLE of table {table} is refused to roles confined by tenant_guard"),
+        Some(
+            "Which rows a sample picks depends on where they are in the table's pages, which every tenant's rows share."
+                .into(),
+        ),
+        Some("Sample with ORDER BY random() LIMIT n, or ask a superuser to turn tenant_guard.hide_statistics off."),
     )
 }
 

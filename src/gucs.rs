@@ -372,6 +372,37 @@ pub fn token_origin() -> TokenOrigin {
     }
 }
 
+/// Whether the current transaction changed PostgreSQL's setting `name` for the rest of the session (a `SET` or
+/// `set_config(..., false)` that COMMIT would keep) to something other than the session's default (what `RESET`
+/// and `DISCARD ALL` restore: the role's and database's defaults and the connection's options), read from the
+/// setting's stack of pending changes.
+pub fn set_for_session_here(name: &CStr) -> bool {
+    // SAFETY: both return NUL-terminated strings (or NULL) owned by the GUC machinery; missing_ok for the current.
+    let differs = unsafe {
+        let current = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        let reset = pg_sys::GetConfigOptionResetString(name.as_ptr());
+        match (current.is_null(), reset.is_null()) {
+            (false, false) => CStr::from_ptr(current) != CStr::from_ptr(reset),
+            (a, b) => a != b,
+        }
+    };
+    if !differs {
+        return false;
+    }
+    // SAFETY: the lookups only read the GUC tables; a record's stack is NULL or a list owned by the GUC machinery.
+    unsafe {
+        let record = find_record(name);
+        let mut entry = if record.is_null() { std::ptr::null_mut() } else { (*record).stack };
+        while !entry.is_null() {
+            if matches!((*entry).state, pg_sys::GucStackState::GUC_SET | pg_sys::GucStackState::GUC_SET_LOCAL) {
+                return true;
+            }
+            entry = (*entry).prev;
+        }
+        false
+    }
+}
+
 pub fn clock_skew() -> i64 {
     CLOCK_SKEW.get() as i64
 }

@@ -6,7 +6,7 @@
 //! their next transaction (and on lock acquisition), so a removed key stops verifying there without a restart.
 
 use crate::errors;
-use crate::privileged::as_bootstrap_superuser;
+use crate::privileged::{as_bootstrap_superuser, select_latest};
 use crate::token::jwk;
 use crate::token::{Issuer, KeyStore};
 use pgrx::prelude::*;
@@ -20,7 +20,9 @@ const MAX_NAME_BYTES: usize = 256;
 /// Reads every trusted issuer. Returns the key store and the table's oid (for invalidation matching).
 ///
 /// The caller may be any role, including one with no rights on the table, so the query runs as the bootstrap
-/// superuser. The query text is fixed and fully qualified, and takes no input.
+/// superuser. The query text is fixed and fully qualified, and takes no input. It reads with the latest snapshot:
+/// a REPEATABLE READ transaction (or one that imported an old snapshot) would otherwise cache issuers or scopes an
+/// administrator has since removed, until the next change.
 pub fn load() -> (KeyStore, pg_sys::Oid) {
     as_bootstrap_superuser(|| {
         Spi::connect(|client| {
@@ -31,30 +33,34 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
                 .and_then(|t| t.first().get_one::<pg_sys::Oid>())
                 .unwrap_or_else(|_| errors::internal("tenant_guard could not find tenant.trusted_issuer".into()))
                 .unwrap_or(pg_sys::InvalidOid);
-            let rows = client
-                .select(
-                    "SELECT i.issuer, i.jwks::pg_catalog.text, i.audience, i.tenant_claim, \
-                            (SELECT pg_catalog.array_agg(t.tenant) FROM tenant.issuer_tenant t \
-                              WHERE t.issuer OPERATOR(pg_catalog.=) i.issuer) \
-                       FROM tenant.trusted_issuer i",
-                    None,
-                    &[],
-                )
-                .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.trusted_issuer".into()));
+            let rows = select_latest(
+                c"SELECT i.issuer, i.jwks::pg_catalog.text, i.audience, i.tenant_claim, \
+                         (SELECT pg_catalog.array_agg(t.tenant) FROM tenant.issuer_tenant t \
+                           WHERE t.issuer OPERATOR(pg_catalog.=) i.issuer) \
+                    FROM tenant.trusted_issuer i",
+                &[],
+                |row| {
+                    (
+                        row.get::<String>(1),
+                        row.get::<String>(2),
+                        row.get::<String>(3),
+                        row.get::<String>(4),
+                        row.get::<Vec<pgrx::Uuid>>(5),
+                    )
+                },
+            )
+            .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.trusted_issuer".into()));
             let mut store = KeyStore::default();
-            for row in rows {
-                let name: Option<String> = row.get(1).ok().flatten();
-                let jwks: Option<String> = row.get(2).ok().flatten();
+            for (name, jwks, audience, tenant_claim, tenants) in rows {
                 let (Some(name), Some(jwks)) = (name, jwks) else {
                     continue;
                 };
-                let tenants: Option<Vec<pgrx::Uuid>> = row.get(5).ok().flatten();
                 match jwk::parse_jwks(&jwks) {
                     Ok(set) => store.insert(
                         name,
                         Issuer {
-                            audience: row.get(3).ok().flatten(),
-                            tenant_claim: row.get(4).ok().flatten(),
+                            audience,
+                            tenant_claim,
                             keys: set.keys,
                             tenants: tenants
                                 .map(|list| list.iter().map(|u| uuid::Uuid::from_bytes(*u.as_bytes())).collect()),

@@ -5,7 +5,7 @@
 //! `destroyed`) and the wrapped key (see `ciphertext` for the format), readable by superusers only. A tenant has at
 //! most one active version. Shredding sets every version to `destroyed` and erases the wrapped key; a tenant shredded
 //! before it had a key gets a `destroyed` version 1 as its tombstone. Changes to one tenant's keys are serialized by a
-//! transaction-level advisory lock (`pg_advisory_xact_lock(LOCK_CLASS, <hash of the tenant>)`).
+//! transaction-level lock of tenant_guard's own ([`lock_tenant`]), which no SQL function can take.
 //!
 //! **Master key.** Loaded from the provider the `tenant_guard.kek_*` settings name (see `kek`), cached per backend,
 //! zeroized on drop. A new data key is always wrapped by a freshly loaded master key; an unwrap that meets an unknown
@@ -15,15 +15,15 @@
 //! statement trigger on the key table sends a relcache invalidation at commit; every backend accepts pending
 //! invalidations once per statement before it uses the cache, so a rotation or shred in one backend is seen by every
 //! other backend within its next statement. Keys are read with the latest snapshot, taken after those invalidations
-//! were accepted, so no committed shred can be missed by a fresh read. (Under REPEATABLE READ and SERIALIZABLE, a read
-//! after a write in the same transaction uses the transaction snapshot; keys read that way are forgotten at the end
-//! of the transaction.)
+//! were accepted (in SPI's read-only mode, so that a REPEATABLE READ transaction that has written something reads
+//! with it too: see `privileged::select_latest`), so no committed shred can be missed by a fresh read. Keys read in a
+//! REPEATABLE READ or SERIALIZABLE transaction, or written by the current one, are forgotten at its end.
 
 use crate::ciphertext::{self, DataKey, Key, KEY_LEN, NONCE_LEN};
 use crate::errors;
 use crate::gucs::{self, KekSlot, KekSource};
 use crate::kek;
-use crate::privileged::as_bootstrap_superuser;
+use crate::privileged::{as_bootstrap_superuser, select_latest};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::{Cell, RefCell};
@@ -34,8 +34,27 @@ use zeroize::Zeroizing;
 
 /// Most unwrapped data keys remembered per backend; the cache is emptied when it is full.
 const CACHE_CAPACITY: usize = 4096;
-/// First key of the two-int advisory locks tenant_guard takes (ASCII "tgk" and 1).
-pub const LOCK_CLASS: i32 = 0x7467_6b01;
+/// First key of the locks tenant_guard takes on a tenant's keys (ASCII "tgk" and 1).
+const LOCK_CLASS: u32 = 0x7467_6b01;
+/// The advisory-lock subtype of those locks: `pg_advisory_lock(bigint)` takes 1 and `pg_advisory_lock(int, int)`
+/// takes 2, so no SQL function can take (and hold, to stall another tenant's first encryption) one of ours.
+const LOCK_SUBTYPE: u16 = 0x7467;
+
+/// Takes the transaction-level lock on a tenant's keys, waiting for whoever holds it.
+fn lock_tenant(tenant: &Uuid) {
+    let words = tenant.as_bytes().chunks(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")));
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: plain read of a backend global.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: LOCK_CLASS,
+        locktag_field3: words.fold(0, |acc, w| acc ^ w),
+        locktag_field4: LOCK_SUBTYPE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    // SAFETY: a valid lock tag; a transaction-level lock (released at commit or abort), waiting as long as it takes.
+    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, false) };
+}
 
 /// A usable data key of one tenant.
 pub struct Dek {
@@ -275,21 +294,18 @@ fn parse_state(text: &str) -> State {
     }
 }
 
-fn select_rows(client: &SpiClient<'_>, tenant: &Uuid) -> Vec<Row> {
-    let table = client
-        .select(
-            "SELECT version, state, wrapped FROM tenant.data_key WHERE tenant = $1 ORDER BY version",
-            None,
-            &[pg_uuid(tenant).into()],
-        )
-        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read tenant.data_key: {e}")));
-    table
-        .map(|row| Row {
-            version: row.get::<i32>(1).ok().flatten().unwrap_or(0) as u32,
-            state: parse_state(&row.get::<String>(2).ok().flatten().unwrap_or_default()),
-            wrapped: row.get::<Vec<u8>>(3).ok().flatten(),
-        })
-        .collect()
+/// A tenant's key rows, read with the latest snapshot (see `privileged::select_latest`). Inside `Spi::connect`.
+fn select_rows(tenant: &Uuid) -> Vec<Row> {
+    select_latest(
+        c"SELECT version, state, wrapped FROM tenant.data_key WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY version",
+        &[(pg_sys::UUIDOID, pg_uuid(tenant).into_datum())],
+        |row| Row {
+            version: row.get::<i32>(1).unwrap_or(0) as u32,
+            state: parse_state(&row.get::<String>(2).unwrap_or_default()),
+            wrapped: row.get::<Vec<u8>>(3),
+        },
+    )
+    .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.data_key".into()))
 }
 
 /// Reads a tenant's key rows with the latest snapshot (see the module notes), as the bootstrap superuser.
@@ -299,10 +315,7 @@ fn read_rows(tenant: &Uuid) -> Vec<Row> {
         TRANSACTION_LOCAL.set(true);
     }
     as_bootstrap_superuser(|| {
-        // SAFETY: pushes a copy of the latest snapshot for the read-only SPI query below and pops it after; an
-        // ERROR in between is cleaned up by (sub)transaction abort, which resets the active snapshot stack.
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-        let rows = Spi::connect(|client| {
+        Spi::connect(|client| {
             if KEY_RELID.get() == pg_sys::InvalidOid {
                 let relid = client
                     .select("SELECT 'tenant.data_key'::pg_catalog.regclass::pg_catalog.oid", None, &[])
@@ -312,11 +325,8 @@ fn read_rows(tenant: &Uuid) -> Vec<Row> {
                     .unwrap_or_else(|| errors::internal("tenant_guard could not find tenant.data_key".into()));
                 KEY_RELID.set(relid);
             }
-            select_rows(client, tenant)
-        });
-        // SAFETY: pops the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-        rows
+            select_rows(tenant)
+        })
     })
 }
 
@@ -331,14 +341,11 @@ fn check_writable(what: &str) {
 /// Runs `f` as the bootstrap superuser with the tenant's key rows locked against concurrent changes.
 fn with_tenant_locked<R>(tenant: &Uuid, f: impl FnOnce(&mut SpiClient<'_>, Vec<Row>) -> R) -> R {
     TRANSACTION_LOCAL.set(true);
-    let words = tenant.as_bytes().chunks(4).map(|c| i32::from_be_bytes(c.try_into().expect("4 bytes")));
-    let hash = words.fold(0i32, |acc, w| acc ^ w);
+    lock_tenant(tenant);
     as_bootstrap_superuser(|| {
         Spi::connect_mut(|client| {
-            client
-                .update("SELECT pg_catalog.pg_advisory_xact_lock($1, $2)", None, &[LOCK_CLASS.into(), hash.into()])
-                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not lock the tenant's keys: {e}")));
-            let rows = select_rows(client, tenant);
+            // what the lock's previous holder committed
+            let rows = select_rows(tenant);
             f(client, rows)
         })
     })

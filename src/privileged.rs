@@ -86,3 +86,89 @@ pub fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
     let _restore = pin(true);
     f()
 }
+
+/// Runs `f` (read-only SPI queries) with a fresh snapshot instead of the transaction's: what tenant_guard reads to
+/// decide (trusted issuers, data keys) must be what is committed now, not what a REPEATABLE READ transaction, or a
+/// snapshot it imported, saw when it began. The snapshot is a fresh catalog snapshot (an MVCC snapshot of now,
+/// like GetLatestSnapshot's), because PostgreSQL refuses GetLatestSnapshot during a parallel query, leader and
+/// workers alike, and a token may be verified for the first time there.
+pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            // on an ERROR, (sub)transaction abort resets the active snapshot stack itself
+            if !std::thread::panicking() {
+                // SAFETY: pops the snapshot pushed below, the top of the stack once `f` has returned.
+                unsafe { pg_sys::PopActiveSnapshot() };
+            }
+        }
+    }
+    // SAFETY: drops the cached catalog snapshot so that the next one is taken now, and pushes a copy of it (the
+    // catalog snapshot itself is static data that later invalidations reset), popped when `f` returns.
+    unsafe {
+        pg_sys::InvalidateCatalogSnapshot();
+        pg_sys::PushActiveSnapshot(pg_sys::GetCatalogSnapshot(pg_sys::InvalidOid));
+    }
+    let _pop = Pop;
+    f()
+}
+
+/// One row of [`select_latest`].
+pub struct LatestRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl LatestRow {
+    /// Column `col` (from 1), converted while the row is alive.
+    pub fn get<A: pgrx::FromDatum>(&self, col: i32) -> Option<A> {
+        let mut isnull = false;
+        // SAFETY: the tuple and descriptor are SPI's current result, alive for the duration of the callback; the
+        // column number is the query's own; FromDatum copies the value out.
+        unsafe {
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, col, &mut isnull);
+            A::from_datum(datum, isnull)
+        }
+    }
+}
+
+/// Runs a fixed, read-only query with the latest snapshot (see [`with_latest_snapshot`]) and maps each row.
+///
+/// pgrx's SPI client asks SPI for a fresh snapshot per command once the transaction has a transaction id, and under
+/// REPEATABLE READ that is the transaction's snapshot: a transaction that had written anything would read, and
+/// cache, issuers or keys as they were when it began. SPI in read-only mode uses the active snapshot instead, which
+/// is the latest one pushed here. The caller must be inside `Spi::connect`.
+pub fn select_latest<T>(
+    sql: &std::ffi::CStr,
+    args: &[(pg_sys::Oid, Option<pg_sys::Datum>)],
+    mut map: impl FnMut(&LatestRow) -> T,
+) -> Result<Vec<T>, i32> {
+    with_latest_snapshot(|| {
+        let mut types: Vec<pg_sys::Oid> = args.iter().map(|(t, _)| *t).collect();
+        let mut values: Vec<pg_sys::Datum> = args.iter().map(|(_, v)| v.unwrap_or(pg_sys::Datum::from(0))).collect();
+        let nulls: Vec<std::ffi::c_char> =
+            args.iter().map(|(_, v)| if v.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+        // SAFETY: SPI is connected (the caller's Spi::connect); the query is a fixed, NUL-terminated SELECT; the
+        // argument arrays have one entry per parameter; read_only = true makes SPI use the active snapshot.
+        unsafe {
+            let status = pg_sys::SPI_execute_with_args(
+                sql.as_ptr(),
+                args.len() as i32,
+                types.as_mut_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                true,
+                0,
+            );
+            if status != pg_sys::SPI_OK_SELECT as i32 {
+                return Err(status);
+            }
+            let table = pg_sys::SPI_tuptable;
+            if table.is_null() {
+                return Ok(Vec::new());
+            }
+            let rows = std::slice::from_raw_parts((*table).vals, pg_sys::SPI_processed as usize);
+            Ok(rows.iter().map(|tuple| map(&LatestRow { tuple: *tuple, desc: (*table).tupdesc })).collect())
+        }
+    })
+}

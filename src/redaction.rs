@@ -186,6 +186,7 @@ unsafe extern "C-unwind" fn post_parse_analyze(
     unsafe {
         if !pstate.is_null() && (*pstate).p_sourcetext == pg_sys::debug_query_string {
             report_activity((*pstate).p_sourcetext);
+            crate::guard::statement_parsed((*pstate).p_sourcetext);
         }
         if let Some(prev) = PREV_POST_PARSE_ANALYZE {
             pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstate, query, jstate));

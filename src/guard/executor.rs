@@ -114,6 +114,8 @@ unsafe fn protected_table(query_desc: *mut pg_sys::QueryDesc) -> Option<pg_sys::
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    // SAFETY: a valid QueryDesc from the executor; its text is NUL-terminated.
+    unsafe { super::prepared_statement_of((*query_desc).sourceText) };
     if let Some(what) = WATCHED.get() {
         let refused = match what {
             Watched::Explain => !gucs::explain_allowed(),
@@ -205,6 +207,7 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
+    let _nested = super::Nested::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
@@ -224,6 +227,7 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
+    let _nested = super::Nested::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {

@@ -16,6 +16,11 @@
 //! where that is not wanted. Exempt: superusers, `tenant_guard_admin` and `pg_read_all_stats` members (grant
 //! `pg_monitor` to monitoring roles, never to the application role).
 //!
+//! **Session state** (while `tenant_guard.allow_session_scope` is off): `pg_prepared_statement()` and `pg_cursor()`
+//! (the views `pg_prepared_statements` and `pg_cursors`), whose statement texts behind a transaction pooler are
+//! earlier clients' (a token written into the text, the names and texts a replaced statement would imitate).
+//! Exempt: superusers and `tenant_guard_admin` members.
+//!
 //! **Large objects** (`tenant_guard.allow_large_objects`, off by default): every `lo_*` function, `loread` and
 //! `lowrite` (also through libpq's large-object API, which calls them over the fast-path protocol), and the
 //! functions of the `lo` extension. A large object is not a row of any table: one written under tenant A's context
@@ -35,6 +40,7 @@ use std::ffi::CStr;
 enum Kind {
     Statistics,
     LargeObject,
+    SessionState,
     Other,
 }
 
@@ -51,9 +57,10 @@ const STATISTICS_EXTENSIONS: [&str; 9] = [
     "pg_prewarm",
 ];
 
-/// PostgreSQL's functions that report sizes (which grow with every tenant's rows) or follow row versions
-/// regardless of row-level security (`currtid2`: where another tenant's updated row went).
-const SIZE_FUNCTIONS: [&str; 7] = [
+/// PostgreSQL's functions that report sizes (which grow with every tenant's rows), follow row versions regardless
+/// of row-level security (`currtid2`: where another tenant's updated row went), or show what other sessions lock
+/// and wait for (`pg_locks`: which sessions work on which table or tenant's keys right now).
+const STATISTICS_FUNCTIONS: [&str; 10] = [
     "pg_relation_size",
     "pg_total_relation_size",
     "pg_table_size",
@@ -61,6 +68,9 @@ const SIZE_FUNCTIONS: [&str; 7] = [
     "pg_database_size",
     "pg_tablespace_size",
     "currtid2",
+    "pg_lock_status",
+    "pg_blocking_pids",
+    "pg_safe_snapshot_blocking_pids",
 ];
 
 thread_local! {
@@ -117,10 +127,12 @@ fn classify(function: pg_sys::Oid) -> Kind {
             return Kind::Other;
         }
         let name = CStr::from_ptr(name).to_string_lossy();
-        if name.starts_with("pg_stat_get_") || SIZE_FUNCTIONS.contains(&name.as_ref()) {
+        if name.starts_with("pg_stat_get_") || STATISTICS_FUNCTIONS.contains(&name.as_ref()) {
             Kind::Statistics
         } else if name.starts_with("lo_") || name == "loread" || name == "lowrite" {
             Kind::LargeObject
+        } else if name == "pg_prepared_statement" || name == "pg_cursor" {
+            Kind::SessionState
         } else {
             Kind::Other
         }
@@ -146,6 +158,8 @@ pub fn executing(function: pg_sys::Oid) {
         Kind::Statistics => gucs::statistics_hidden() && !has_privs_of(c"pg_read_all_stats") && confined(),
         // large objects belong to one database
         Kind::LargeObject => !gucs::large_objects_allowed() && confined() && installed_here(),
+        // behind a pooler, the session's prepared statements and cursors are earlier clients'
+        Kind::SessionState => !gucs::session_scope_allowed() && confined() && installed_here(),
         Kind::Other => return,
     };
     if refused {
@@ -153,6 +167,7 @@ pub fn executing(function: pg_sys::Oid) {
         let name = unsafe { super::cstr(pg_sys::get_func_name(function)) };
         match kind(function) {
             Kind::LargeObject => errors::large_objects_refused(&name),
+            Kind::SessionState => errors::session_state_hidden(&name),
             _ => errors::statistics_hidden(&name),
         }
     }

@@ -13,31 +13,23 @@
 use pgrx::pg_sys;
 use std::ffi::c_void;
 
-/// The right a statement needs on a relation before it locks it.
-#[derive(Clone, Copy)]
-pub enum Right {
-    Owner,
-    Privilege(pg_sys::AclMode),
-}
-
 /// Resolves `rv` holding `lockmode` on the relation (InvalidOid when it does not exist: the statement reports that
 /// itself), and qualifies `rv` with the relation's schema. The caller must own the parse tree (a writable copy).
 ///
 /// # Safety
 /// `rv` is a RangeVar of a writable parse tree, or NULL.
-pub unsafe fn pin(rv: *mut pg_sys::RangeVar, lockmode: u32, right: Right) -> pg_sys::Oid {
+pub unsafe fn pin(rv: *mut pg_sys::RangeVar, lockmode: u32) -> pg_sys::Oid {
     if rv.is_null() {
         return pg_sys::InvalidOid;
     }
-    let mut right = right;
-    // SAFETY: rv is a valid RangeVar; the callback receives `right` back as its argument.
+    // SAFETY: rv is a valid RangeVar; the callback checks ownership before the lock is taken.
     let relid = unsafe {
         pg_sys::RangeVarGetRelidExtended(
             rv,
             lockmode as pg_sys::LOCKMODE,
             pg_sys::RVROption::RVR_MISSING_OK,
-            Some(check_right),
-            &mut right as *mut Right as *mut c_void,
+            Some(check_owner),
+            std::ptr::null_mut(),
         )
     };
     if relid != pg_sys::InvalidOid {
@@ -53,12 +45,7 @@ pub unsafe fn pin(rv: *mut pg_sys::RangeVar, lockmode: u32, right: Right) -> pg_
 ///
 /// # Safety
 /// `names` is a List of String nodes of a writable parse tree.
-pub unsafe fn pin_names(
-    names: *mut pg_sys::List,
-    keep_last: usize,
-    lockmode: u32,
-    right: Right,
-) -> (pg_sys::Oid, *mut pg_sys::List) {
+pub unsafe fn pin_names(names: *mut pg_sys::List, keep_last: usize, lockmode: u32) -> (pg_sys::Oid, *mut pg_sys::List) {
     // SAFETY: a List of String nodes; the table part is everything but the last `keep_last` parts.
     unsafe {
         let len = (*names).length as usize;
@@ -67,7 +54,7 @@ pub unsafe fn pin_names(
         }
         let table_names = pg_sys::list_truncate(pg_sys::list_copy(names), (len - keep_last) as i32);
         let rv = pg_sys::makeRangeVarFromNameList(table_names);
-        let relid = pin(rv, lockmode, right);
+        let relid = pin(rv, lockmode);
         if relid == pg_sys::InvalidOid {
             return (relid, names);
         }
@@ -85,28 +72,25 @@ pub unsafe fn pin_names(
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_right(
+unsafe extern "C-unwind" fn check_owner(
     relation: *const pg_sys::RangeVar,
     relid: pg_sys::Oid,
     _old_relid: pg_sys::Oid,
-    arg: *mut c_void,
+    _arg: *mut c_void,
 ) {
     if relid == pg_sys::InvalidOid {
         return;
     }
-    // SAFETY: `arg` is the Right passed by `pin`; the checks are catalog lookups on an existing relation, and
-    // aclcheck_error raises the error the statement itself would raise.
+    // SAFETY: catalog lookups on an existing relation; aclcheck_error raises the error the statement itself would
+    // raise.
     unsafe {
-        let right = *(arg as *const Right);
-        let user = pg_sys::GetUserId();
-        let result = match right {
-            Right::Owner if owns(relid, user) => pg_sys::AclResult::ACLCHECK_OK,
-            Right::Owner => pg_sys::AclResult::ACLCHECK_NOT_OWNER,
-            Right::Privilege(mode) => pg_sys::pg_class_aclcheck(relid, user, mode),
-        };
-        if result != pg_sys::AclResult::ACLCHECK_OK {
+        if !owns(relid, pg_sys::GetUserId()) {
             let kind = pg_sys::get_rel_relkind(relid);
-            pg_sys::aclcheck_error(result, pg_sys::get_relkind_objtype(kind), (*relation).relname);
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NOT_OWNER,
+                pg_sys::get_relkind_objtype(kind),
+                (*relation).relname,
+            );
         }
     }
 }

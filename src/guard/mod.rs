@@ -12,18 +12,24 @@
 //! - [`executor`]: statements whose output counts or carries other tenants' rows (EXPLAIN, holdable cursors);
 //! - [`functions`]: PostgreSQL functions that count other tenants' rows (statistics) or store bytes outside any
 //!   table (large objects);
-//! - [`planner`]: planner statistics over every tenant's rows, which decide plans a confined role can observe.
+//! - [`planner`]: planner statistics over every tenant's rows, which decide plans a confined role can observe;
+//! - [`row_location`]: the `ctid` of protected rows, which counts other tenants' rows on the same page;
+//! - [`function_rights`]: code run inside foreign-key actions, or reached by an administrator, keeps only its own
+//!   owner's rights.
 //!
 //! Names are resolved under the statement's own lock and qualified in the statement ([`lookup`]), so the guard
 //! decides on the object the statement will alter. tenant_guard's own DDL (protecting a table) is let through.
 
 pub mod executor;
+mod function_rights;
 pub mod functions;
 mod lookup;
 mod owner_code;
 mod planner;
 mod post_check;
+mod prepared;
 mod reach;
+mod row_location;
 mod session;
 mod tamper;
 pub mod user_code;
@@ -33,8 +39,6 @@ pub use owner_code::refuse_untrusted_code_on;
 use crate::labels;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgList;
-use post_check::PostCheck;
 use std::ffi::CStr;
 
 /// Members of this role may change protected tables like a superuser.
@@ -52,8 +56,12 @@ pub fn init() {
         pg_sys::object_access_hook = Some(object_access);
     }
     executor::init();
+    function_rights::init();
     functions::init();
     planner::init();
+    prepared::init();
+    row_location::init();
+    session::init();
 }
 
 /// PostgreSQL calls this when it sets up a function call (OAT_FUNCTION_EXECUTE) and for each relation TRUNCATE is
@@ -67,6 +75,12 @@ unsafe extern "C-unwind" fn object_access(
     arg: *mut std::ffi::c_void,
 ) {
     match access {
+        pg_sys::ObjectAccessType::OAT_POST_CREATE => {
+            session::object_created(class_id, object_id, sub_id);
+            if class_id == pg_sys::RelationRelationId && sub_id == 0 {
+                labels::relation_created(object_id);
+            }
+        }
         pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => functions::executing(object_id),
         pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
         _ => {}
@@ -120,23 +134,30 @@ unsafe extern "C-unwind" fn process_utility(
         // SAFETY: the statement's source text, NUL-terminated.
         unsafe { crate::redaction::report_activity(query_string) };
     }
+    // SAFETY: query_string is the statement's NUL-terminated text.
+    unsafe { prepared_statement_of(query_string) };
+    let internal = labels::in_internal_ddl();
     // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
-    let post_check = if labels::in_internal_ddl() {
-        None
-    } else {
-        match unsafe { check(&mut pstmt, &mut read_only_tree) } {
-            (Verdict::Skip, _) => return,
-            // a statement PostgreSQL runs on behalf of another (the ALTER TABLE that adds a new table's foreign
-            // keys) is checked afterwards as part of it
-            (Verdict::Run, _) if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND => None,
-            (Verdict::Run, post_check) => post_check,
-        }
-    };
+    let _session = session::StatementScope::enter();
+    if !internal && unsafe { check(&mut pstmt, &mut read_only_tree, context) } == Verdict::Skip {
+        return;
+    }
     // SAFETY: reads the node tag only.
     let node = unsafe { (*pstmt).utilityStmt };
-    let is_seclabel = !node.is_null() && unsafe { (*node).type_ } == pg_sys::NodeTag::T_SecLabelStmt;
+    let tag = if node.is_null() { pg_sys::NodeTag::T_Invalid } else { unsafe { (*node).type_ } };
+    let is_seclabel = tag == pg_sys::NodeTag::T_SecLabelStmt;
+    // the owner line, checked on the catalog once the statement has run; a statement PostgreSQL runs on behalf of
+    // another (a schema element, the ALTER TABLE that adds a new table's foreign keys) is checked as part of it
+    let owner_line = !internal
+        && context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND
+        && post_check::may_write_catalog(tag)
+        && !is_admin()
+        && functions::installed_here();
+    // SAFETY: CreateCommandName reads the node tag and returns a static string.
+    let what = if owner_line { unsafe { cstr(pg_sys::CreateCommandName(node)) } } else { String::new() };
     // SAFETY: node is the statement's parse tree (or NULL).
     let _mark = unsafe { executor::watch(node) };
+    let _nested = Nested::enter();
     // SAFETY: passes the (possibly qualified) statement on, to the previous hook or the standard implementation.
     unsafe {
         match PREV_PROCESS_UTILITY {
@@ -156,26 +177,38 @@ unsafe extern "C-unwind" fn process_utility(
             ),
         }
     }
-    if let Some(post_check) = post_check {
-        post_check.verify();
-    }
     if is_seclabel {
         // the labelled table is closed again: apply what the label hook decided
         labels::flush_actions();
     }
+    if tag == pg_sys::NodeTag::T_PrepareStmt {
+        // SAFETY: the node is the PrepareStmt that has just run.
+        unsafe { prepared::prepared_with_sql(node as *mut pg_sys::PrepareStmt) };
+    }
+    if !internal && context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
+        // tables the statement created, whatever statement it was, are protected like their schema or parent
+        labels::label_created_relations();
+    }
+    if owner_line {
+        post_check::verify(&what);
+    }
 }
 
-/// Checks one utility statement. Raises 42501 when a rule refuses it; returns what to check once it has run.
+/// Checks one utility statement before it runs. Raises 42501 when a rule refuses it.
 ///
 /// # Safety
 /// `pstmt` is the PlannedStmt PostgreSQL passed to the hook; when a rule needs to qualify names in it and the tree
 /// is read-only, it is replaced by a copy (and `read_only_tree` cleared).
-unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool) -> (Verdict, Option<PostCheck>) {
+unsafe fn check(
+    pstmt: &mut *mut pg_sys::PlannedStmt,
+    read_only_tree: &mut bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+) -> Verdict {
     // SAFETY: reads the node tag only.
     let tag = unsafe {
         let node = (**pstmt).utilityStmt;
         if node.is_null() {
-            return (Verdict::Run, None);
+            return Verdict::Run;
         }
         (*node).type_
     };
@@ -183,15 +216,20 @@ unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool)
     // SAFETY: each call casts the node to the type its tag names.
     unsafe {
         let node = (**pstmt).utilityStmt;
-        session::check(node);
+        // a statement PostgreSQL runs on behalf of another (the sequence of a serial column) was checked as part of
+        // it, and what it leaves in the temporary schema is checked at COMMIT
+        if context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
+            session::check(node);
+        }
+        prepared::executing(node);
         if tag == pg_sys::NodeTag::T_CreatePolicyStmt
             && tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt)
         {
-            return (Verdict::Skip, None);
+            return Verdict::Skip;
         }
     }
     if !is_guarded(tag) || is_admin() {
-        return (Verdict::Run, None);
+        return Verdict::Run;
     }
     // rules for confined roles: they may qualify names in the statement, so give them a tree of their own
     if *read_only_tree {
@@ -200,23 +238,22 @@ unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool)
         *read_only_tree = false;
     }
     // SAFETY: each call casts the node to the type its tag names; the tree is writable.
-    let post_check = unsafe {
+    unsafe {
         let node = (**pstmt).utilityStmt;
         match tag {
             pg_sys::NodeTag::T_AlterTableStmt => {
                 let stmt = node as *mut pg_sys::AlterTableStmt;
                 if (*stmt).objtype == pg_sys::ObjectType::OBJECT_TYPE {
                     owner_code::alter_type((*stmt).relation);
-                    return (Verdict::Run, None);
+                    return Verdict::Run;
                 }
                 let lockmode = pg_sys::AlterTableGetLockLevel((*stmt).cmds) as u32;
-                let relid = lookup::pin((*stmt).relation, lockmode, lookup::Right::Owner);
+                let relid = lookup::pin((*stmt).relation, lockmode);
                 if let Some(table) = reached_protected(relid, (*stmt).relation) {
                     tamper::alter_table(&table, stmt);
                     owner_code::alter_table(&table, stmt);
                 }
                 reach::alter_table(relid, stmt);
-                PostCheck::before(node, vec![relid], None)
             }
             pg_sys::NodeTag::T_RenameStmt => {
                 let stmt = node as *mut pg_sys::RenameStmt;
@@ -225,72 +262,28 @@ unsafe fn check(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool)
                 } else {
                     tamper::rename(stmt);
                 }
-                None
             }
-            pg_sys::NodeTag::T_CreatePolicyStmt => {
-                tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt);
-                None
-            }
-            pg_sys::NodeTag::T_AlterPolicyStmt => {
-                tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt);
-                None
-            }
-            pg_sys::NodeTag::T_DropStmt => {
-                tamper::drop_policy(node as *mut pg_sys::DropStmt);
-                None
-            }
-            pg_sys::NodeTag::T_CreateTrigStmt => {
-                // TRIGGER privilege, not ownership, is what CREATE TRIGGER needs
-                let stmt = node as *mut pg_sys::CreateTrigStmt;
-                let relid = lookup::pin(
-                    (*stmt).relation,
-                    pg_sys::ShareRowExclusiveLock,
-                    lookup::Right::Privilege(pg_sys::ACL_TRIGGER as _),
-                );
-                PostCheck::before(node, vec![relid], None)
-            }
-            pg_sys::NodeTag::T_RuleStmt => {
-                owner_code::rule(node as *mut pg_sys::RuleStmt);
-                None
-            }
-            pg_sys::NodeTag::T_IndexStmt => {
-                owner_code::index(node as *mut pg_sys::IndexStmt);
-                None
-            }
-            pg_sys::NodeTag::T_CreateStatsStmt => {
-                owner_code::statistics(node as *mut pg_sys::CreateStatsStmt);
-                None
-            }
-            pg_sys::NodeTag::T_AlterDomainStmt => {
-                let users = owner_code::domain(node as *mut pg_sys::AlterDomainStmt);
-                PostCheck::before(node, users, None)
-            }
-            pg_sys::NodeTag::T_CreateStmt => {
-                // a new table's foreign keys, and its code once it is protected (in a tenant_scoped schema, or as a
-                // partition or child of a protected table)
-                let stmt = node as *mut pg_sys::CreateStmt;
-                let parents: Vec<pg_sys::Oid> = PgList::<pg_sys::RangeVar>::from_pg((*stmt).inhRelations)
-                    .iter_ptr()
-                    .map(|rv| lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner))
-                    .collect();
-                qualify_creation((*stmt).relation);
-                PostCheck::before(node, parents, Some((*stmt).relation))
-            }
+            pg_sys::NodeTag::T_CreateStmt => reach::create_table(node as *mut pg_sys::CreateStmt),
+            pg_sys::NodeTag::T_CreatePolicyStmt => tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt),
+            pg_sys::NodeTag::T_AlterPolicyStmt => tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt),
+            pg_sys::NodeTag::T_DropStmt => tamper::drop_policy(node as *mut pg_sys::DropStmt),
+            pg_sys::NodeTag::T_RuleStmt => owner_code::rule(node as *mut pg_sys::RuleStmt),
+            pg_sys::NodeTag::T_IndexStmt => owner_code::index(node as *mut pg_sys::IndexStmt),
+            pg_sys::NodeTag::T_CreateStatsStmt => owner_code::statistics(node as *mut pg_sys::CreateStatsStmt),
+            pg_sys::NodeTag::T_AlterDomainStmt => owner_code::domain(node as *mut pg_sys::AlterDomainStmt),
             pg_sys::NodeTag::T_CreatePublicationStmt => {
-                reach::publication((*(node as *mut pg_sys::CreatePublicationStmt)).pubobjects);
-                None
+                reach::publication((*(node as *mut pg_sys::CreatePublicationStmt)).pubobjects)
             }
             pg_sys::NodeTag::T_AlterPublicationStmt => {
                 let stmt = node as *mut pg_sys::AlterPublicationStmt;
                 if (*stmt).action != pg_sys::AlterPublicationAction::AP_DropObjects {
                     reach::publication((*stmt).pubobjects);
                 }
-                None
             }
-            _ => None,
+            _ => {}
         }
-    };
-    (Verdict::Run, post_check)
+    }
+    Verdict::Run
 }
 
 /// The protected relation an ALTER TABLE reaches: the one it names, or (without ONLY) the first protected partition
@@ -309,19 +302,73 @@ unsafe fn reached_protected(relid: pg_sys::Oid, rv: *mut pg_sys::RangeVar) -> Op
     user_code::descendants(relid).into_iter().find_map(guarded)
 }
 
-/// Qualifies the name of a relation about to be created with its creation schema, so that the check after the
-/// statement finds the relation the statement created.
+/// When the client's own portal runs a query or utility statement of a prepared statement (the extended protocol's
+/// Bind and Execute), checks that statement (see `prepared`). Queries nested in functions have their own text and
+/// are not the portal's; a portal that runs the unnamed statement (it has a cached plan but no statement name) is
+/// the client's only at the top level (SPI cursors and SQL EXECUTE make such portals inside other statements).
 ///
 /// # Safety
-/// `rv` is a RangeVar of a writable parse tree.
-unsafe fn qualify_creation(rv: *mut pg_sys::RangeVar) {
-    // SAFETY: as the caller promises; RangeVarGetCreationNamespace raises the statement's own error for a missing
-    // schema, and get_namespace_name returns a palloc'd copy.
+/// `text` is the NUL-terminated text of the query about to run.
+unsafe fn prepared_statement_of(text: *const std::ffi::c_char) {
+    // SAFETY: ActivePortal is NULL or the portal being run.
     unsafe {
-        if !rv.is_null() && (*rv).schemaname.is_null() {
-            let nsp = pg_sys::RangeVarGetCreationNamespace(rv);
-            (*rv).schemaname = pg_sys::get_namespace_name(nsp);
+        let portal = pg_sys::ActivePortal;
+        if portal.is_null() || (*portal).sourceText != text {
+            return;
         }
+        if !(*portal).prepStmtName.is_null() {
+            prepared::running((*portal).prepStmtName);
+        } else if !(*portal).cplan.is_null() && DEPTH.get() == 0 {
+            prepared::running_unnamed(text);
+        }
+    }
+}
+
+thread_local! {
+    /// How many utility statements and executor runs tenant_guard's hooks are inside (0: the client's statement).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Held while a utility statement or an executor run is in progress (see `prepared_statement_of`).
+pub struct Nested;
+
+impl Nested {
+    pub fn enter() -> Nested {
+        DEPTH.set(DEPTH.get() + 1);
+        Nested
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get().saturating_sub(1));
+    }
+}
+
+/// Called when a statement has been parsed, by any protocol message (see `prepared`).
+///
+/// # Safety
+/// `text` is NULL or the NUL-terminated text being parsed.
+pub unsafe fn statement_parsed(text: *const std::ffi::c_char) {
+    // SAFETY: as the caller promises.
+    unsafe { prepared::parsed(text) };
+}
+
+/// The statement a parse-analyzed wrapper runs: EXPLAIN and CREATE TABLE AS hold their statement as a Query, whose
+/// utility statement (CREATE TABLE AS, EXECUTE) is the one that runs; other nodes are returned as they are.
+///
+/// # Safety
+/// `node` is NULL or a node of a parse tree.
+unsafe fn utility_of(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    // SAFETY: as the caller promises; a Query node's utilityStmt is NULL or a node.
+    unsafe {
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_Query {
+            let query = node as *mut pg_sys::Query;
+            if (*query).commandType == pg_sys::CmdType::CMD_UTILITY {
+                return (*query).utilityStmt;
+            }
+        }
+        node
     }
 }
 
@@ -334,7 +381,6 @@ fn is_guarded(tag: pg_sys::NodeTag) -> bool {
             | pg_sys::NodeTag::T_CreatePolicyStmt
             | pg_sys::NodeTag::T_AlterPolicyStmt
             | pg_sys::NodeTag::T_DropStmt
-            | pg_sys::NodeTag::T_CreateTrigStmt
             | pg_sys::NodeTag::T_RuleStmt
             | pg_sys::NodeTag::T_IndexStmt
             | pg_sys::NodeTag::T_CreateStatsStmt

@@ -21,6 +21,7 @@
 use super::{guarded, lookup, user_code, Guarded};
 use crate::errors;
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::PgList;
 
 /// ALTER TABLE subcommands that validate or rewrite every row, or tie the table to a type its owner can change.
@@ -129,7 +130,7 @@ fn constraint_kind(kind: pg_sys::ConstrType::Type) -> &'static str {
 /// `stmt` is the statement's (writable) RuleStmt.
 pub unsafe fn rule(stmt: *mut pg_sys::RuleStmt) {
     // SAFETY: pins the table under the lock CREATE RULE takes.
-    let relid = unsafe { lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    let relid = unsafe { lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock) };
     if let Some(table) = guarded(relid) {
         errors::tamper_refused("CREATE RULE", &table.name);
     }
@@ -144,7 +145,7 @@ pub unsafe fn index(stmt: *mut pg_sys::IndexStmt) {
     // SAFETY: pins the table under the lock CREATE INDEX takes; reads the statement.
     unsafe {
         let lockmode = if (*stmt).concurrent { pg_sys::ShareUpdateExclusiveLock } else { pg_sys::ShareLock };
-        let relid = lookup::pin((*stmt).relation, lockmode, lookup::Right::Owner);
+        let relid = lookup::pin((*stmt).relation, lockmode);
         let Some(table) = guarded(relid) else { return };
         if (*stmt).unique {
             errors::validation_refused("CREATE UNIQUE INDEX", &table.name);
@@ -171,7 +172,7 @@ pub unsafe fn statistics(stmt: *mut pg_sys::CreateStatsStmt) {
         let has_expressions =
             PgList::<pg_sys::StatsElem>::from_pg((*stmt).exprs).iter_ptr().any(|e| !(*e).expr.is_null());
         for rv in PgList::<pg_sys::RangeVar>::from_pg((*stmt).relations).iter_ptr() {
-            let relid = lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner);
+            let relid = lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock);
             if let (Some(table), true) = (guarded(relid), has_expressions) {
                 errors::validation_refused("CREATE STATISTICS on expressions", &table.name);
             }
@@ -180,12 +181,12 @@ pub unsafe fn statistics(stmt: *mut pg_sys::CreateStatsStmt) {
 }
 
 /// ALTER DOMAIN: a validated constraint (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT) checks every value of
-/// the domain, in every table that uses it. Returns the protected tables that use the domain, for the check once
-/// the statement has run (a NOT VALID constraint or a default runs in each tenant's later writes).
+/// the domain, in every table that uses it. (A NOT VALID constraint or a default runs in each tenant's later
+/// writes: the owner line judges its code once the statement has run.)
 ///
 /// # Safety
 /// `stmt` is the statement's AlterDomainStmt.
-pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) -> Vec<pg_sys::Oid> {
+pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) {
     // SAFETY: reads the statement; the type lookup does not error (missing_ok).
     let (validates, domain) = unsafe {
         let validates = match (*stmt).subtype as u8 {
@@ -200,12 +201,12 @@ pub unsafe fn domain(stmt: *mut pg_sys::AlterDomainStmt) -> Vec<pg_sys::Oid> {
             pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList((*stmt).typeName), true);
         (validates, domain)
     };
-    let tables: Vec<pg_sys::Oid> =
-        user_code::type_users(domain).into_iter().filter(|r| guarded(*r).is_some()).collect();
-    if let (true, Some(table)) = (validates, tables.first()) {
-        errors::validation_refused("validating a domain constraint", &super::display_name(*table));
+    if !validates {
+        return;
     }
-    tables
+    if let Some(table) = user_code::type_users(domain).into_iter().find_map(guarded) {
+        errors::validation_refused("validating a domain constraint", &table.name);
+    }
 }
 
 /// ALTER TYPE ... ADD/DROP/ALTER/RENAME ATTRIBUTE on a composite type that protected tables are typed by: with
@@ -231,6 +232,40 @@ pub unsafe fn alter_type(rv: *mut pg_sys::RangeVar) {
     let type_oid = unsafe { pg_sys::get_rel_type_id(relid) };
     if let Some(table) = user_code::typed_tables(type_oid).into_iter().find_map(guarded) {
         errors::validation_refused("ALTER TYPE on the type of a typed table", &table.name);
+    }
+}
+
+/// Raises 42501 if the partition key of `relid` or of one of its ancestors calls code not trusted with every
+/// tenant's rows: `what` (ATTACH PARTITION, CREATE TABLE ... PARTITION OF) would run it over existing rows before any
+/// check after the statement, and every tenant's routed rows after.
+pub fn refuse_untrusted_partition_key(relid: pg_sys::Oid, what: &str) {
+    let found = crate::privileged::with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT relid, object, callee::regprocedure::text FROM tenant._untrusted_partition_keys($1) \
+                     ORDER BY 2, 3 LIMIT 1",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| {
+                    rows.into_iter().next().map(|r| {
+                        (
+                            r.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(relid),
+                            r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                            r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                        )
+                    })
+                })
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not check a partition key: {e}")))
+        })
+    });
+    if let Some((table, object, function)) = found {
+        errors::untrusted_code_refused(
+            what,
+            &super::display_name(table),
+            &format!("{object}, which calls function {function}"),
+        );
     }
 }
 

@@ -8,7 +8,8 @@
 //! a value is common among other tenants' rows. For roles that are not superusers or members of
 //! `tenant_guard_admin`, the planner is given no column, expression-index or extended statistics of protected
 //! tables: it plans with PostgreSQL's default estimates, and the same query plans the same whatever other tenants
-//! hold. Table and index sizes (`reltuples`, `relpages`), which every role can read in `pg_class`, are still used.
+//! hold; the average width of a column's values is the one PostgreSQL assumes for its type. Table and index sizes
+//! (`reltuples`, `relpages`), which every role can read in `pg_class`, are still used.
 //!
 //! The cost: plans of confined roles on protected tables cannot use value frequencies, so a query whose plan
 //! depends on them (a skewed column, a range over a histogram) may plan worse. Queries that lead with the tenant
@@ -25,6 +26,7 @@ use std::cell::Cell;
 static mut PREV_RELATION_STATS: pg_sys::get_relation_stats_hook_type = None;
 static mut PREV_INDEX_STATS: pg_sys::get_index_stats_hook_type = None;
 static mut PREV_RELATION_INFO: pg_sys::get_relation_info_hook_type = None;
+static mut PREV_ATTAVGWIDTH: pg_sys::get_attavgwidth_hook_type = None;
 
 thread_local! {
     /// (local transaction id, user) -> confined, for the planner's many questions within one statement.
@@ -40,6 +42,8 @@ pub fn init() {
         pg_sys::get_index_stats_hook = Some(index_stats);
         PREV_RELATION_INFO = pg_sys::get_relation_info_hook;
         pg_sys::get_relation_info_hook = Some(relation_info);
+        PREV_ATTAVGWIDTH = pg_sys::get_attavgwidth_hook;
+        pg_sys::get_attavgwidth_hook = Some(attavgwidth);
     }
 }
 
@@ -107,6 +111,24 @@ unsafe extern "C-unwind" fn index_stats(
     }
 }
 
+/// The average width of a column's values (measured by ANALYZE over every tenant's rows): for hidden tables, the
+/// width PostgreSQL assumes for the column's type instead.
+#[pg_guard]
+unsafe extern "C-unwind" fn attavgwidth(relid: pg_sys::Oid, attnum: pg_sys::AttrNumber) -> i32 {
+    // SAFETY: syscache lookups of the column's type; get_typavgwidth computes from the type alone.
+    unsafe {
+        if hidden(relid) {
+            let (mut typid, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+            pg_sys::get_atttypetypmodcoll(relid, attnum, &mut typid, &mut typmod, &mut collation);
+            return pg_sys::get_typavgwidth(typid, typmod).max(1);
+        }
+        match PREV_ATTAVGWIDTH {
+            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(relid, attnum)),
+            None => 0,
+        }
+    }
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_info(
     root: *mut pg_sys::PlannerInfo,
@@ -116,6 +138,7 @@ unsafe extern "C-unwind" fn relation_info(
 ) {
     // SAFETY: the planner passes the RelOptInfo it has just filled; extended statistics are a List we drop.
     unsafe {
+        super::row_location::check_sample(root, rel);
         if hidden(relid) {
             (*rel).statlist = std::ptr::null_mut();
         }

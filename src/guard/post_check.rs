@@ -1,78 +1,98 @@
-//! The owner line, checked on what a statement did: code that is not trusted with every tenant's rows, and foreign
-//! keys that cross the tenant boundary, must not appear on a protected table through a statement of a role that is
+//! The owner line, checked on what a statement did (see `sql/queries/owner_line.sql`): code that is not trusted with every
+//! tenant's rows, foreign keys that cross the tenant boundary, unique keys without the tenant column and children
+//! without their parent's protection must not appear on a protected table through a statement of a role that is
 //! not an administrator.
 //!
-//! Such code runs later, in each tenant's own writes (a trigger, a NOT VALID constraint, a default, a domain's check
-//! or default), so it is enough to refuse it before the transaction commits: the statement has run, PostgreSQL has
-//! resolved every name, operator, cast and domain and recorded the functions it calls in `pg_depend`, and the
-//! catalog says exactly what the statement added. What was there before (made by an administrator, or before
-//! tenant_guard refused it) is reported by the audit, not held against the next statement.
+//! The check runs once the statement has run, on the catalog: PostgreSQL has resolved every name, operator, cast
+//! and domain and recorded what the statement wrote, whatever statement wrote it (a schema element, an ALTER DOMAIN
+//! or ALTER TYPE that changes what an existing constraint calls, a label set on a table that already carries the
+//! code). Such code runs later, in each tenant's own writes, so refusing it before the transaction commits is
+//! enough.
 
-use super::user_code;
 use crate::errors;
+use crate::privileged::with_pinned_search_path;
 use pgrx::pg_sys;
-use std::collections::HashSet;
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use std::cell::RefCell;
 
-/// A statement's relations and what the owner line found on them before it ran.
-pub struct PostCheck {
-    what: String,
-    relids: Vec<pg_sys::Oid>,
-    /// A relation the statement creates, resolved once it exists.
-    created: Option<*mut pg_sys::RangeVar>,
-    before: HashSet<(pg_sys::Oid, String, String, String)>,
+thread_local! {
+    /// The owner-line query, planned once per backend (it is long; planning it for every DDL statement would cost
+    /// more than running it).
+    static PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
-impl PostCheck {
-    /// Records the findings on `relids` before `node` runs.
-    ///
-    /// # Safety
-    /// `node` is the statement's parse tree; `created` is NULL or a RangeVar of it (schema-qualified).
-    pub unsafe fn before(
-        node: *mut pg_sys::Node,
-        relids: Vec<pg_sys::Oid>,
-        created: Option<*mut pg_sys::RangeVar>,
-    ) -> Option<PostCheck> {
-        if relids.is_empty() && created.is_none() || !super::functions::installed_here() {
-            return None;
-        }
-        // SAFETY: CreateCommandName reads the node tag and returns a static string.
-        let what = unsafe { super::cstr(pg_sys::CreateCommandName(node)) };
-        let before = user_code::findings(&relids).into_iter().collect();
-        Some(PostCheck { what, relids, created, before })
-    }
+/// Whether a statement can write the catalog rows the owner line reads (the others cost nothing).
+pub fn may_write_catalog(tag: pg_sys::NodeTag) -> bool {
+    use pg_sys::NodeTag::*;
+    !matches!(
+        tag,
+        T_TransactionStmt
+            | T_VariableSetStmt
+            | T_VariableShowStmt
+            | T_DiscardStmt
+            | T_ListenStmt
+            | T_UnlistenStmt
+            | T_NotifyStmt
+            | T_PrepareStmt
+            | T_ExecuteStmt
+            | T_DeallocateStmt
+            | T_DeclareCursorStmt
+            | T_ClosePortalStmt
+            | T_FetchStmt
+            | T_CopyStmt
+            | T_VacuumStmt
+            | T_CheckPointStmt
+            | T_LockStmt
+            | T_LoadStmt
+            | T_CallStmt
+            | T_DoStmt
+            | T_ConstraintsSetStmt
+            | T_TruncateStmt
+    )
+}
 
-    /// Raises 42501 for the first finding the statement added.
-    pub fn verify(self) {
-        let mut relids = self.relids;
-        if let Some(rv) = self.created {
-            // SAFETY: the statement has created the relation; a lookup without a lock, missing_ok.
-            let relid = unsafe {
-                pg_sys::RangeVarGetRelidExtended(
-                    rv,
-                    pg_sys::NoLock as _,
-                    pg_sys::RVROption::RVR_MISSING_OK,
-                    None,
-                    std::ptr::null_mut(),
-                )
+/// Raises 42501 for the first thing the current transaction added on a protected table that the owner line
+/// forbids. `what` names the statement.
+pub fn verify(what: &str) {
+    // SAFETY: reads the backend's transaction state.
+    if unsafe { pg_sys::GetTopTransactionIdIfAny() } == pg_sys::InvalidTransactionId {
+        return; // nothing written
+    }
+    let breach = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            let failed = |e: pgrx::spi::SpiError| -> ! {
+                errors::internal(format!("tenant_guard could not check a statement: {e}"))
             };
-            if relid != pg_sys::InvalidOid {
-                relids.push(relid);
+            if PLAN.with_borrow(Option::is_none) {
+                let plan = client
+                    .prepare(include_str!("../../sql/queries/owner_line.sql"), &[])
+                    .unwrap_or_else(|e| failed(e))
+                    .keep();
+                PLAN.set(Some(plan));
             }
+            let rows = PLAN
+                .with_borrow(|plan| client.select(plan.as_ref().expect("prepared above"), None, &[]))
+                .unwrap_or_else(|e| failed(e));
+            rows.into_iter().next().map(|r| {
+                (
+                    r.get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(pg_sys::InvalidOid),
+                    r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                    r.get::<String>(4).ok().flatten(),
+                )
+            })
+        })
+    });
+    let Some((relid, kind, object, detail)) = breach else { return };
+    let table = super::display_name(relid);
+    match (kind.as_str(), detail) {
+        ("foreign_key", Some(other)) => errors::crossing_foreign_key_refused(what, &table, &object, &other),
+        ("unique_key", Some(column)) => errors::unique_key_refused(what, &table, &object, &column),
+        ("unprotected_child", _) => errors::unprotected_child_refused(what, &object, &table),
+        (_, Some(function)) => {
+            errors::untrusted_code_refused(what, &table, &format!("{object}, which calls function {function}"))
         }
-        let mut after = user_code::findings(&relids);
-        after.sort_by_key(|(relid, kind, object, detail)| {
-            (relid.to_u32(), kind.clone(), object.clone(), detail.clone())
-        });
-        if let Some((relid, kind, object, detail)) = after.into_iter().find(|f| !self.before.contains(f)) {
-            let table = super::display_name(relid);
-            match kind.as_str() {
-                "foreign_key" => errors::crossing_foreign_key_refused(&self.what, &table, &object, &detail),
-                _ => {
-                    let code =
-                        if detail.is_empty() { object } else { format!("{object}, which calls function {detail}") };
-                    errors::untrusted_code_refused(&self.what, &table, &code)
-                }
-            }
-        }
+        (_, None) => errors::untrusted_code_refused(what, &table, &object),
     }
 }

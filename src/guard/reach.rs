@@ -34,7 +34,7 @@ pub unsafe fn alter_table(relid: pg_sys::Oid, stmt: *mut pg_sys::AlterTableStmt)
                     if partition.is_null() {
                         continue;
                     }
-                    let child = lookup::pin((*partition).name, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+                    let child = lookup::pin((*partition).name, pg_sys::AccessExclusiveLock);
                     join(relid, child, "ATTACH PARTITION");
                     if labels::protected_column(relid).is_some() && has_default_partition(relid) {
                         errors::validation_refused(
@@ -44,11 +44,7 @@ pub unsafe fn alter_table(relid: pg_sys::Oid, stmt: *mut pg_sys::AlterTableStmt)
                     }
                 }
                 pg_sys::AlterTableType::AT_AddInherit => {
-                    let parent = lookup::pin(
-                        (*cmd).def as *mut pg_sys::RangeVar,
-                        pg_sys::ShareUpdateExclusiveLock,
-                        lookup::Right::Owner,
-                    );
+                    let parent = lookup::pin((*cmd).def as *mut pg_sys::RangeVar, pg_sys::ShareUpdateExclusiveLock);
                     join(parent, relid, "INHERIT");
                 }
                 _ => {}
@@ -66,12 +62,42 @@ fn join(parent: pg_sys::Oid, child: pg_sys::Oid, what: &str) {
     if matches!(child_label, Some(Label::TenantScoped { .. })) && parent_label != child_label {
         errors::unprotected_parent_refused(what, &super::display_name(child), &super::display_name(parent));
     }
+    if parent_label.is_some() || reaches_protected(child) {
+        // validating the rows it attaches runs the partition keys of the parent and its ancestors
+        owner_code::refuse_untrusted_partition_key(parent, what);
+    }
     if parent_label.is_some() {
         if child_label.is_some() && child_label != parent_label {
             // a 'global' child, or one protected by another column, would hold rows routed from the parent unprotected
             errors::unprotected_child_refused(what, &super::display_name(child), &super::display_name(parent));
         }
         owner_code::refuse_untrusted_code_on(child, what);
+    }
+}
+
+/// Whether `relid` or one of its partitions or children is protected.
+fn reaches_protected(relid: pg_sys::Oid) -> bool {
+    labels::protected_column(relid).is_some()
+        || super::user_code::descendants(relid).into_iter().any(|r| labels::protected_column(r).is_some())
+}
+
+/// CREATE TABLE ... PARTITION OF (and INHERITS) a protected parent: a new partition validates the rows of the
+/// parent's DEFAULT partition, through the parent's partition keys.
+///
+/// # Safety
+/// `stmt` is the statement's (writable) CreateStmt.
+pub unsafe fn create_table(stmt: *mut pg_sys::CreateStmt) {
+    // SAFETY: the parents are RangeVars of the statement.
+    let parents: Vec<pg_sys::Oid> = unsafe {
+        PgList::<pg_sys::RangeVar>::from_pg((*stmt).inhRelations)
+            .iter_ptr()
+            .map(|rv| lookup::pin(rv, pg_sys::ShareUpdateExclusiveLock))
+            .collect()
+    };
+    for parent in parents {
+        if parent != pg_sys::InvalidOid && reaches_protected(parent) {
+            owner_code::refuse_untrusted_partition_key(parent, "CREATE TABLE");
+        }
     }
 }
 
@@ -100,8 +126,7 @@ pub unsafe fn publication(objects: *mut pg_sys::List) {
             {
                 continue;
             }
-            let relid =
-                lookup::pin((*(*spec).pubtable).relation, pg_sys::ShareUpdateExclusiveLock, lookup::Right::Owner);
+            let relid = lookup::pin((*(*spec).pubtable).relation, pg_sys::ShareUpdateExclusiveLock);
             if labels::protected_column(relid).is_some() {
                 errors::publication_refused(&super::display_name(relid));
             }

@@ -52,7 +52,7 @@ pub unsafe fn rename(stmt: *mut pg_sys::RenameStmt) {
             pg_sys::ObjectType::OBJECT_POLICY => "renaming a policy",
             _ => return,
         };
-        let relid = lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+        let relid = lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock);
         let Some(table) = guarded(relid) else { return };
         let sub = super::cstr((*stmt).subname);
         if (*stmt).renameType == pg_sys::ObjectType::OBJECT_POLICY || sub == table.column {
@@ -111,7 +111,7 @@ pub unsafe fn managed_policy_exists(stmt: *mut pg_sys::CreatePolicyStmt) -> bool
 /// `stmt` is the statement's (writable) CreatePolicyStmt.
 pub unsafe fn create_policy(stmt: *mut pg_sys::CreatePolicyStmt) {
     // SAFETY: pins the table under the lock CREATE POLICY takes.
-    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock) };
     if let Some(table) = guarded(relid) {
         errors::tamper_refused("CREATE POLICY", &table.name);
     }
@@ -121,7 +121,7 @@ pub unsafe fn create_policy(stmt: *mut pg_sys::CreatePolicyStmt) {
 /// `stmt` is the statement's (writable) AlterPolicyStmt.
 pub unsafe fn alter_policy(stmt: *mut pg_sys::AlterPolicyStmt) {
     // SAFETY: pins the table under the lock ALTER POLICY takes.
-    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock, lookup::Right::Owner) };
+    let relid = unsafe { lookup::pin((*stmt).table, pg_sys::AccessExclusiveLock) };
     if let Some(table) = guarded(relid) {
         errors::tamper_refused("ALTER POLICY", &table.name);
     }
@@ -142,7 +142,7 @@ pub unsafe fn drop_policy(stmt: *mut pg_sys::DropStmt) {
         let cells = std::slice::from_raw_parts_mut((*objects).elements, (*objects).length as usize);
         for cell in cells {
             let names = cell.ptr_value as *mut pg_sys::List;
-            let (relid, qualified) = lookup::pin_names(names, 1, pg_sys::AccessExclusiveLock, lookup::Right::Owner);
+            let (relid, qualified) = lookup::pin_names(names, 1, pg_sys::AccessExclusiveLock);
             cell.ptr_value = qualified as *mut std::ffi::c_void;
             if let Some(table) = guarded(relid) {
                 errors::tamper_refused("DROP POLICY", &table.name);

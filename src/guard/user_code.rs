@@ -64,42 +64,21 @@ pub fn untrusted_code_on(relid: pg_sys::Oid) -> Option<(String, Option<String>)>
     })
 }
 
-/// What the owner line forbids on a set of relations and their inheritance descendants: untrusted code on the
-/// protected ones, foreign keys crossing the tenant boundary on any of them. Each finding is (relation, kind,
-/// object, detail); the kinds are `code` (detail: the function, or empty for a rule) and `foreign_key` (detail: the
-/// other table).
-pub fn findings(relids: &[pg_sys::Oid]) -> Vec<(pg_sys::Oid, String, String, String)> {
-    if relids.is_empty() {
-        return Vec::new();
-    }
-    with_pinned_search_path(|| {
-        Spi::connect(|client| {
-            client
-                .select(include_str!("../../sql/queries/owner_findings.sql"), None, &[relids.to_vec().into()])
-                .map(|rows| {
-                    rows.filter_map(|r| {
-                        Some((
-                            r.get::<pg_sys::Oid>(1).ok()??,
-                            r.get::<String>(2).ok()??,
-                            r.get::<String>(3).ok()??,
-                            r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                        ))
-                    })
-                    .collect()
-                })
-                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not check a statement: {e}")))
-        })
-    })
-}
-
 /// PostgreSQL's FirstNormalObjectId: objects with a lower oid are PostgreSQL's own (created by initdb).
 #[pg_extern(immutable, parallel_safe, name = "_first_normal_oid")]
 fn first_normal_oid() -> i64 {
     pg_sys::FirstNormalObjectId as i64
 }
 
+/// Whether a transaction id is the current transaction's or one of its subtransactions' (a catalog row's xmin).
+#[pg_extern(stable, parallel_safe, strict, name = "_written_here")]
+fn written_here(xid: pg_sys::TransactionId) -> bool {
+    // SAFETY: a lookup in the backend's own transaction state; non-normal ids return false.
+    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xid) }
+}
+
 extension_sql_file!(
     "../../sql/trusted_code.sql",
     name = "trusted_code",
-    requires = [first_normal_oid, "labels_schema"]
+    requires = [first_normal_oid, written_here, "labels_schema"]
 );

@@ -35,6 +35,30 @@ thread_local! {
     static PENDING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Protections decided by the label hook, applied once the labelling statement is done (see flush_actions).
     static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
+    /// Relations created by the running statement, to protect like their schema or parent once it is done.
+    static CREATED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
+    /// Whether flush_actions is running (see there).
+    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called for each relation PostgreSQL creates (OAT_POST_CREATE), by whatever statement: CREATE TABLE, CREATE TABLE
+/// AS and SELECT INTO (inside EXPLAIN ANALYZE too), a schema element of CREATE SCHEMA, a partition.
+pub fn relation_created(relid: pg_sys::Oid) {
+    CREATED.with_borrow_mut(|c| c.push(relid));
+}
+
+/// Protects the tables the statement that just finished created, like their schema or parent (see `_table_created`).
+pub fn label_created_relations() {
+    let created = CREATED.take();
+    if created.is_empty() {
+        return;
+    }
+    // SAFETY: makes what the statement created visible to the lookups below.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    for relid in created {
+        table_created_inner(relid);
+    }
+    flush_actions();
 }
 
 enum Action {
@@ -48,7 +72,20 @@ enum Action {
 /// and ALTER TABLE refuses a table in use. So the hook validates the label (an invalid one is refused before it is
 /// stored) and queues the work; the tamper-guard hook calls this when the SECURITY LABEL statement has finished, and
 /// tenant_guard's own callers of SetSecurityLabel call it right after. Everything stays in the same transaction.
+/// The work it does (ALTER TABLE, CREATE POLICY) fires the event trigger, which calls it again: that inner call
+/// leaves the queue to the outer loop, so labelling a schema of many tables does not nest one call per table.
 pub fn flush_actions() {
+    if FLUSHING.get() {
+        return;
+    }
+    FLUSHING.set(true);
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            FLUSHING.set(false);
+        }
+    }
+    let _done = Done;
     while let Some(action) = ACTIONS.with_borrow_mut(|a| if a.is_empty() { None } else { Some(a.remove(0)) }) {
         // Act only if the stored label still says so: a label whose statement failed (say, inside a rolled-back
         // savepoint) must not leave its protection queued for the next flush.
@@ -328,9 +365,7 @@ fn apply_protection(t: &Table, column: &str) {
              USING ({pred}) WITH CHECK ({pred});",
         drop = drop_managed_policies(t)
     ));
-    if t.relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
-        protect_partitions(t.relid, &Label::TenantScoped { column: column.to_owned() });
-    }
+    protect_partitions(t.relid, &Label::TenantScoped { column: column.to_owned() });
 }
 
 /// Labels every direct child of `parent` (partitions and inheritance children) that has no tenant_guard label yet
@@ -433,6 +468,9 @@ fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
 /// Called by the `ddl_command_end` event trigger for each table a command created or altered.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _table_created(relid: pg_sys::Oid) {
+    if in_internal_ddl() {
+        return; // tenant_guard's own ALTER TABLE while it protects a table
+    }
     table_created_inner(relid);
     flush_actions();
 }
@@ -444,7 +482,7 @@ fn table_created_inner(relid: pg_sys::Oid) {
     }
     if let Some(label) = table_label(relid) {
         // ALTER TABLE ... ATTACH PARTITION reports the parent: protect partitions attached to it.
-        if matches!(label, Label::TenantScoped { .. }) && t.relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
+        if matches!(label, Label::TenantScoped { .. }) {
             protect_partitions(relid, &label);
         }
         return;
@@ -520,6 +558,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
             forget_pending();
             ACTIONS.with_borrow_mut(Vec::clear);
+            CREATED.with_borrow_mut(Vec::clear);
         }
         _ => {}
     }
@@ -590,7 +629,7 @@ COMMENT ON FUNCTION tenant.protect(regclass, name) IS
     'Protects a table: the same as SECURITY LABEL FOR tenant_guard ON TABLE tbl IS ''tenant_scoped column=...''.';
 
 CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+    WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION tenant._ddl_command_end();
 "#,
     name = "labels_schema",

@@ -393,18 +393,16 @@ def test_untrusted_code_on_protected_tables(db):
     db.execute("CREATE TRIGGER touch BEFORE INSERT ON app.customers FOR EACH ROW EXECUTE FUNCTION app.touch()")
     assert audit(db, "untrusted_code") == [
         ("critical", "untrusted_code", "index app.orders_peek on app.orders",
-         "calls app.peek(text), which is not trusted with every tenant's rows (not part of PostgreSQL or of an "
-         "extension, and owned by tg_audit_owner, which is not a superuser or an administrator): it sees every "
-         "tenant's rows the table holds or receives",
+         "calls app.peek(text), which is not trusted with every tenant's rows (owned by tg_audit_owner, which is not a "
+         "superuser or an administrator): it sees every tenant's rows the table holds or receives",
          "have an administrator review and own the function (ALTER FUNCTION app.peek(text) OWNER TO <an "
          "administrator>), or drop the index app.orders_peek"),
         ("critical", "untrusted_code", "rule keep on app.customers",
          "is a rule: its actions receive every row that any tenant writes, and can copy them anywhere",
          "drop the rule keep"),
         ("critical", "untrusted_code", "trigger copy on app.orders",
-         "calls app.copy(), which is not trusted with every tenant's rows (not part of PostgreSQL or of an "
-         "extension, and owned by tg_audit_owner, which is not a superuser or an administrator): it sees every "
-         "tenant's rows the table holds or receives",
+         "calls app.copy(), which is not trusted with every tenant's rows (owned by tg_audit_owner, which is not a "
+         "superuser or an administrator): it sees every tenant's rows the table holds or receives",
          "have an administrator review and own the function (ALTER FUNCTION app.copy() OWNER TO <an "
          "administrator>), or drop the trigger copy"),
     ]  # app.touch() is a superuser's: trusted
@@ -440,3 +438,22 @@ def test_statistics_visible_and_monitoring_roles_with_data_access(db):
         "the application it can read counters of every tenant's rows and every session's statement text",
         "keep monitoring and the application apart: REVOKE pg_monitor, pg_read_all_stats FROM tg_audit_app, and "
         "monitor with a role that has no privileges on tenant tables")]
+
+
+def test_partitions_and_partial_indexes_that_count_one_tenant(db):
+    """pg_class.reltuples of a partition by tenant, or of an index WHERE tenant_id = ..., counts one tenant's rows."""
+    db.execute("CREATE TABLE app.events (tenant_id uuid NOT NULL, at date, body text) PARTITION BY LIST (tenant_id)")
+    db.execute("CREATE TABLE app.events_big PARTITION OF app.events "
+               "FOR VALUES IN ('b0b0b0b0-0000-4000-8000-00000000000b')")
+    db.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.events IS 'tenant_scoped'")
+    db.execute("CREATE INDEX orders_big ON app.orders (id) WHERE tenant_id = 'b0b0b0b0-0000-4000-8000-00000000000b'")
+    db.execute("CREATE INDEX orders_open ON app.orders (tenant_id, id) WHERE note IS NULL")   # not per tenant
+    assert audit(db, "tenant_sized_relation") == [
+        ("warning", "tenant_sized_relation", "app.events_big",
+         "is a partition of app.events, which is partitioned by the tenant column tenant_id: its row count in "
+         "pg_class.reltuples, which every role can read, counts the rows of the tenants it holds",
+         "partition by something other than the tenant column, or drop the tenant from the index predicate"),
+        ("warning", "tenant_sized_relation", "app.orders_big",
+         "is a partial index of app.orders whose predicate names the tenant column tenant_id: its row count in "
+         "pg_class.reltuples, which every role can read, counts the rows of the tenants it holds",
+         "partition by something other than the tenant column, or drop the tenant from the index predicate")]

@@ -303,7 +303,9 @@ def test_admin_functions_are_not_executable_by_public(admin):
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
                        "protect", "_table_created", "_policy_intact", "_ddl_command_end",
                        "_trusted_function", "_callees", "_untrusted_code", "_crossing_foreign_keys",
-                       "_first_normal_oid", "_label_column", "_protect",
+                       "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
+                       "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",
+                       "_written_here", "_xid_here",
                        "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
     assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
 

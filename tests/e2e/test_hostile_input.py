@@ -25,6 +25,9 @@ VALUES = {
     "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
     "name": [None, "", "n" * 63],
     "integer": [None, 0, -1, 2147483647, -2147483648],
+    "smallint": [None, 0, -1, 32767, -32768],
+    "xid": [None, 0, 1, 2, 3, 4294967295],
+    "pg_node_tree": [None],   # no input function: only NULL can be passed
 }
 # Calls that would change the shared test database beyond repair are made as the app role only, where the
 # privilege check refuses them first; everything else runs as a superuser too.
@@ -71,9 +74,10 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
                   ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
     fns = functions(admin)
     assert sorted({f[0] for f in fns}) == sorted([
-        "_audit", "_callees", "_crossing_foreign_keys", "_first_normal_oid", "_issuers_changed", "_keys_changed",
-        "_label_column", "_protect", "_settings_with_credentials", "_trust_issuer", "_trusted_function",
-        "_untrusted_code", "_policy_intact", "_table_created", "audit",
+        "_audit", "_callees", "_code_nodes", "_code_objects", "_crossing_foreign_keys", "_first_normal_oid",
+        "_issuers_changed", "_keys_changed", "_label_column", "_node_code", "_protect", "_settings_with_credentials",
+        "_trust_issuer", "_trusted_function", "_unique_without_tenant", "_untrusted_calls", "_untrusted_code", "_untrusted_partition_keys",
+        "_untrusted_column_calls", "_policy_intact", "_table_created", "_written_here", "_xid_here", "audit",
         "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
         "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "scope_issuer", "shred",
         "subject",

@@ -416,7 +416,7 @@ def test_A22_a_holdable_cursor_over_shared_data_still_works(su, attacker, keys):
     ("SELECT 'x' AS note INTO TEMP rt_t", "a temporary table"),
     ("CREATE TABLE pg_temp.rt_t AS SELECT 'x' AS note", "a temporary table"),
     ("CREATE TABLE pg_temp.rt_t (note text)", "a temporary table"),
-    ("SET search_path = pg_temp; CREATE TABLE rt_t (note text)", "a temporary table"),
+    ("BEGIN; SET LOCAL search_path = pg_temp; CREATE TABLE rt_t (note text)", "a temporary table"),
     ("CREATE TEMP VIEW orders AS SELECT * FROM app.orders", "a temporary view"),
     ("CREATE VIEW pg_temp.orders AS SELECT * FROM app.orders", "a temporary view"),
     ("CREATE FUNCTION pg_temp.hook() RETURNS boolean LANGUAGE sql AS 'SELECT true'", "a temporary function"),

@@ -1,0 +1,168 @@
+//! Whose rights a function runs with, when a function PostgreSQL did not ship is called (PostgreSQL's `fmgr` hooks,
+//! the mechanism of SECURITY DEFINER).
+//!
+//! - **Inside foreign-key checks and actions.** PostgreSQL runs them as the owner of the tables involved with
+//!   `SECURITY_NOFORCE_RLS`: row-level security is off for that owner's tables, FORCE or not, so that the key is
+//!   checked against every row. Code that runs inside (a trigger on a table an `ON UPDATE CASCADE` writes, a default
+//!   an `ON DELETE SET DEFAULT` computes, a cast or domain check in the cascaded statement) would inherit that and
+//!   see every tenant's rows of every table that owner owns. For the duration of each call of such a function,
+//!   tenant_guard clears the flag: only PostgreSQL's own key-checking queries keep it.
+//! - **Reached by an administrator.** Superusers and members of `tenant_guard_admin` are trusted with every tenant's
+//!   rows and with the issuer and key API; a table owner is not. A function owned by a role that is neither (a
+//!   trigger function, a domain check, a default, an operator the owner wrote), when an administrator's statement
+//!   reaches it, runs with its owner's rights instead, as if it were SECURITY DEFINER: an administrator seeding a
+//!   table, or running a migration the owner may not run, does not lend the owner's code the rights to trust an
+//!   issuer, read the key tables or alter a role.
+//!
+//! PostgreSQL asks whether a function needs the hook when it looks the function up for a query (functions it ships
+//! never ask); only then is the call wrapped, so other calls cost nothing. A wrapped SQL function is not inlined.
+
+use super::ADMIN_ROLE;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+static mut PREV_NEEDS: pg_sys::needs_fmgr_hook_type = None;
+static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
+
+thread_local! {
+    /// Function -> (owner, whether the owner is trusted); emptied whenever pg_proc or pg_authid changes.
+    static OWNERS: RefCell<HashMap<pg_sys::Oid, (pg_sys::Oid, bool)>> = RefCell::new(HashMap::new());
+    /// What each wrapped call changed, to restore when it ends: (user, security context) before, or None.
+    static SAVED: RefCell<Vec<Option<(pg_sys::Oid, i32)>>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn init() {
+    // SAFETY: _PG_init runs once per process before any statement; we chain to the hooks installed before, and
+    // register backend-lifetime syscache callbacks with a static function and no argument.
+    unsafe {
+        PREV_NEEDS = pg_sys::needs_fmgr_hook;
+        pg_sys::needs_fmgr_hook = Some(needs);
+        PREV_HOOK = pg_sys::fmgr_hook;
+        pg_sys::fmgr_hook = Some(hook);
+        for cache in [pg_sys::SysCacheIdentifier::PROCOID, pg_sys::SysCacheIdentifier::AUTHOID] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as _, Some(forget_owners), pg_sys::Datum::from(0));
+        }
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    // (a procedure that COMMITs inside a wrapped call is still in that call: a commit keeps the stack)
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
+        // calls an ERROR cut short leave nothing to restore: abort restored the user itself
+        SAVED.with_borrow_mut(Vec::clear);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_owners(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+    OWNERS.with_borrow_mut(HashMap::clear);
+}
+
+/// The function's owner, and whether that owner is a superuser or has the privileges of tenant_guard_admin.
+fn owner(function: pg_sys::Oid) -> Option<(pg_sys::Oid, bool)> {
+    if let Some(known) = OWNERS.with_borrow(|o| o.get(&function).copied()) {
+        return Some(known);
+    }
+    // SAFETY: a syscache lookup of the function by oid, released at once; role lookups by oid and name.
+    let found = unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as _, pg_sys::Datum::from(function));
+        if tuple.is_null() {
+            return None;
+        }
+        let form = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_proc;
+        let owner = (*form).proowner;
+        pg_sys::ReleaseSysCache(tuple);
+        let admin = pg_sys::get_role_oid(ADMIN_ROLE.as_ptr(), true);
+        let trusted =
+            pg_sys::superuser_arg(owner) || (admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(owner, admin));
+        (owner, trusted)
+    };
+    OWNERS.with_borrow_mut(|o| o.insert(function, found));
+    Some(found)
+}
+
+/// Whether `user` is a superuser or has the privileges of tenant_guard_admin.
+fn is_admin_role(user: pg_sys::Oid) -> bool {
+    // SAFETY: role lookups by oid and name (missing_ok).
+    unsafe {
+        if pg_sys::superuser_arg(user) {
+            return true;
+        }
+        let admin = pg_sys::get_role_oid(ADMIN_ROLE.as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(user, admin)
+    }
+}
+
+/// What a call of `function` must run as, if not as now: (user, security context).
+fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32)> {
+    if (function.to_u32() as i64) < pg_sys::FirstNormalObjectId as i64 {
+        return None; // PostgreSQL's own
+    }
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: reads the backend's current user and security context.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    let mut changed = false;
+    let noforce = pg_sys::SECURITY_NOFORCE_RLS as i32;
+    if context & noforce != 0 {
+        context &= !noforce;
+        changed = true;
+    }
+    if is_admin_role(user) {
+        if let Some((owner, false)) = owner(function) {
+            user = owner;
+            context |= pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+            changed = true;
+        }
+    }
+    changed.then_some((user, context))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn needs(function: pg_sys::Oid) -> bool {
+    // SAFETY: calls the previous hook with the same argument.
+    let previous = unsafe { PREV_NEEDS.is_some_and(|prev| pg_sys::ffi::pg_guard_ffi_boundary(|| prev(function))) };
+    previous || rights_for(function).is_some()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn hook(
+    event: pg_sys::FmgrHookEventType::Type,
+    flinfo: *mut pg_sys::FmgrInfo,
+    private: *mut pg_sys::Datum,
+) {
+    match event {
+        pg_sys::FmgrHookEventType::FHET_START => {
+            // SAFETY: the function manager passes the FmgrInfo of the function being called.
+            let function = unsafe { (*flinfo).fn_oid };
+            let change = rights_for(function);
+            let saved = change.map(|(user, context)| {
+                let (mut before_user, mut before_context) = (pg_sys::InvalidOid, 0);
+                // SAFETY: saves the current user and context, then switches as SECURITY DEFINER does.
+                unsafe {
+                    pg_sys::GetUserIdAndSecContext(&mut before_user, &mut before_context);
+                    pg_sys::SetUserIdAndSecContext(user, context);
+                }
+                (before_user, before_context)
+            });
+            SAVED.with_borrow_mut(|s| s.push(saved));
+        }
+        pg_sys::FmgrHookEventType::FHET_END | pg_sys::FmgrHookEventType::FHET_ABORT => {
+            if let Some(Some((user, context))) = SAVED.with_borrow_mut(Vec::pop) {
+                // SAFETY: restores exactly what the matching FHET_START saved.
+                unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+            }
+        }
+        _ => {}
+    }
+    // SAFETY: passes the arguments on unchanged to the previous hook.
+    unsafe {
+        if let Some(prev) = PREV_HOOK {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev(event, flinfo, private));
+        }
+    }
+}

@@ -1,0 +1,523 @@
+"""Red-team suite, fifth part: what the second red team's application round found (threats A35-A39), each closed as
+a class: statements that outlive their client behind a pooler (A35), statements run inside other statements (A36),
+decisions taken from an old snapshot (A37) or an old clock (A38), and counters of other tenants' rows that are not
+statistics (A39). Every scenario runs as the application role (NOSUPERUSER NOBYPASSRLS, owns nothing) unless it
+says otherwise, and asserts the exact SQLSTATE, message and rows; where a defence has a setting, a negative control
+shows the leak with it off.
+
+Schema and fixtures: redteam.py (tenant A has orders 1, 2; tenant B has orders 1, 2, 3).
+"""
+
+import json
+import re
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import AUD, Keys
+from redteam import (A, A_ORDERS, B, B_ORDERS, DB, attacker, begin_as, developer, dsn, fails, owner,  # noqa: F401
+                     redteam_db, rows, su)
+
+D = uuid.UUID("d0d0d0d0-0000-4000-8000-00000000000d")   # a tenant with no data key yet
+
+
+def connect_app(**extra):
+    return psycopg.connect(dsn(user="rt_app", dbname=DB, **extra), autocommit=True)
+
+
+def replaced(name):
+    return ("42501", f'prepared statement "{name}" was replaced since it first ran in this session '
+                     "(tenant_guard.allow_session_scope is off)")
+
+
+def temp_refused(what):
+    return ("42501", f"{what} that outlives its transaction is not allowed here "
+                     "(tenant_guard.allow_session_scope is off)")
+
+
+@pytest.fixture
+def pooled_role(su):
+    """rt_app as behind a transaction pooler: tenant_guard.allow_session_scope = off (role default)."""
+    su.execute("ALTER ROLE rt_app SET tenant_guard.allow_session_scope = off")
+    try:
+        yield
+    finally:
+        su.execute("ALTER ROLE rt_app RESET ALL")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A35. Prepared statements behind a transaction pooler: one client's code in the next client's transaction
+
+
+EVIL = "SELECT note FROM app.orders WHERE pg_notify('rt35', note) IS NULL"
+GOOD = "SELECT note FROM app.orders ORDER BY id"
+
+
+def from_earlier(name):
+    return ("42501", f'EXECUTE "{name}" is refused: it was not prepared with PREPARE in this transaction '
+                     "(tenant_guard.allow_session_scope is off)")
+
+
+def pq_rows(pgconn, result):
+    """Rows of a libpq result as text (the protocol-level tests drive libpq directly, as a driver or pooler does)."""
+    if result.status not in (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK):
+        raise psycopg.errors.lookup(result.error_field(psycopg.pq.DiagnosticField.SQLSTATE).decode())(
+            result.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY).decode())
+    return [tuple(result.get_value(r, c).decode() for c in range(result.nfields)) for r in range(result.ntuples)]
+
+
+def pq_fails(pgconn, result):
+    try:
+        pq_rows(pgconn, result)
+    except psycopg.Error as e:
+        return (e.sqlstate, str(e))
+    raise AssertionError("the attack succeeded")
+
+
+@pytest.mark.parametrize("run", ["EXECUTE q", "EXPLAIN (COSTS OFF) EXECUTE q",
+                                 "CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE q"],
+                         ids=["execute", "explain", "create table as"])
+def test_A35_sql_execute_runs_only_what_prepare_made_in_the_same_transaction(pooled_role, keys, run):
+    """Behind a pooler, a statement from an earlier transaction may be another client's: replaced, or with literals
+    another tenant wrote into it."""
+    with connect_app() as c, connect_app() as listener:
+        listener.execute("LISTEN rt35")
+        c.execute(f"PREPARE q AS {EVIL}")            # the previous client's transaction
+        begin_as(c, keys, B)
+        assert fails(c, run) == from_earlier("q")
+        c.execute("COMMIT")
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+        begin_as(c, keys, A)                         # prepared and run in one transaction: allowed
+        c.execute(f"PREPARE q2 AS {GOOD}")
+        assert rows(c, "EXECUTE q2") == [(n,) for _, n in A_ORDERS]
+        c.execute("COMMIT")
+
+
+def test_A35_sql_execute_cannot_run_a_statement_a_driver_or_pooler_prepared(pooled_role, keys):
+    with connect_app() as c:
+        begin_as(c, keys, A)
+        c.execute(GOOD, prepare=True)                # psycopg's server-side statement _pg3_0
+        assert fails(c, "EXECUTE _pg3_0") == from_earlier("_pg3_0")
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_statement_replaced_after_it_ran_is_refused(pooled_role, keys):
+    """psycopg prepares server-side statements named _pg3_0, _pg3_1, ... (pgbouncer 1.21: PGBOUNCER_1, ...), and
+    runs them by name with the extended protocol's Bind and Execute."""
+    with connect_app() as c:
+        begin_as(c, keys, A)
+        assert c.execute(GOOD, prepare=True).fetchall() == [(n,) for _, n in A_ORDERS]
+        c.execute("COMMIT")
+        c.execute("DEALLOCATE _pg3_0")               # the next client on the server connection
+        c.execute(f"PREPARE _pg3_0 AS {EVIL}")
+        begin_as(c, keys, B)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            c.execute(GOOD, prepare=True)
+        assert refused.value.diag.message_primary == replaced("_pg3_0")[1]
+        c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("drop", ["DEALLOCATE vic", "DEALLOCATE ALL", "DISCARD ALL"])
+def test_A35_a_statement_parsed_but_not_yet_run_is_pinned_when_its_transaction_ends(pooled_role, keys, drop):
+    """A driver that prepares first (Parse, Describe, Sync) and runs later: the statement exists between the two, when
+    the pooler may hand the server connection to another client."""
+    with connect_app() as c:
+        pg = c.pgconn
+        pq_rows(pg, pg.prepare(b"vic", GOOD.encode()))   # Parse + Sync: its own transaction
+        c.execute(drop)
+        c.execute(f"PREPARE vic AS {EVIL}")
+        begin_as(c, keys, B)
+        assert pq_fails(pg, pg.exec_prepared(b"vic", [])) == replaced("vic")
+        c.execute("ROLLBACK")
+
+
+def test_A35_the_same_statement_prepared_again_under_its_name_still_runs(pooled_role, keys):
+    """Drivers that name statements by their text (pgx), and poolers that prepare a text again after evicting it."""
+    with connect_app() as c:
+        pg = c.pgconn
+        for tenant, expected in ((A, A_ORDERS), (B, B_ORDERS)):
+            pq_rows(pg, pg.prepare(b"q", GOOD.encode()))
+            begin_as(c, keys, tenant)
+            assert pq_rows(pg, pg.exec_prepared(b"q", [])) == [(n,) for _, n in expected]
+            c.execute("COMMIT")
+            c.execute("DEALLOCATE q")
+
+
+@pytest.mark.parametrize("change", ["SET search_path = rt35, app", "SELECT set_config('search_path', 'rt35', false)",
+                                    "SET ROLE rt_other", "BEGIN; SET search_path = rt35; SET LOCAL work_mem = '8MB'"],
+                         ids=["set", "set_config", "role", "in a transaction"])
+def test_A35_a_client_cannot_leave_its_search_path_or_role_to_the_next(su, pooled_role, change):
+    """The next client's unqualified names would resolve in a schema this client writes to (its prepared statements
+    are analyzed again with the search path of each execution), or its statements run as another role."""
+    su.execute("CREATE SCHEMA rt35 AUTHORIZATION rt_app")
+    setting = "role" if "ROLE" in change else "search_path"
+    try:
+        with connect_app() as c:
+            *setup, last = change.split("; ")
+            for statement in setup:
+                c.execute(statement)
+            if setup:
+                c.execute(last)
+                with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                    c.execute("COMMIT")
+                assert refused.value.diag.message_primary == \
+                    f"a session-level {setting} is not allowed here (tenant_guard.allow_session_scope is off)"
+            else:
+                assert fails(c, last) == (
+                    "42501", f"a session-level {setting} is not allowed here (tenant_guard.allow_session_scope is off)")
+            assert rows(c, "SELECT current_setting('search_path'), current_user") == [('"$user", public', "rt_app")]
+            c.execute("BEGIN")                          # per transaction stays allowed
+            c.execute("SET LOCAL search_path = rt35, app")
+            c.execute("COMMIT")
+    finally:
+        su.execute("DROP SCHEMA rt35 CASCADE")
+
+
+def test_A35_the_unnamed_statement_runs_only_in_the_transaction_that_parsed_it(pooled_role, keys):
+    """PostgreSQL keeps the unnamed statement until the next unnamed Parse: the next client binding it would run the
+    previous client's statement, its literal token included."""
+    token_b = keys.mint(B)
+    with connect_app() as c:
+        pg = c.pgconn
+        # BEGIN and COMMIT as named statements, as pgjdbc sends them (a simple query would drop the unnamed one)
+        pq_rows(pg, pg.prepare(b"begin", b"BEGIN"))
+        pq_rows(pg, pg.prepare(b"commit", b"COMMIT"))
+        pq_rows(pg, pg.exec_prepared(b"begin", []))  # the previous client: parses and runs it in one transaction
+        pq_rows(pg, pg.prepare(b"", f"SELECT tenant.authenticate('{token_b}')".encode()))
+        pq_rows(pg, pg.exec_prepared(b"", []))
+        pq_rows(pg, pg.exec_prepared(b"commit", []))
+        pq_rows(pg, pg.exec_prepared(b"begin", []))  # the next client binds it again
+        assert pq_fails(pg, pg.exec_prepared(b"", [])) == (
+            "42501", "the unnamed prepared statement was parsed in an earlier transaction "
+                     "(tenant_guard.allow_session_scope is off)")
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_named_statement_holding_a_token_is_never_run(pooled_role, keys):
+    token_b = keys.mint(B)
+    refused = ("42501", 'prepared statement "auth" holds a token in its text (tenant_guard.allow_session_scope is off)')
+    with connect_app() as c:
+        pg = c.pgconn
+        c.execute("BEGIN")
+        c.execute(f"PREPARE auth AS SELECT tenant.authenticate('{token_b}')")
+        assert fails(c, "EXECUTE auth") == refused
+        c.execute("ROLLBACK")
+        pq_rows(pg, pg.prepare(b"auth2", f"SELECT tenant.authenticate('{token_b}')".encode()))
+        c.execute("BEGIN")
+        assert pq_fails(pg, pg.exec_prepared(b"auth2", [])) == (refused[0], refused[1].replace('"auth"', '"auth2"'))
+        c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("view,function", [("pg_prepared_statements", "pg_prepared_statement"),
+                                           ("pg_cursors", "pg_cursor")])
+def test_A35_earlier_clients_statement_texts_are_hidden_behind_a_pooler(pooled_role, keys, view, function):
+    """A client that could not bind wrote its token into the text; the next client would read it there."""
+    with connect_app() as c:
+        c.execute("PREPARE auth AS SELECT tenant.authenticate(%s)" % psycopg.sql.quote(keys.mint(B)))
+        assert fails(c, f"SELECT * FROM {view}") == (
+            "42501", f"function {function} is hidden while tenant_guard.allow_session_scope is off")
+
+
+def test_A35_negative_control_with_session_scope_allowed_a_statement_can_be_replaced(su, keys):
+    """Without a pooler in front (allow_session_scope on), the session is one client's: nothing to protect."""
+    su.execute("ALTER ROLE rt_app SET tenant_guard.allow_session_scope = on")
+    try:
+        with connect_app() as c:
+            c.execute("PREPARE q AS SELECT 1")
+            c.execute("EXECUTE q")
+            c.execute("DEALLOCATE q")
+            c.execute("PREPARE q AS SELECT 2")
+            assert rows(c, "EXECUTE q") == [(2,)]
+            assert rows(c, "SELECT name FROM pg_prepared_statements") == [("q",)]
+    finally:
+        su.execute("ALTER ROLE rt_app RESET ALL")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A36. Statements run inside other statements
+
+
+@pytest.mark.parametrize("statement", [
+    "EXPLAIN (ANALYZE) CREATE TEMP TABLE anchor AS SELECT 1 AS x",
+    "EXPLAIN (ANALYZE, COSTS OFF) CREATE TABLE pg_temp.anchor AS SELECT 1 AS x",
+    "EXPLAIN ANALYZE SELECT 1 AS x INTO TEMP anchor",
+], ids=["create temp table as", "pg_temp", "select into"])
+def test_A36_explain_analyze_cannot_create_a_temporary_table_that_outlives_the_transaction(pooled_role, statement):
+    with connect_app() as c:
+        assert fails(c, statement) == temp_refused("a temporary table")
+        assert rows(c, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()") == [(0,)]
+
+
+def test_A36_what_goes_with_a_table_dropped_at_commit_goes_and_is_allowed(pooled_role, keys):
+    """A view over an ON COMMIT DROP table is temporary too, and dropped with it."""
+    with connect_app() as c:
+        begin_as(c, keys, A)
+        c.execute("EXPLAIN (ANALYZE) CREATE TEMP TABLE anchor ON COMMIT DROP AS SELECT 1 AS x")
+        c.execute("CREATE VIEW orders AS SELECT o.note FROM app.orders o, anchor")   # NOTICE: a temporary view
+        assert rows(c, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'v'") \
+            == [(1,)]
+        c.execute("COMMIT")
+        assert rows(c, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()") == [(0,)]
+
+
+@pytest.mark.parametrize("column", ["a serial", "a int GENERATED ALWAYS AS IDENTITY"], ids=["serial", "identity"])
+def test_A36_a_temporary_table_dropped_at_commit_may_have_its_own_sequence(pooled_role, keys, column):
+    """The sequence is PostgreSQL's part of the table: checked with it, dropped with it."""
+    with connect_app() as c:
+        begin_as(c, keys, A)
+        c.execute(f"CREATE TEMP TABLE t ({column}, note text) ON COMMIT DROP")
+        c.execute("INSERT INTO t (note) SELECT note FROM app.orders")
+        assert rows(c, "SELECT max(a) FROM t") == [(2,)]
+        c.execute("COMMIT")
+        assert rows(c, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()") == [(0,)]
+
+
+@pytest.fixture
+def scoped_schema(su):
+    su.execute("CREATE SCHEMA rt36 AUTHORIZATION rt_owner")
+    su.execute("SECURITY LABEL FOR tenant_guard ON SCHEMA rt36 IS 'tenant_scoped'")
+    su.execute("ALTER DEFAULT PRIVILEGES FOR ROLE rt_owner IN SCHEMA rt36 GRANT SELECT ON TABLES TO rt_app")
+    su.execute("GRANT USAGE ON SCHEMA rt36 TO rt_app")
+    try:
+        yield "rt36"
+    finally:
+        su.execute("DROP SCHEMA rt36 CASCADE")
+
+
+def test_A36_a_table_created_inside_explain_analyze_is_protected_like_any_other(owner, scoped_schema, su, attacker,
+                                                                                 keys):
+    owner.execute(f"EXPLAIN (ANALYZE) CREATE TABLE rt36.sneaky AS SELECT * FROM (VALUES ('{A}'::uuid, 'a-row'), "
+                  f"('{B}'::uuid, 'b-row')) v(tenant_id, note)")
+    assert rows(su, "SELECT rls_enabled, rls_forced, policy_intact FROM tenant.scoped_tables "
+                    "WHERE table_name = 'rt36.sneaky'::regclass") == [(True, True, True)]
+    begin_as(attacker, keys, A)
+    assert rows(attacker, "SELECT note FROM rt36.sneaky") == [("a-row",)]
+    attacker.execute("COMMIT")
+
+
+def test_A36_a_table_without_the_tenant_column_created_inside_explain_must_be_labelled(owner, scoped_schema):
+    owner.execute("BEGIN")
+    owner.execute("EXPLAIN (ANALYZE) CREATE TABLE rt36.nocol AS SELECT 1 AS x")
+    with pytest.raises(psycopg.errors.InvalidTableDefinition) as refused:
+        owner.execute("COMMIT")
+    assert refused.value.diag.message_primary == \
+        'table rt36.nocol is in a tenant_scoped schema but has no column "tenant_id"'
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A37. Decisions taken from an old snapshot: a revoked or narrowed issuer must stop at once
+
+SSO = "https://sso37.customer.test"
+C = uuid.UUID("c0c0c0c0-0000-4000-8000-00000000000c")
+OUT_OF_SCOPE = ("28000", "token rejected: token issuer may not speak for this tenant: it is scoped to other tenants "
+                         "(see tenant.issuer_tenant)")
+UNTRUSTED = ("28000", "token rejected: token issuer is not trusted (see tenant.issuers)")
+
+
+@pytest.fixture
+def sso(su):
+    keys = Keys(suffix="-sso37")
+    su.execute("SELECT tenant.trust_issuer(%s, %s::jsonb, %s, NULL, %s)", (SSO, json.dumps(keys.jwks()), AUD, [A, B]))
+    try:
+        yield keys
+    finally:
+        su.execute("SELECT tenant.untrust_issuer(%s) FROM tenant.issuers WHERE issuer = %s", (SSO, SSO))
+
+
+def authenticate(conn, token):
+    return fails(conn, "SELECT tenant.authenticate(%s)", (token,))
+
+
+@pytest.mark.parametrize("change,refusal", [
+    ("SELECT tenant.scope_issuer(%s, ARRAY['" + str(C) + "']::uuid[])", OUT_OF_SCOPE),
+    ("SELECT tenant.untrust_issuer(%s)", UNTRUSTED),
+], ids=["narrowed", "untrusted"])
+def test_A37_a_repeatable_read_transaction_does_not_keep_an_issuer_an_administrator_changed(sso, su, attacker, change,
+                                                                                           refusal):
+    token = sso.mint(A, iss=SSO)
+    attacker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    attacker.execute("SELECT count(*) FROM pg_class")   # the transaction's snapshot: SSO speaks for A and B
+    su.execute(change, (SSO,))
+    for _ in range(2):
+        assert authenticate(attacker, token) == refusal
+    attacker.execute("COMMIT")
+    attacker.execute("BEGIN")   # and no later transaction of this backend finds it cached
+    assert authenticate(attacker, token) == refusal
+    attacker.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("change,refusal", [
+    ("SELECT tenant.scope_issuer(%s, ARRAY['" + str(C) + "']::uuid[])", OUT_OF_SCOPE),
+    ("SELECT tenant.untrust_issuer(%s)", UNTRUSTED),
+], ids=["narrowed", "untrusted"])
+def test_A37_a_repeatable_read_transaction_that_has_written_does_not_keep_the_issuer_either(sso, su, attacker,
+                                                                                          change, refusal):
+    """Once the transaction has a transaction id, SPI would read with the transaction's snapshot: tenant_guard reads
+    issuers in read-only mode, with a fresh snapshot, whatever the transaction has done."""
+    token = sso.mint(A, iss=SSO)
+    attacker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    attacker.execute("SELECT count(*) FROM pg_class")
+    su.execute(change, (SSO,))
+    attacker.execute("SELECT txid_current()")
+    assert authenticate(attacker, token) == refusal
+    attacker.execute("ROLLBACK")
+    attacker.execute("BEGIN")
+    assert authenticate(attacker, token) == refusal
+    attacker.execute("ROLLBACK")
+
+
+def test_A37_an_imported_old_snapshot_does_not_bring_back_a_narrowed_scope(sso, su):
+    token = sso.mint(A, iss=SSO)
+    with psycopg.connect(dsn(dbname=DB), autocommit=True) as holder, connect_app() as late:
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        [(snapshot,)] = rows(holder, "SELECT pg_export_snapshot()")
+        su.execute("SELECT tenant.scope_issuer(%s, %s)", (SSO, [C]))
+        late.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        late.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        late.execute("SELECT txid_current()")
+        assert authenticate(late, token) == OUT_OF_SCOPE
+        late.execute("ROLLBACK")
+        late.execute("BEGIN")
+        assert authenticate(late, token) == OUT_OF_SCOPE
+        late.execute("ROLLBACK")
+        holder.execute("ROLLBACK")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A38. The clock a token is checked against, inside a procedure that commits
+
+
+@pytest.fixture
+def strict_clock(redteam_db):
+    """rt_app with no clock-skew leeway (set by a superuser, then SET ROLE), so that expiry is quick to reach."""
+    with psycopg.connect(dsn(dbname=DB), autocommit=True) as c:
+        c.execute("SET tenant_guard.clock_skew = 0")
+        c.execute("SET ROLE rt_app")
+        yield c
+
+
+def test_A38_a_token_that_expires_during_a_do_block_is_refused_in_its_next_transaction(strict_clock, keys):
+    token = keys.mint(A, lifetime=1)
+    assert fails(strict_clock, f"""DO $$ BEGIN
+        PERFORM tenant.authenticate('{token}');
+        COMMIT;
+        PERFORM pg_sleep(2.2);
+        PERFORM tenant.authenticate('{token}');
+    END $$""") == ("28000", "token rejected: token has expired")
+
+
+def test_A38_negative_control_a_token_still_valid_is_accepted_in_every_transaction_of_the_block(strict_clock, keys):
+    token = keys.mint(A, lifetime=60)
+    strict_clock.execute(f"""DO $$ DECLARE n int; BEGIN
+        PERFORM tenant.authenticate('{token}');
+        COMMIT;
+        PERFORM pg_sleep(0.2);
+        PERFORM tenant.authenticate('{token}');
+        SELECT count(*) INTO n FROM app.orders;
+        IF n <> 2 THEN RAISE EXCEPTION 'saw % rows', n; END IF;
+    END $$""")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A39. Counters of other tenants' rows that are not statistics
+
+CTID = ("42501", "the ctid of table app.orders is hidden from roles confined by tenant_guard")
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT ctid FROM app.orders",
+    "SELECT id FROM app.orders WHERE ctid = '(0,1)'",
+    "INSERT INTO app.orders (id, customer_id, note) VALUES (39, 1, 'probe') RETURNING ctid",
+    "UPDATE app.orders SET note = note WHERE id = 1 RETURNING ctid",
+    "DELETE FROM app.orders WHERE id = 39 RETURNING ctid",
+    "SELECT loc FROM app.rt39_locations",
+    "SELECT * FROM app.rt39_location_of()",
+], ids=["select", "where", "insert returning", "update returning", "delete returning", "view", "function"])
+def test_A39_row_locations_of_protected_tables_are_hidden(su, attacker, keys, statement):
+    """Where a row lands counts the rows other tenants put on the same page before it."""
+    su.execute("CREATE OR REPLACE VIEW app.rt39_locations AS SELECT ctid AS loc, note FROM app.orders")
+    su.execute("CREATE OR REPLACE FUNCTION app.rt39_location_of() RETURNS SETOF tid LANGUAGE sql "
+               "AS 'SELECT ctid FROM app.orders'")
+    su.execute("GRANT SELECT ON app.rt39_locations TO rt_app")
+    try:
+        begin_as(attacker, keys, A)
+        assert fails(attacker, statement) == CTID
+        attacker.execute("ROLLBACK")
+    finally:
+        su.execute("DROP VIEW app.rt39_locations; DROP FUNCTION app.rt39_location_of()")
+
+
+@pytest.mark.parametrize("method", ["BERNOULLI (50) REPEATABLE (1)", "SYSTEM (50)", "BERNOULLI (100)"])
+def test_A39_sampling_a_protected_table_is_refused(attacker, keys, method):
+    """The seeds under which BERNOULLI picks a row spell out where the row is; SYSTEM picks whole pages."""
+    begin_as(attacker, keys, A)
+    assert fails(attacker, f"SELECT id FROM app.orders TABLESAMPLE {method}") == (
+        "42501", "TABLESAMPLE of table app.orders is refused to roles confined by tenant_guard")
+    attacker.execute("ROLLBACK")
+
+
+def test_A39_updates_deletes_and_row_locks_still_work(attacker, keys):
+    """PostgreSQL's own use of ctid is not a column the statement selects."""
+    begin_as(attacker, keys, A)
+    attacker.execute("UPDATE app.orders SET note = note WHERE id = 1")
+    assert rows(attacker, "SELECT id FROM app.orders WHERE id = 2 FOR UPDATE") == [(2,)]
+    attacker.execute("INSERT INTO app.orders (id, customer_id, note) VALUES (39, 1, 'x')")
+    attacker.execute("DELETE FROM app.orders WHERE id = 39")
+    attacker.execute("ROLLBACK")
+
+
+def test_A39_negative_control_with_hide_statistics_off_the_probe_counts_other_tenants_rows(su, keys):
+    with psycopg.connect(dsn(dbname=DB), autocommit=True) as c:
+        c.execute("SET tenant_guard.hide_statistics = off")
+        c.execute("SET ROLE rt_app")
+        begin_as(c, keys, A)
+        [(loc,)] = rows(c, "INSERT INTO app.orders (id, customer_id, note) VALUES (39, 1, 'probe') RETURNING ctid")
+        c.execute("ROLLBACK")
+    assert re.fullmatch(r"\(\d+,\d+\)", loc)
+
+
+def plan_width(conn):
+    plan = rows(conn, "EXPLAIN SELECT note FROM app.orders")[0][0]
+    return int(re.search(r"width=(\d+)", plan).group(1))
+
+
+def test_A39_the_average_width_of_other_tenants_values_does_not_reach_plans(su, developer):
+    su.execute("ANALYZE app.orders")
+    before = plan_width(developer)
+    su.execute("UPDATE app.orders SET note = repeat('x', 900) WHERE tenant_id = %s", (B,))
+    su.execute("ANALYZE app.orders")
+    try:
+        assert plan_width(developer) == before
+        # negative control: the planner statistics the setting hides do tell
+        su.execute("SET tenant_guard.hide_planner_statistics = off")
+        su.execute("SET tenant_guard.allow_explain = on")
+        su.execute("SET ROLE rt_app")
+        assert plan_width(su) > before + 300
+        su.execute("RESET ROLE")
+    finally:
+        su.execute("RESET ROLE")
+        su.execute("UPDATE app.orders SET note = 'b-order-' || id WHERE tenant_id = %s", (B,))
+        su.execute("ANALYZE app.orders")
+
+
+def test_A39_other_sessions_locks_are_hidden(attacker):
+    for query, function in (("SELECT * FROM pg_locks", "pg_lock_status"),
+                            ("SELECT pg_blocking_pids(pg_backend_pid())", "pg_blocking_pids")):
+        assert fails(attacker, query) == ("42501", f"function {function} is hidden from roles confined by tenant_guard")
+
+
+def test_A39_no_sql_lock_stalls_another_tenants_first_encryption(attacker, keys):
+    """tenant_guard's lock on a tenant's keys is one no SQL advisory-lock function can take."""
+    words = [int.from_bytes(D.bytes[i:i + 4], "big", signed=True) for i in range(0, 16, 4)]
+    xor = words[0] ^ words[1] ^ words[2] ^ words[3]
+    attacker.execute("SELECT pg_advisory_lock(%s, %s)", (0x74676b01, xor))
+    attacker.execute("SELECT pg_advisory_lock(%s::bigint)", ((0x74676b01 << 32) | (xor & 0xffffffff),))
+    try:
+        with connect_app(options="-c statement_timeout=5000") as victim:
+            begin_as(victim, keys, D)
+            assert rows(victim, "SELECT tenant.decrypt(tenant.encrypt('d-secret'))") == [("d-secret",)]
+            victim.execute("ROLLBACK")
+    finally:
+        attacker.execute("SELECT pg_advisory_unlock_all()")
