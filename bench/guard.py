@@ -84,6 +84,32 @@ def query_ms(dsn, token, tenant, sql, hide):
     return statistics.median(samples)
 
 
+POOLED_ROUNDS = 500
+
+
+def pooled_ms(dsn, token, tenant, scope):
+    """Median ms per transaction (BEGIN; authenticate; a point query; COMMIT), client round trips included, with
+    allow_session_scope on (no pooler) or off (behind a pooler: prepared statements are pinned, temporary objects
+    and session settings checked at COMMIT)."""
+    samples = []
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute(f"ALTER ROLE bench_app SET tenant_guard.allow_session_scope = {scope}")
+    for run in range(4):
+        with psycopg.connect(dsn(user="bench_app"), autocommit=True) as c:
+            t0 = time.perf_counter()
+            for _ in range(POOLED_ROUNDS):
+                c.execute("BEGIN")
+                c.execute("SELECT tenant.authenticate(%s)", (token,))
+                c.execute(QUERIES["point query (tenant, id)"], (tenant,))
+                c.execute("COMMIT")
+            elapsed = (time.perf_counter() - t0) * 1000 / POOLED_ROUNDS
+        if run > 0:
+            samples.append(elapsed)
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("ALTER ROLE bench_app RESET tenant_guard.allow_session_scope")
+    return statistics.median(samples)
+
+
 def run(dsn, keys):
     """Returns report lines."""
     tenant = uuid.UUID("eeeeeeee-0000-4000-8000-00000000000e")
@@ -106,6 +132,13 @@ def run(dsn, keys):
         without = query_ms(dsn, token, tenant, sql, hide=True)
         lines.append(f"| {name} | {with_stats:.2f} | {without:.2f} | {without / with_stats:.2f}× |")
     lines.append("")
+    direct = pooled_ms(dsn, token, tenant, "on")
+    pooled = pooled_ms(dsn, token, tenant, "off")
+    lines += ["The rules for roles behind a transaction pooler (`allow_session_scope = off`: prepared statements "
+              "pinned, temporary objects and session settings checked at COMMIT), per transaction (BEGIN, "
+              "authenticate, a point query, COMMIT; median ms, client round trips included):", "",
+              "| allow_session_scope | ms per transaction | ratio |", "|---|---:|---:|",
+              f"| on (baseline) | {direct:.3f} | 1.00× |", f"| off | {pooled:.3f} | {pooled / direct:.2f}× |", ""]
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute("DROP SCHEMA guardbench CASCADE")
         c.execute("REVOKE bench_owner FROM bench_app")
