@@ -46,13 +46,15 @@ install-release: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(INSTALL_SUDO)
 
 test: deps
+	$(MAKE) test-unit
 	$(MAKE) test-pg
 	$(MAKE) test-e2e
 	$(MAKE) test-fuzz
 
-## pure-Rust unit tests only (no Postgres needed)
+## pure-Rust unit tests only (no Postgres needed): the core crate (token, ciphertext, key providers, label grammar,
+## redaction)
 test-unit:
-	cargo test --lib -- token:: ciphertext:: kek:: redaction::
+	cargo test -p tenant_guard_core
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps
@@ -89,8 +91,8 @@ fmt:
 	cargo fmt
 
 lint:
-	cargo fmt --check
-	cargo clippy --features pg_test --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --features tenant_guard/pg_test -- -D warnings
 
 clean:
 	cargo clean

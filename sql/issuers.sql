@@ -11,18 +11,6 @@ COMMENT ON TABLE tenant.trusted_issuer IS
 REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
 
-CREATE FUNCTION tenant._issuers_changed_trigger() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM tenant._issuers_changed(TG_RELID);
-    RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION tenant._issuers_changed_trigger() FROM PUBLIC;
-CREATE TRIGGER issuers_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuers_changed_trigger();
-
 -- Which tenants an issuer may speak for. An issuer with rows here speaks for those tenants only, and a tenant with
 -- rows here is reserved to the issuers listed for it; an issuer without rows speaks for every tenant nobody lists.
 CREATE TABLE tenant.issuer_tenant (
@@ -36,20 +24,6 @@ COMMENT ON TABLE tenant.issuer_tenant IS
     'Use tenant.trust_issuer(..., tenants => ...) or tenant.scope_issuer(), or write rows directly for many tenants.';
 REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
--- a change of scope reaches every backend like a change of keys: through the invalidation of tenant.trusted_issuer
--- SECURITY DEFINER: administrators write tenant.issuer_tenant directly, and may not call _issuers_changed themselves
-CREATE FUNCTION tenant._issuer_scope_changed_trigger() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM tenant._issuers_changed('tenant.trusted_issuer'::pg_catalog.regclass);
-    RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION tenant._issuer_scope_changed_trigger() FROM PUBLIC;
-CREATE TRIGGER issuer_scope_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.issuer_tenant
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._issuer_scope_changed_trigger();
-
 CREATE VIEW tenant.issuers AS
 SELECT i.issuer,
        k.value ->> 'kid' AS kid,
@@ -79,4 +53,9 @@ REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) FROM
 REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant._issuers_changed(oid) FROM PUBLIC;
+
+-- what administrators may do with issuers
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
+    tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
+GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
+GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;

@@ -18,6 +18,7 @@
 
 use crate::errors;
 use crate::gucs::{self, TokenOrigin};
+use crate::invalidation::{self, Watched};
 use crate::issuers;
 use crate::token::{self, Policy, Rejection, Verified};
 use pgrx::prelude::*;
@@ -58,23 +59,16 @@ impl State {
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
-    /// Bumped by the relcache callback when the issuer table changes. Kept apart from STATE so the callback never
-    /// needs a borrow.
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
-    static ISSUER_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     /// The tenant this transaction is sealed to.
     static SEALED: Cell<Option<Uuid>> = const { Cell::new(None) };
     /// (local transaction id, clock) of the transaction's first token check (see `check_time`).
     static CLOCK: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
 }
 
-/// Registers the transaction and relcache callbacks. Called once from `_PG_init`.
+/// Registers the transaction callback. Called once from `_PG_init`.
 pub fn init() {
-    // SAFETY: registering backend-lifetime callbacks with static functions and no argument.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-    }
+    // SAFETY: registering a backend-lifetime callback with a static function and no argument.
+    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
 }
 
 #[pg_guard]
@@ -89,15 +83,6 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             | XACT_EVENT_PARALLEL_ABORT
     ) {
         SEALED.set(None);
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let ours = ISSUER_RELID.get();
-    if relid == pg_sys::InvalidOid || (ours != pg_sys::InvalidOid && relid == ours) {
-        GENERATION.set(GENERATION.get().wrapping_add(1));
-        ISSUER_RELID.set(pg_sys::InvalidOid);
     }
 }
 
@@ -143,7 +128,7 @@ fn resolve(token: &[u8]) -> Outcome {
     if token.len() > token::MAX_TOKEN_BYTES {
         return Err(Rejection::Oversized);
     }
-    let generation = GENERATION.get();
+    let generation = invalidation::generation(Watched::Issuers);
     let hit = STATE.with_borrow_mut(|s| {
         if s.generation != generation || s.claim != gucs::tenant_claim() {
             s.clear();
@@ -190,12 +175,11 @@ fn keys() -> Rc<token::KeyStore> {
     if let Some(keys) = STATE.with_borrow(|s| s.keys.clone()) {
         return keys;
     }
-    let generation = GENERATION.get();
-    let (store, relid) = issuers::load();
-    let store = Rc::new(store);
+    let generation = invalidation::generation(Watched::Issuers);
+    let store = Rc::new(issuers::load());
     // An invalidation that arrived while loading makes this copy stale: use it for this call only.
-    if GENERATION.get() == generation {
-        ISSUER_RELID.set(relid);
+    if invalidation::generation(Watched::Issuers) == generation {
+        invalidation::filled(Watched::Issuers, generation);
         STATE.with_borrow_mut(|s| s.keys = Some(store.clone()));
     }
     store

@@ -84,11 +84,4 @@ fn key_version(ciphertext: &[u8]) -> i64 {
     ciphertext::key_version(ciphertext).unwrap_or_else(|e| errors::bad_ciphertext(&e)) as i64
 }
 
-extension_sql!(
-    r#"
-REVOKE ALL ON FUNCTION tenant.reencrypt(bytea, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
-"#,
-    name = "encryption_grants",
-    requires = ["labels_schema", reencrypt_sql],
-);
+extension_sql_file!("../sql/encryption.sql", name = "encryption_grants", requires = ["admin_role", reencrypt_sql]);

@@ -20,13 +20,12 @@
 //!
 //! Messages never contain a token, a key or a plaintext.
 
-use crate::ciphertext::FormatError;
-use crate::gucs::KekSlot;
-use crate::kek::KekError;
-use crate::token::jwk::JwksError;
-use crate::token::Rejection;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
+use tenant_guard_core::ciphertext::FormatError;
+use tenant_guard_core::kek::{KekError, KekSlot};
+use tenant_guard_core::token::jwk::JwksError;
+use tenant_guard_core::token::Rejection;
 
 fn raise(code: PgSqlErrorCode, message: String, detail: Option<String>, hint: Option<&str>) -> ! {
     let mut report = ErrorReport::new(code, message, "tenant_guard");
@@ -147,7 +146,7 @@ fn quoted(text: &str) -> String {
 }
 
 /// 22023: a security label tenant_guard does not know.
-pub fn invalid_label(text: &str, why: &crate::labels::grammar::BadLabel) -> ! {
+pub fn invalid_label(text: &str, why: &tenant_guard_core::label::BadLabel) -> ! {
     invalid_parameter(format!("invalid tenant_guard security label \"{}\"", quoted(text)), Some(&format!("The {why}.")))
 }
 
@@ -362,6 +361,20 @@ pub fn session_setting_refused(name: &str) -> ! {
     )
 }
 
+/// 42501: a confined role behind a pooler changing stored defaults (its own, or its database's).
+pub fn stored_setting_refused() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "ALTER ROLE/DATABASE ... SET is not allowed here (tenant_guard.allow_session_scope is off)".into(),
+        Some(
+            "A stored default reaches every later connection of the role, those a transaction-mode pooler hands to \
+             other clients included."
+                .into(),
+        ),
+        Some(ADMIN_HINT),
+    )
+}
+
 /// 42501: a prepared statement runs under a name that another statement had in this session.
 pub fn prepared_statement_replaced(name: &str) -> ! {
     raise(
@@ -383,21 +396,37 @@ pub fn prepared_statement_replaced(name: &str) -> ! {
     )
 }
 
-/// 42501: SQL EXECUTE of a statement that SQL PREPARE did not make in this transaction.
+/// 42501: a prepared statement parsed in an earlier transaction, behind a pooler.
 pub fn prepared_statement_from_earlier_transaction(name: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!(
-            "EXECUTE \"{}\" is refused: it was not prepared with PREPARE in this transaction \
-             (tenant_guard.allow_session_scope is off)",
+            "prepared statement \"{}\" was prepared in an earlier transaction (tenant_guard.allow_session_scope is off)",
             quoted(name)
         ),
         Some(
             "Behind a transaction-mode connection pooler, a statement from an earlier transaction may be another \
-             client's (a pooler's own statements included): running it would replay that client's statement."
+             client's, or planted under this name by one: running it would run that client's statement here."
                 .into(),
         ),
-        Some("PREPARE the statement in the transaction that runs it, or use the protocol's own prepared statements."),
+        Some(
+            "Prepare the statement in the transaction that runs it (drivers: disable server-side prepared \
+             statements), or let the pooler manage them and set tenant_guard.pooler_statement_prefix.",
+        ),
+    )
+}
+
+/// 42501: SQL PREPARE or DEALLOCATE of a name the pooler manages.
+pub fn pooler_statement_refused(what: &str, name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} \"{}\" is refused: the connection pooler manages prepared statements with this name \
+             (tenant_guard.pooler_statement_prefix)",
+            quoted(name)
+        ),
+        None,
+        Some("Use another name."),
     )
 }
 
@@ -520,6 +549,20 @@ pub fn table_sample_refused(table: &str) -> ! {
                 .into(),
         ),
         Some("Sample with ORDER BY random() LIMIT n, or ask a superuser to turn tenant_guard.hide_statistics off."),
+    )
+}
+
+/// 42501: a function that runs a query, called inside a foreign-key check or action.
+pub fn query_in_foreign_key_action(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("function {function} cannot run inside a foreign-key check or action (tenant_guard)"),
+        Some(
+            "PostgreSQL runs foreign-key checks and actions with row-level security off for the tables' owner: a \
+             query run there would see every tenant's rows."
+                .into(),
+        ),
+        Some("Run the query outside the foreign-key action, for example from the statement that changed the key."),
     )
 }
 

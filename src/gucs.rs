@@ -34,6 +34,7 @@ pub static ALLOW_EXPLAIN: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static HIDE_PLANNER_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_LARGE_OBJECTS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
+pub static POOLER_STATEMENT_PREFIX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -138,6 +139,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.pooler_statement_prefix",
+        c"Names of the prepared statements a transaction pooler manages (PGBOUNCER_ for pgbouncer 1.21 and later).",
+        c"While allow_session_scope is off, a prepared statement runs only in the transaction that parsed it, \
+          except statements named with this prefix, which the pooler prepares on each server connection for its \
+          clients and which SQL PREPARE and DEALLOCATE may not touch. Empty by default. Superuser only.",
+        &POOLER_STATEMENT_PREFIX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
     // SAFETY: the show hooks are #[pg_guard] functions with the signature PostgreSQL expects.
     unsafe {
@@ -213,6 +224,18 @@ pub fn token_bytes<'a>() -> &'a [u8] {
 
 pub fn session_scope_allowed() -> bool {
     ALLOW_SESSION_SCOPE.get()
+}
+
+/// `tenant_guard.pooler_statement_prefix`, if set (same lifetime rule as [`token_bytes`]).
+pub fn pooler_statement_prefix<'a>() -> Option<&'a str> {
+    // SAFETY: as for token_bytes: the setting's value lives until it is next set.
+    unsafe {
+        let ptr = *POOLER_STATEMENT_PREFIX.as_ptr();
+        if ptr.is_null() {
+            return None;
+        }
+        CStr::from_ptr(ptr).to_str().ok().filter(|p| !p.is_empty())
+    }
 }
 
 pub fn statistics_hidden() -> bool {
@@ -372,34 +395,37 @@ pub fn token_origin() -> TokenOrigin {
     }
 }
 
-/// Whether the current transaction changed PostgreSQL's setting `name` for the rest of the session (a `SET` or
-/// `set_config(..., false)` that COMMIT would keep) to something other than the session's default (what `RESET`
-/// and `DISCARD ALL` restore: the role's and database's defaults and the connection's options), read from the
-/// setting's stack of pending changes.
+/// Whether the current transaction changed PostgreSQL's string setting `name` for the rest of the session (a `SET`
+/// or `set_config(..., false)` that COMMIT would keep, also under a later `SET LOCAL` that masks it) to something
+/// other than the session's default (what `RESET` and `DISCARD ALL` restore: the role's and database's defaults and
+/// the connection's options). Read from the setting's stack of pending changes: the value COMMIT keeps is the
+/// current one after a `SET`, and the masked one under a `SET LOCAL`.
 pub fn set_for_session_here(name: &CStr) -> bool {
-    // SAFETY: both return NUL-terminated strings (or NULL) owned by the GUC machinery; missing_ok for the current.
-    let differs = unsafe {
-        let current = pg_sys::GetConfigOption(name.as_ptr(), true, false);
-        let reset = pg_sys::GetConfigOptionResetString(name.as_ptr());
-        match (current.is_null(), reset.is_null()) {
-            (false, false) => CStr::from_ptr(current) != CStr::from_ptr(reset),
-            (a, b) => a != b,
-        }
-    };
-    if !differs {
-        return false;
-    }
-    // SAFETY: the lookups only read the GUC tables; a record's stack is NULL or a list owned by the GUC machinery.
+    // SAFETY: the lookups only read the GUC tables; a record's stack is NULL or a list owned by the GUC machinery,
+    // and a string setting's values are NULL or NUL-terminated.
     unsafe {
         let record = find_record(name);
-        let mut entry = if record.is_null() { std::ptr::null_mut() } else { (*record).stack };
-        while !entry.is_null() {
-            if matches!((*entry).state, pg_sys::GucStackState::GUC_SET | pg_sys::GucStackState::GUC_SET_LOCAL) {
-                return true;
+        if record.is_null() || (*record).vartype != pg_sys::config_type::PGC_STRING {
+            return false;
+        }
+        let mut kept: Option<*const std::ffi::c_char> = None;
+        let mut entry = (*record).stack;
+        while !entry.is_null() && kept.is_none() {
+            match (*entry).state {
+                pg_sys::GucStackState::GUC_SET => {
+                    kept = Some(pg_sys::GetConfigOption(name.as_ptr(), true, false));
+                }
+                pg_sys::GucStackState::GUC_SET_LOCAL => kept = Some((*entry).masked.val.stringval),
+                _ => {}
             }
             entry = (*entry).prev;
         }
-        false
+        let Some(kept) = kept else { return false };
+        let reset = pg_sys::GetConfigOptionResetString(name.as_ptr());
+        match (kept.is_null(), reset.is_null()) {
+            (false, false) => CStr::from_ptr(kept) != CStr::from_ptr(reset),
+            (a, b) => a != b,
+        }
     }
 }
 
@@ -438,21 +464,7 @@ pub enum KekSource {
     Command(String),
 }
 
-/// Which master key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KekSlot {
-    Current,
-    Previous,
-}
-
-impl KekSlot {
-    pub fn settings(self) -> (&'static str, &'static str) {
-        match self {
-            KekSlot::Current => ("tenant_guard.kek_file", "tenant_guard.kek_command"),
-            KekSlot::Previous => ("tenant_guard.kek_previous_file", "tenant_guard.kek_previous_command"),
-        }
-    }
-}
+pub use tenant_guard_core::kek::KekSlot;
 
 /// Both providers of one slot are set.
 #[derive(Debug)]

@@ -1,9 +1,8 @@
 //! Trusted issuers and their keys: the admin API, where keys are stored, and how every backend learns of changes.
 //!
-//! Key sets live in `tenant.trusted_issuer`, readable by superusers only. A statement trigger on that table sends a
-//! relcache invalidation for it; every backend has registered a callback for those (see `context::init`) and drops
-//! its parsed keys and its verification cache when one arrives. Other backends process invalidations at the start of
-//! their next transaction (and on lock acquisition), so a removed key stops verifying there without a restart.
+//! Key sets live in `tenant.trusted_issuer`, readable by superusers only, and scopes in `tenant.issuer_tenant`. A
+//! change of either reaches every backend through `invalidation`: each drops its parsed keys and its verification
+//! cache at its next transaction, so a removed key stops verifying there without a restart.
 
 use crate::errors;
 use crate::privileged::{as_bootstrap_superuser, select_latest};
@@ -17,22 +16,15 @@ const MAX_ISSUER_BYTES: usize = 1024;
 /// Longest audience or claim name accepted, in bytes.
 const MAX_NAME_BYTES: usize = 256;
 
-/// Reads every trusted issuer. Returns the key store and the table's oid (for invalidation matching).
+/// Reads every trusted issuer and its scope.
 ///
 /// The caller may be any role, including one with no rights on the table, so the query runs as the bootstrap
 /// superuser. The query text is fixed and fully qualified, and takes no input. It reads with the latest snapshot:
 /// a REPEATABLE READ transaction (or one that imported an old snapshot) would otherwise cache issuers or scopes an
 /// administrator has since removed, until the next change.
-pub fn load() -> (KeyStore, pg_sys::Oid) {
+pub fn load() -> KeyStore {
     as_bootstrap_superuser(|| {
-        Spi::connect(|client| {
-            // The oid comes from its own query: it is needed even when the table is empty, or an empty cached key
-            // store would never be invalidated when the first issuer is added.
-            let relid = client
-                .select("SELECT 'tenant.trusted_issuer'::pg_catalog.regclass::pg_catalog.oid", None, &[])
-                .and_then(|t| t.first().get_one::<pg_sys::Oid>())
-                .unwrap_or_else(|_| errors::internal("tenant_guard could not find tenant.trusted_issuer".into()))
-                .unwrap_or(pg_sys::InvalidOid);
+        Spi::connect(|_client| {
             let rows = select_latest(
                 c"SELECT i.issuer, i.jwks::pg_catalog.text, i.audience, i.tenant_claim, \
                          (SELECT pg_catalog.array_agg(t.tenant) FROM tenant.issuer_tenant t \
@@ -73,7 +65,7 @@ pub fn load() -> (KeyStore, pg_sys::Oid) {
                     ),
                 }
             }
-            (store, relid)
+            store
         })
     })
 }
@@ -184,21 +176,8 @@ fn untrust_issuer(issuer: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// Called by the statement trigger on tenant.trusted_issuer: tells every backend to drop its cached keys.
-#[pg_extern(volatile, parallel_unsafe)]
-fn _issuers_changed(relid: pg_sys::Oid) {
-    if crate::labels::qualified_name(relid).as_deref() != Some("tenant.trusted_issuer") {
-        errors::invalid_parameter(
-            "tenant._issuers_changed() is called only by the trigger on tenant.trusted_issuer".into(),
-            Some("It is internal to tenant_guard."),
-        );
-    }
-    // SAFETY: queues a relcache invalidation for an existing relation (the trigger's own table); sent at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
-}
-
 extension_sql_file!(
     "../sql/issuers.sql",
     name = "issuers_schema",
-    requires = [trust_issuer, untrust_issuer, scope_issuer, _issuers_changed],
+    requires = ["admin_role", trust_issuer, untrust_issuer, scope_issuer],
 );

@@ -17,19 +17,18 @@
 use pgrx::prelude::*;
 
 pub mod audit;
-pub mod ciphertext;
+pub use tenant_guard_core::{ciphertext, kek, token};
 pub mod context;
 pub mod encryption;
 pub mod errors;
 pub mod guard;
 pub mod gucs;
+pub mod invalidation;
 pub mod issuers;
-pub mod kek;
 pub mod keys;
 pub mod labels;
 pub mod privileged;
 pub mod redaction;
-pub mod token;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -44,6 +43,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     no_backtraces();
     gucs::init();
+    invalidation::init();
     context::init();
     keys::init();
     labels::init();
@@ -80,14 +80,9 @@ fn check_server_version() {
     }
 }
 
-extension_sql!(
-    r#"
-COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
-GRANT USAGE ON SCHEMA tenant TO PUBLIC;
-"#,
-    name = "schema_grants",
-    bootstrap
-);
+extension_sql_file!("../sql/bootstrap.sql", name = "schema_grants", bootstrap);
+extension_sql_file!("../sql/admin_role.sql", name = "admin_role");
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -122,7 +122,7 @@ mod tests {
         let es = testkeys::mint(Alg::ES256, "ES256", &a);
         let es_input = es.rsplit_once('.').unwrap().0.to_owned();
         let es_raw = crate::token::b64url::decode(es.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
-        let es_der = p256::ecdsa::Signature::from_slice(&es_raw).unwrap().to_der();
+        let es_der = testkeys::es256_signature_as_der(&es_raw);
         let hs_good = hs(&a);
         let (hs_input, hs_sig) = hs_good.rsplit_once('.').unwrap();
 
@@ -200,7 +200,7 @@ mod tests {
             (format!("{hs_input}.{hs_sig}="), "token signature is not canonical base64url without padding"),
             (format!("{es_input}.{}", crate::token::b64url::encode(&[0u8; 64])), "token signature does not verify"),
             (
-                format!("{es_input}.{}", crate::token::b64url::encode(es_der.as_bytes())),
+                format!("{es_input}.{}", crate::token::b64url::encode(&es_der)),
                 "ES256 signature must be exactly 64 bytes (R||S); DER-encoded signatures are not accepted",
             ),
             (
@@ -285,7 +285,7 @@ mod tests {
         assert!(outcome("SELECT tenant.trust_issuer('https://evil.test', '{\"keys\":[]}')")
             .starts_with("42501: permission denied"));
         assert!(outcome("SELECT tenant.untrust_issuer('https://issuer.test')").starts_with("42501: permission denied"));
-        assert!(outcome("SELECT tenant._issuers_changed(0)").starts_with("42501: permission denied"));
+        assert!(outcome("SELECT tenant._table_changed(0)").starts_with("42501: permission denied"));
     }
 
     #[pg_test]
@@ -640,7 +640,7 @@ mod tests {
             (&format!("SELECT tenant.shred('{TENANT_A}')"), "permission denied for function shred"),
             ("SELECT tenant.rewrap_keys()", "permission denied for function rewrap_keys"),
             ("SELECT tenant.reencrypt('\\x00')", "permission denied for function reencrypt"),
-            ("SELECT tenant._keys_changed(0)", "permission denied for function _keys_changed"),
+            ("SELECT tenant._table_changed(0)", "permission denied for function _table_changed"),
         ];
         for (sql, message) in denied {
             assert_eq!(outcome(sql), format!("42501: {message}"), "{sql}");

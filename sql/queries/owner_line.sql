@@ -33,6 +33,11 @@ types(oid) AS (         -- types whose code changed, and every type that contain
                       AND d.classid = 'pg_constraint'::regclass
       JOIN pg_constraint c ON c.oid = d.objid AND c.contypid <> 0
     UNION
+    -- types whose own functions changed (a range's subtype_diff)
+    SELECT d.objid FROM functions f
+      JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = f.oid
+                      AND d.classid = 'pg_type'::regclass
+    UNION
     SELECT up.oid
       FROM types n
      CROSS JOIN LATERAL (

@@ -207,7 +207,6 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
-    let _nested = super::Nested::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
@@ -227,7 +226,6 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
-    let _nested = super::Nested::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {

@@ -14,8 +14,13 @@
 //!   table, or running a migration the owner may not run, does not lend the owner's code the rights to trust an
 //!   issuer, read the key tables or alter a role.
 //!
-//! PostgreSQL asks whether a function needs the hook when it looks the function up for a query (functions it ships
-//! never ask); only then is the call wrapped, so other calls cost nothing. A wrapped SQL function is not inlined.
+//! PostgreSQL asks whether a function needs the hook when it looks the function up (functions it ships never ask),
+//! and keeps the answer as long as it keeps the lookup: a type's support functions for the life of the backend, a
+//! domain's checks planned once. So every function whose owner is not trusted is wrapped, always, and the hook
+//! decides at each call; a wrapped SQL function is never inlined (have an administrator own a hot SQL function to
+//! get it inlined again). Functions with trusted owners are wrapped only when the lookup happens inside a
+//! foreign-key action. PostgreSQL's own functions that run a query given as text are refused inside foreign-key
+//! actions (see `functions`): they are never wrapped.
 
 use super::ADMIN_ROLE;
 use pgrx::pg_sys;
@@ -122,11 +127,20 @@ fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32)> {
     changed.then_some((user, context))
 }
 
+/// Whether a call of `function` is wrapped: every function PostgreSQL did not ship whose owner is neither a superuser
+/// nor an administrator, whoever calls it and wherever. PostgreSQL keeps what it looks up for a long time (a type's
+/// functions for the life of the backend, a domain's checks planned once, inlined into the plan), so the decision
+/// cannot depend on who calls first or in which context: `rights_for` decides at each call instead. Such functions
+/// are therefore never inlined by the planner.
+fn wrapped(function: pg_sys::Oid) -> bool {
+    (function.to_u32() as i64) >= pg_sys::FirstNormalObjectId as i64 && owner(function).is_some_and(|(_, t)| !t)
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn needs(function: pg_sys::Oid) -> bool {
     // SAFETY: calls the previous hook with the same argument.
     let previous = unsafe { PREV_NEEDS.is_some_and(|prev| pg_sys::ffi::pg_guard_ffi_boundary(|| prev(function))) };
-    previous || rights_for(function).is_some()
+    previous || wrapped(function) || rights_for(function).is_some()
 }
 
 #[pg_guard]

@@ -21,6 +21,11 @@
 //! earlier clients' (a token written into the text, the names and texts a replaced statement would imitate).
 //! Exempt: superusers and `tenant_guard_admin` members.
 //!
+//! **Queries inside foreign-key actions** (always): PostgreSQL runs foreign-key checks and actions with row-level
+//! security off for the tables' owner; the functions that run a query given as text (the `*_to_xml` family,
+//! `ts_stat`, `ts_rewrite`, tablefunc's `crosstab` and `connectby`, xml2's `xpath_table`, dblink) are refused there,
+//! for every role (see `function_rights` for the other functions).
+//!
 //! **Large objects** (`tenant_guard.allow_large_objects`, off by default): every `lo_*` function, `loread` and
 //! `lowrite` (also through libpq's large-object API, which calls them over the fast-path protocol), and the
 //! functions of the `lo` extension. A large object is not a row of any table: one written under tenant A's context
@@ -41,7 +46,16 @@ enum Kind {
     Statistics,
     LargeObject,
     SessionState,
+    QueryRunner,
     Other,
+}
+
+/// Functions that run a query given as text (or read a whole table or schema), PostgreSQL's and extensions'.
+const QUERY_RUNNERS: [&str; 8] =
+    ["_to_xml", "_to_xmlschema", "ts_stat", "ts_rewrite", "crosstab", "connectby", "xpath_table", "dblink"];
+
+fn runs_queries(name: &str) -> bool {
+    QUERY_RUNNERS.iter().any(|q| if q.starts_with('_') { name.contains(q) } else { name.starts_with(q) })
 }
 
 /// Extensions whose every function is a statistics function for these rules.
@@ -111,10 +125,13 @@ fn classify(function: pg_sys::Oid) -> Kind {
         let extension = pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, function);
         if extension != pg_sys::InvalidOid {
             let name = super::cstr(pg_sys::get_extension_name(extension));
+            let function_name = super::cstr(pg_sys::get_func_name(function));
             return if STATISTICS_EXTENSIONS.contains(&name.as_str()) {
                 Kind::Statistics
             } else if name == "lo" {
                 Kind::LargeObject
+            } else if runs_queries(&function_name) {
+                Kind::QueryRunner
             } else {
                 Kind::Other
             };
@@ -133,6 +150,8 @@ fn classify(function: pg_sys::Oid) -> Kind {
             Kind::LargeObject
         } else if name == "pg_prepared_statement" || name == "pg_cursor" {
             Kind::SessionState
+        } else if runs_queries(&name) {
+            Kind::QueryRunner
         } else {
             Kind::Other
         }
@@ -160,6 +179,10 @@ pub fn executing(function: pg_sys::Oid) {
         Kind::LargeObject => !gucs::large_objects_allowed() && confined() && installed_here(),
         // behind a pooler, the session's prepared statements and cursors are earlier clients'
         Kind::SessionState => !gucs::session_scope_allowed() && confined() && installed_here(),
+        // inside a foreign-key check or action, row-level security is off for the tables' owner: a query run there
+        // would see every tenant's rows of every table that owner owns
+        // SAFETY: reads the backend's security context.
+        Kind::QueryRunner => unsafe { pg_sys::InNoForceRLSOperation() },
         Kind::Other => return,
     };
     if refused {
@@ -168,6 +191,7 @@ pub fn executing(function: pg_sys::Oid) {
         match kind(function) {
             Kind::LargeObject => errors::large_objects_refused(&name),
             Kind::SessionState => errors::session_state_hidden(&name),
+            Kind::QueryRunner => errors::query_in_foreign_key_action(&name),
             _ => errors::statistics_hidden(&name),
         }
     }

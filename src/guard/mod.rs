@@ -59,7 +59,6 @@ pub fn init() {
     function_rights::init();
     functions::init();
     planner::init();
-    prepared::init();
     row_location::init();
     session::init();
 }
@@ -157,7 +156,6 @@ unsafe extern "C-unwind" fn process_utility(
     let what = if owner_line { unsafe { cstr(pg_sys::CreateCommandName(node)) } } else { String::new() };
     // SAFETY: node is the statement's parse tree (or NULL).
     let _mark = unsafe { executor::watch(node) };
-    let _nested = Nested::enter();
     // SAFETY: passes the (possibly qualified) statement on, to the previous hook or the standard implementation.
     unsafe {
         match PREV_PROCESS_UTILITY {
@@ -181,13 +179,14 @@ unsafe extern "C-unwind" fn process_utility(
         // the labelled table is closed again: apply what the label hook decided
         labels::flush_actions();
     }
-    if tag == pg_sys::NodeTag::T_PrepareStmt {
-        // SAFETY: the node is the PrepareStmt that has just run.
-        unsafe { prepared::prepared_with_sql(node as *mut pg_sys::PrepareStmt) };
-    }
     if !internal && context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND {
-        // tables the statement created, whatever statement it was, are protected like their schema or parent
+        // tables the statement created, whatever statement it was, are protected like their schema or parent, and
+        // so are the tables an ALTER TABLE attached (ATTACH PARTITION, INHERIT)
         labels::label_created_relations();
+        if tag == pg_sys::NodeTag::T_AlterTableStmt {
+            // SAFETY: the node is the AlterTableStmt that has just run.
+            labels::tables_altered(&unsafe { altered_tables(node as *mut pg_sys::AlterTableStmt) });
+        }
     }
     if owner_line {
         post_check::verify(&what);
@@ -222,6 +221,7 @@ unsafe fn check(
             session::check(node);
         }
         prepared::executing(node);
+        prepared::preparing(node);
         if tag == pg_sys::NodeTag::T_CreatePolicyStmt
             && tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt)
         {
@@ -302,10 +302,10 @@ unsafe fn reached_protected(relid: pg_sys::Oid, rv: *mut pg_sys::RangeVar) -> Op
     user_code::descendants(relid).into_iter().find_map(guarded)
 }
 
-/// When the client's own portal runs a query or utility statement of a prepared statement (the extended protocol's
-/// Bind and Execute), checks that statement (see `prepared`). Queries nested in functions have their own text and
-/// are not the portal's; a portal that runs the unnamed statement (it has a cached plan but no statement name) is
-/// the client's only at the top level (SPI cursors and SQL EXECUTE make such portals inside other statements).
+/// When a portal runs a query or utility statement of a prepared statement (the extended protocol's Bind and
+/// Execute, or a FETCH from the portal), checks that statement (see `prepared`). Queries nested in functions have
+/// their own text and are not the portal's; a portal with a cached plan but no statement name runs the unnamed
+/// statement if its text is the unnamed statement's.
 ///
 /// # Safety
 /// `text` is the NUL-terminated text of the query about to run.
@@ -318,30 +318,9 @@ unsafe fn prepared_statement_of(text: *const std::ffi::c_char) {
         }
         if !(*portal).prepStmtName.is_null() {
             prepared::running((*portal).prepStmtName);
-        } else if !(*portal).cplan.is_null() && DEPTH.get() == 0 {
+        } else if !(*portal).cplan.is_null() {
             prepared::running_unnamed(text);
         }
-    }
-}
-
-thread_local! {
-    /// How many utility statements and executor runs tenant_guard's hooks are inside (0: the client's statement).
-    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Held while a utility statement or an executor run is in progress (see `prepared_statement_of`).
-pub struct Nested;
-
-impl Nested {
-    pub fn enter() -> Nested {
-        DEPTH.set(DEPTH.get() + 1);
-        Nested
-    }
-}
-
-impl Drop for Nested {
-    fn drop(&mut self) {
-        DEPTH.set(DEPTH.get().saturating_sub(1));
     }
 }
 
@@ -369,6 +348,42 @@ unsafe fn utility_of(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
             }
         }
         node
+    }
+}
+
+/// The tables an ALTER TABLE that has run reached: the one it names and the partitions it attached.
+///
+/// # Safety
+/// `stmt` is the statement's AlterTableStmt.
+unsafe fn altered_tables(stmt: *mut pg_sys::AlterTableStmt) -> Vec<pg_sys::Oid> {
+    let resolve = |rv: *mut pg_sys::RangeVar| {
+        if rv.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        // SAFETY: a lookup of a relation the statement has just reached, without a lock, missing_ok.
+        unsafe {
+            pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            )
+        }
+    };
+    // SAFETY: as the caller promises; the subcommands are AlterTableCmd nodes, an ATTACH's def a PartitionCmd.
+    unsafe {
+        if (*stmt).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+            return Vec::new();
+        }
+        let mut relids = vec![resolve((*stmt).relation)];
+        for cmd in pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
+            if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && !(*cmd).def.is_null() {
+                relids.push(resolve((*((*cmd).def as *mut pg_sys::PartitionCmd)).name));
+            }
+        }
+        relids.retain(|r| *r != pg_sys::InvalidOid);
+        relids
     }
 }
 

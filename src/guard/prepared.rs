@@ -1,49 +1,46 @@
 //! Prepared statements behind a transaction pooler (while `tenant_guard.allow_session_scope` is off).
 //!
 //! A prepared statement outlives the transaction that prepared it, and behind a transaction-mode pooler the next
-//! client's transaction on the same server connection can run it, or find it replaced: pgbouncer (1.21 and later)
-//! shares one server-side statement among every client that sends the same text, and drivers name theirs
-//! predictably. Four rules, for every role:
+//! client's transaction on the same server connection can run it: bind a statement another client parsed (and
+//! replay its literals, a token included), or find one another client planted under the name its own driver will
+//! bind (`_pg3_0`, `S_1`, names from the text) on a server connection where it never parsed that name. So, for
+//! every role:
 //!
-//! - **A named statement is the one first seen under its name.** Each is fingerprinted (its text and parameter
-//!   types, which fix what it does) when it first runs in the session, and at
-//!   the COMMIT of every transaction that parsed something (so a statement parsed and described, but not yet run,
-//!   is pinned before the next client gets the connection). A statement that runs under a name seen with another
-//!   fingerprint is refused (42501), whoever replaced it (`DEALLOCATE`, `DISCARD ALL`, the protocol's Close and a
-//!   new Parse). Preparing the same statement again under its name (a driver that names statements by their text,
-//!   a pooler that prepares a text it evicted) is allowed. 32 bytes per name the session has seen.
-//! - **SQL `EXECUTE` runs only what SQL `PREPARE` prepared in the same transaction** (also inside `EXPLAIN` and
-//!   `CREATE TABLE AS`): anything older may be another client's, a statement a pooler prepared for another client
-//!   included, and running it would replay that client's statement, literals and all, in this transaction.
-//! - **The unnamed statement runs only in the transaction that parsed it** (PostgreSQL keeps it until the next
-//!   unnamed Parse, across transactions): a client binding it later would run the previous client's statement.
+//! - **A prepared statement runs only in the transaction that parsed it**: the extended protocol's Bind of a named
+//!   or the unnamed statement, SQL `EXECUTE` (also inside `EXPLAIN` and `CREATE TABLE AS`), whichever portal runs it
+//!   (its first FETCH too). A client that prepares once and runs many times behind such a pooler must let the
+//!   pooler manage the statements: pgbouncer 1.21 and later, with `max_prepared_statements` above 0, prepares each
+//!   statement on each server connection under its own names (`PGBOUNCER_1`, ...), which clients cannot address.
+//!   Setting `tenant_guard.pooler_statement_prefix` to that prefix lets statements under it run in any transaction;
+//!   each is then fingerprinted (text and parameter types) the first time it runs, and one that runs under a name
+//!   seen with another fingerprint is refused. SQL `PREPARE` and `DEALLOCATE` of names under the prefix are
+//!   refused.
 //! - **A named statement whose text holds a token is never run**: whoever runs it would become that token's
 //!   tenant. Pass the token as a parameter.
 //!
 //! The texts of the session's prepared statements and cursors (`pg_prepared_statements`, `pg_cursors`) are refused
-//! to confined roles (see `functions`). What remains: a named statement parsed in a transaction that then failed is
-//! pinned at the next statement of the session, so a client speaking the protocol could replace it (Close, Parse)
-//! before that.
+//! to confined roles (see `functions`).
 
 use crate::errors;
 use crate::gucs;
-use crate::privileged::{as_bootstrap_superuser, with_latest_snapshot};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 
 thread_local! {
-    /// Statement name -> fingerprint of the statement first seen under it in this session.
+    /// Statement name -> fingerprint of the statement first run under it in this session (pooler-managed names).
     static SEEN: RefCell<HashMap<Box<[u8]>, [u8; 16]>> = RefCell::new(HashMap::new());
-    /// Statement name -> local transaction id of the SQL PREPARE that made it.
-    static SQL_PREPARED: RefCell<HashMap<Box<[u8]>, u32>> = RefCell::new(HashMap::new());
-    /// Local transaction id in which something was parsed and the named statements were not yet pinned (0: none).
-    static PARSED_IN: Cell<u32> = const { Cell::new(0) };
+    /// (local transaction id, hashes of the statement texts the client had parsed in it).
+    static PARSED: RefCell<(u32, HashSet<u64>)> = RefCell::new((0, HashSet::new()));
     /// (local transaction id, hash of the text) of the last Parse of the unnamed statement.
     static UNNAMED: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+}
+
+fn current_lxid() -> u32 {
+    // SAFETY: MyProc is set in every backend that runs SQL.
+    unsafe { (*pg_sys::MyProc).lxid }
 }
 
 fn text_hash(text: &[u8]) -> u64 {
@@ -53,85 +50,43 @@ fn text_hash(text: &[u8]) -> u64 {
     h.finish()
 }
 
-fn current_lxid() -> u32 {
-    // SAFETY: MyProc is set in every backend that runs SQL.
-    unsafe { (*pg_sys::MyProc).lxid }
+fn parsed_here(hash: u64) -> bool {
+    let lxid = current_lxid();
+    PARSED.with_borrow(|(at, texts)| *at == lxid && texts.contains(&hash))
 }
 
-pub fn init() {
-    // SAFETY: a backend-lifetime callback with a static function and no argument.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
-        pin_pending();
-    }
-}
-
-/// Called when a statement has been parsed (post_parse_analyze), in any protocol message. A Parse of the unnamed
-/// statement runs in the memory context PostgreSQL makes for it.
+/// Called when the client's statement has been parsed (post_parse_analyze of the text of a Query or Parse
+/// message). A Parse of the unnamed statement runs in the memory context PostgreSQL makes for it.
 ///
 /// # Safety
 /// `text` is NULL or the NUL-terminated text being parsed.
 pub unsafe fn parsed(text: *const std::ffi::c_char) {
-    if gucs::session_scope_allowed() {
+    if text.is_null() || gucs::session_scope_allowed() {
         return;
     }
+    // SAFETY: as the caller promises.
+    let hash = text_hash(unsafe { CStr::from_ptr(text) }.to_bytes());
     let lxid = current_lxid();
-    pin_pending_from_earlier(lxid);
-    PARSED_IN.set(lxid);
-    // SAFETY: CurrentMemoryContext is valid, its name a static string; `text` as the caller promises.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        if !text.is_null()
-            && !context.is_null()
-            && CStr::from_ptr((*context).name).to_bytes() == b"unnamed prepared statement"
-        {
-            UNNAMED.set((lxid, text_hash(CStr::from_ptr(text).to_bytes())));
+    PARSED.with_borrow_mut(|(at, texts)| {
+        if *at != lxid {
+            *at = lxid;
+            texts.clear();
         }
-    }
-}
-
-/// Pins what a transaction that did not reach COMMIT parsed, at the next statement of the session.
-fn pin_pending_from_earlier(lxid: u32) {
-    let pending = PARSED_IN.get();
-    if pending != 0 && pending != lxid {
-        pin_pending();
-    }
-}
-
-/// Fingerprints every named statement not yet seen under its name.
-fn pin_pending() {
-    if PARSED_IN.replace(0) == 0 || gucs::session_scope_allowed() {
-        return;
-    }
-    // SAFETY: plain reads of backend state (no SQL inside a parallel worker or outside a transaction).
-    if unsafe { pg_sys::ParallelWorkerNumber >= 0 || !pg_sys::IsTransactionState() } {
-        return;
-    }
-    // the statement list is the session's own; read as the bootstrap superuser, whom tenant_guard does not refuse it
-    let names: Vec<String> = as_bootstrap_superuser(|| {
-        with_latest_snapshot(|| {
-            Spi::connect(|client| {
-                client
-                    .select("SELECT name FROM pg_catalog.pg_prepared_statement()", None, &[])
-                    .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-                    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not list statements: {e}")))
-            })
-        })
+        texts.insert(hash);
     });
-    for name in names {
-        let Ok(cname) = std::ffi::CString::new(name) else { continue };
-        // SAFETY: a NUL-terminated name; FetchPreparedStatement returns NULL for a missing one.
-        let entry = unsafe { pg_sys::FetchPreparedStatement(cname.as_ptr(), false) };
-        if !entry.is_null() && !SEEN.with_borrow(|seen| seen.contains_key(cname.as_bytes())) {
-            // SAFETY: a prepared statement entry has a valid CachedPlanSource.
-            let print = unsafe { fingerprint((*entry).plansource) };
-            SEEN.with_borrow_mut(|seen| seen.insert(cname.as_bytes().into(), print));
-        }
+    // SAFETY: CurrentMemoryContext is valid; its name is a static string.
+    let unnamed = unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        !context.is_null() && CStr::from_ptr((*context).name).to_bytes() == b"unnamed prepared statement"
+    };
+    if unnamed {
+        UNNAMED.set((lxid, hash));
     }
+}
+
+/// Whether `name` is one the pooler manages (see the module notes).
+fn pooler_managed(name: &[u8]) -> bool {
+    gucs::pooler_statement_prefix().is_some_and(|prefix| name.starts_with(prefix.as_bytes()))
 }
 
 /// Checks the named prepared statement about to run (the extended protocol's Bind and Execute, SQL EXECUTE).
@@ -142,7 +97,6 @@ pub unsafe fn running(name: *const std::ffi::c_char) {
     if name.is_null() || gucs::session_scope_allowed() {
         return;
     }
-    pin_pending_from_earlier(current_lxid());
     // SAFETY: as the caller promises; FetchPreparedStatement returns NULL for a missing name (throwError false).
     let (key, entry) = unsafe {
         let key = CStr::from_ptr(name).to_bytes();
@@ -156,31 +110,47 @@ pub unsafe fn running(name: *const std::ffi::c_char) {
     }
     let label = String::from_utf8_lossy(key);
     // SAFETY: a prepared statement entry has a valid CachedPlanSource with a NUL-terminated text.
-    let (print, holds_token) = unsafe {
+    let (source, text) = unsafe {
         let source = (*entry).plansource;
-        let text = (*source).query_string;
-        let holds_token =
-            !text.is_null() && crate::redaction::redact(&CStr::from_ptr(text).to_string_lossy()).is_some();
-        (fingerprint(source), holds_token)
+        (source, CStr::from_ptr((*source).query_string).to_bytes())
     };
-    if holds_token {
+    // SAFETY: a valid plan source.
+    if crate::redaction::redact(&String::from_utf8_lossy(unsafe { own_statement(source, text) })).is_some() {
         errors::prepared_statement_holds_token(&label);
     }
-    let replaced = SEEN.with_borrow_mut(|seen| match seen.get(key) {
-        Some(known) => *known != print,
-        None => {
-            seen.insert(key.into(), print);
-            false
+    if pooler_managed(key) {
+        // SAFETY: as above.
+        let print = unsafe { fingerprint(source) };
+        let replaced = SEEN.with_borrow_mut(|seen| *seen.entry(key.into()).or_insert(print) != print);
+        if replaced {
+            errors::prepared_statement_replaced(&label);
         }
-    });
-    if replaced {
-        errors::prepared_statement_replaced(&label);
+    } else if !parsed_here(text_hash(text)) {
+        errors::prepared_statement_from_earlier_transaction(&label);
     }
 }
 
-/// A portal with a cached plan but no statement name is about to run at the top level, `text` being its text: the
-/// client's Bind of the unnamed statement if the text is the unnamed statement's. Refused unless that was parsed in
-/// this transaction.
+/// The statement's own part of its text (a SQL PREPARE in a string of several statements).
+///
+/// # Safety
+/// `source` is a valid CachedPlanSource whose text is `text`.
+unsafe fn own_statement(source: *const pg_sys::CachedPlanSource, text: &[u8]) -> &[u8] {
+    // SAFETY: as the caller promises; the raw statement is NULL or a RawStmt whose location is within the text.
+    let (start, len) = unsafe {
+        let raw = (*source).raw_parse_tree;
+        if raw.is_null() {
+            return text;
+        }
+        ((*raw).stmt_location.max(0) as usize, (*raw).stmt_len.max(0) as usize)
+    };
+    let start = start.min(text.len());
+    let end = if len == 0 { text.len() } else { (start + len).min(text.len()) };
+    &text[start..end]
+}
+
+/// A portal with a cached plan but no statement name is about to run, `text` being its text: the client's Bind of
+/// the unnamed statement if the text is the unnamed statement's. Refused unless that was parsed in this
+/// transaction.
 ///
 /// # Safety
 /// `text` is the NUL-terminated text of the portal.
@@ -195,19 +165,33 @@ pub unsafe fn running_unnamed(text: *const std::ffi::c_char) {
     }
 }
 
-/// A SQL PREPARE has just run.
+/// SQL PREPARE and DEALLOCATE, before they run: refused for names the pooler manages.
 ///
 /// # Safety
-/// `stmt` is the statement's PrepareStmt.
-pub unsafe fn prepared_with_sql(stmt: *mut pg_sys::PrepareStmt) {
-    // SAFETY: as the caller promises; the name is NUL-terminated.
-    let name = unsafe { CStr::from_ptr((*stmt).name).to_bytes() };
-    let lxid = current_lxid();
-    SQL_PREPARED.with_borrow_mut(|p| p.insert(name.into(), lxid));
+/// `node` is a utility statement's parse tree.
+pub unsafe fn preparing(node: *mut pg_sys::Node) {
+    if gucs::session_scope_allowed() {
+        return;
+    }
+    // SAFETY: each branch casts the node to the type its tag names; names are NULL or NUL-terminated.
+    let (what, name) = unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_PrepareStmt => ("PREPARE", (*(node as *mut pg_sys::PrepareStmt)).name),
+            pg_sys::NodeTag::T_DeallocateStmt => ("DEALLOCATE", (*(node as *mut pg_sys::DeallocateStmt)).name),
+            _ => return,
+        }
+    };
+    if name.is_null() {
+        return; // DEALLOCATE ALL: the pooler prepares its statements again when they are missing
+    }
+    // SAFETY: as above.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    if pooler_managed(name) {
+        errors::pooler_statement_refused(what, &String::from_utf8_lossy(name));
+    }
 }
 
-/// SQL `EXECUTE name`, also inside `EXPLAIN` and `CREATE TABLE AS`: runs only a statement that SQL PREPARE made in
-/// this transaction, and is checked like any named statement.
+/// SQL `EXECUTE name`, also inside `EXPLAIN` and `CREATE TABLE AS`: checked like any named statement.
 ///
 /// # Safety
 /// `node` is a utility statement's parse tree.
@@ -226,22 +210,7 @@ pub unsafe fn executing(node: *mut pg_sys::Node) {
         }
         (*(inner as *mut pg_sys::ExecuteStmt)).name
     };
-    if name.is_null() || gucs::session_scope_allowed() {
-        return;
-    }
-    // SAFETY: a NUL-terminated name; FetchPreparedStatement returns NULL for a missing one (the statement's own
-    // error follows).
-    let (key, entry) = unsafe { (CStr::from_ptr(name).to_bytes(), pg_sys::FetchPreparedStatement(name, false)) };
-    if entry.is_null() {
-        return;
-    }
-    // SAFETY: a valid entry.
-    let from_sql = unsafe { (*entry).from_sql };
-    let lxid = current_lxid();
-    if !from_sql || SQL_PREPARED.with_borrow(|p| p.get(key).copied()) != Some(lxid) {
-        errors::prepared_statement_from_earlier_transaction(&String::from_utf8_lossy(key));
-    }
-    // SAFETY: as above.
+    // SAFETY: a NUL-terminated name (or NULL).
     unsafe { running(name) };
 }
 

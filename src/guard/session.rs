@@ -5,9 +5,11 @@
 //! - a session-level `SET tenant_guard.token` (`SET LOCAL` and `RESET` stay allowed); the other session-level forms
 //!   (`set_config(..., false)`, `tenant.authenticate(token, 'session')`, a connection option) are refused where the
 //!   token is used, see `context`;
-//! - **a session-level `search_path` or `role`** (`SET`, `set_config(..., false)`), refused at COMMIT: the next
-//!   client's unqualified names would resolve in the schemas this client chose, or its statements run as this
-//!   client's role. `SET LOCAL`, the role's own defaults and connection options stay allowed;
+//! - **a session-level `search_path` or `role`** (`SET`, `set_config(..., false)`), refused at COMMIT, also when a
+//!   later `SET LOCAL` masks it: the next client's unqualified names would resolve in the schemas this client chose,
+//!   or its statements run as this client's role. `SET LOCAL` and connection options stay allowed; a role's own
+//!   defaults (`ALTER ROLE ... SET`, which reaches every later connection of the role) may be changed by
+//!   administrators only;
 //! - **anything left in the session's temporary schema past COMMIT**: a temporary table keeps rows a tenant copied
 //!   into it, and any temporary object (a view, a table even if emptied at COMMIT, a function, a sequence, a type)
 //!   would shadow the next client's unqualified names (`pg_temp` is searched first) and run its creator's code in
@@ -164,6 +166,10 @@ pub unsafe fn check(node: *mut pg_sys::Node) {
                 }
             }
             pg_sys::NodeTag::T_VariableSetStmt => set(node as *mut pg_sys::VariableSetStmt),
+            pg_sys::NodeTag::T_AlterRoleSetStmt | pg_sys::NodeTag::T_AlterDatabaseSetStmt if !super::is_admin() => {
+                // a role's own defaults reach every later connection of the role, the pooler's included
+                errors::stored_setting_refused()
+            }
             pg_sys::NodeTag::T_CreateStmt => {
                 let stmt = node as *mut pg_sys::CreateStmt;
                 temp_relation((*stmt).relation, Some((*stmt).oncommit), "a temporary table")

@@ -14,7 +14,7 @@
 //! every table in it that has the tenant column, and every table created there later; a table created there without
 //! the column must be labelled `global` before its transaction commits.
 
-pub mod grammar;
+pub use tenant_guard_core::label as grammar;
 
 use crate::errors;
 use crate::guard;
@@ -47,7 +47,7 @@ pub fn relation_created(relid: pg_sys::Oid) {
     CREATED.with_borrow_mut(|c| c.push(relid));
 }
 
-/// Protects the tables the statement that just finished created, like their schema or parent (see `_table_created`).
+/// Protects the tables the statement that just finished created, like their schema or parent.
 pub fn label_created_relations() {
     let created = CREATED.take();
     if created.is_empty() {
@@ -56,7 +56,7 @@ pub fn label_created_relations() {
     // SAFETY: makes what the statement created visible to the lookups below.
     unsafe { pg_sys::CommandCounterIncrement() };
     for relid in created {
-        table_created_inner(relid);
+        protect_like_parent_or_schema(relid);
     }
     flush_actions();
 }
@@ -465,17 +465,21 @@ fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
     }
 }
 
-/// Called by the `ddl_command_end` event trigger for each table a command created or altered.
-#[pg_extern(volatile, parallel_unsafe)]
-fn _table_created(relid: pg_sys::Oid) {
-    if in_internal_ddl() {
-        return; // tenant_guard's own ALTER TABLE while it protects a table
+/// After ALTER TABLE (ATTACH PARTITION, INHERIT, or anything else): protects the tables it reached like their
+/// parent or schema, and the partitions attached to a protected table.
+pub fn tables_altered(relids: &[pg_sys::Oid]) {
+    // SAFETY: makes what the statement did visible to the lookups below.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    for relid in relids {
+        protect_like_parent_or_schema(*relid);
     }
-    table_created_inner(relid);
     flush_actions();
 }
 
-fn table_created_inner(relid: pg_sys::Oid) {
+/// Protects a table like its parent (a partition or inheritance child of a protected table) or its schema (a
+/// `tenant_scoped` schema), and a protected table's partitions and children; a table created in a `tenant_scoped`
+/// schema without the tenant column must be labelled before COMMIT.
+fn protect_like_parent_or_schema(relid: pg_sys::Oid) {
     let Some(t) = table(relid) else { return };
     if !is_table(t.relkind) {
         return;
@@ -564,74 +568,4 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
     }
 }
 
-extension_sql!(
-    r#"
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_guard_admin') THEN
-        CREATE ROLE tenant_guard_admin NOLOGIN;
-    END IF;
-END
-$$;
-COMMENT ON ROLE tenant_guard_admin IS
-    'tenant_guard administrators: manage issuers, and change protected tables without the tamper guard';
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
-    tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
-GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
-GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
-
-CREATE FUNCTION tenant._policy_intact(rel oid, col name) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT count(*) = 2
-      FROM pg_catalog.pg_policy p
-     WHERE p.polrelid = rel AND p.polcmd = '*' AND p.polroles = '{0}'
-       AND ((p.polname = 'tenant_isolation' AND NOT p.polpermissive)
-            OR (p.polname = 'tenant_access' AND p.polpermissive))
-       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid)
-           = pg_catalog.format('(%I = ( SELECT tenant.current_id() AS current_id))', col)
-       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-           = pg_catalog.format('(%I = ( SELECT tenant.current_id() AS current_id))', col)
-$$;
-
-CREATE VIEW tenant.scoped_tables AS
-SELECT c.oid::pg_catalog.regclass AS table_name,
-       t.col AS tenant_column,
-       c.relrowsecurity AS rls_enabled,
-       c.relforcerowsecurity AS rls_forced,
-       tenant._policy_intact(c.oid, t.col) AS policy_intact,
-       EXISTS (SELECT 1
-                 FROM pg_catalog.pg_index i
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-                WHERE i.indrelid = c.oid AND a.attname = t.col) AS tenant_index
-  FROM pg_catalog.pg_seclabel l
-  JOIN pg_catalog.pg_class c ON l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND l.objoid = c.oid
- CROSS JOIN LATERAL (SELECT tenant._label_column(l.label)::name AS col) t
- WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND t.col IS NOT NULL;
-COMMENT ON VIEW tenant.scoped_tables IS 'One row per table protected by tenant_guard, with the state of its guards.';
-GRANT SELECT ON tenant.scoped_tables TO PUBLIC;
-
-CREATE FUNCTION tenant._ddl_command_end() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-              WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND object_type = 'table'
-    LOOP
-        PERFORM tenant._table_created(r.objid);
-    END LOOP;
-END
-$$;
-CREATE FUNCTION tenant.protect(tbl regclass, tenant_column name DEFAULT 'tenant_id') RETURNS void
-LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._protect(tbl::oid, tenant_column::text) $$;
-COMMENT ON FUNCTION tenant.protect(regclass, name) IS
-    'Protects a table: the same as SECURITY LABEL FOR tenant_guard ON TABLE tbl IS ''tenant_scoped column=...''.';
-
-CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE')
-    EXECUTE FUNCTION tenant._ddl_command_end();
-"#,
-    name = "labels_schema",
-    requires = ["issuers_schema", _table_created, protect, label_column],
-);
+extension_sql_file!("../../sql/labels.sql", name = "labels_schema", requires = ["admin_role", protect, label_column]);

@@ -222,7 +222,8 @@ def test_tokens_are_not_readable_back(app, keys):
     assert names == ["tenant_guard.allow_explain", "tenant_guard.allow_large_objects",
                      "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
                      "tenant_guard.hide_planner_statistics", "tenant_guard.hide_statistics",
-                     "tenant_guard.max_token_lifetime", "tenant_guard.tenant_claim"]
+                     "tenant_guard.max_token_lifetime", "tenant_guard.pooler_statement_prefix",
+                     "tenant_guard.tenant_claim"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------
@@ -297,17 +298,17 @@ def test_admin_functions_are_not_executable_by_public(admin):
           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
          WHERE n.nspname = 'tenant' ORDER BY 1, 2""").fetchall()
     allowed = {name for name, ok in rows if ok}
-    # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _table_created is called by the
-    # event trigger as the role running the DDL; _policy_intact backs tenant.scoped_tables; the trusted-code
+    # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _policy_intact backs
+    # tenant.scoped_tables; the trusted-code
     # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
-                       "protect", "_table_created", "_policy_intact", "_ddl_command_end",
+                       "protect", "_policy_intact",
                        "_trusted_function", "_callees", "_untrusted_code", "_crossing_foreign_keys",
                        "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
                        "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",
                        "_written_here", "_xid_here",
                        "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
-    assert {"trust_issuer", "untrust_issuer", "_issuers_changed"} <= {name for name, _ in rows}
+    assert {"trust_issuer", "untrust_issuer", "_table_changed"} <= {name for name, _ in rows}
 
 
 def test_volatility_and_parallel_safety(admin):

@@ -449,3 +449,111 @@ def test_A43_a_superuser_does_not_lend_its_rights_either(trojan, su):
     su.execute("ALTER FUNCTION app.rt43_hook() OWNER TO postgres")   # reviewed and owned by a superuser: trusted
     su.execute("INSERT INTO app.countries VALUES ('FR')")
     su.execute("SELECT tenant.untrust_issuer('https://evil.test')")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A44. Code PostgreSQL keeps from an earlier lookup: a type's functions, a domain's planned checks, inlined bodies
+
+
+def test_A44_a_query_run_by_a_builtin_inside_a_foreign_key_action_is_refused(owner, su):
+    """A domain check of PostgreSQL's own functions only: query_to_xml would run its query with row-level security
+    off for the owner's tables."""
+    owner.execute("CREATE DOMAIN app.rt44_d AS int CHECK (CASE WHEN row_security_active('app.orders') THEN true ELSE "
+                  "set_config('rt.loot', query_to_xml('SELECT note FROM app.orders', false, false, '')::text, false) "
+                  "IS NOT NULL END)")
+    owner.execute("BEGIN")
+    owner.execute("CREATE TABLE app.rt44_p (k int PRIMARY KEY)")
+    owner.execute("CREATE TABLE app.rt44_c (k app.rt44_d REFERENCES app.rt44_p ON UPDATE CASCADE)")
+    for t in ("rt44_p", "rt44_c"):
+        owner.execute(f"SECURITY LABEL FOR tenant_guard ON TABLE app.{t} IS 'global'")
+    owner.execute("COMMIT")
+    try:
+        owner.execute("INSERT INTO app.rt44_p VALUES (1); INSERT INTO app.rt44_c VALUES (1)")
+        assert fails(owner, "UPDATE app.rt44_p SET k = k + 1") == (
+            "42501", "function query_to_xml cannot run inside a foreign-key check or action (tenant_guard)")
+        assert rows(owner, "SELECT current_setting('rt.loot', true)") in [[(None,)], [("",)]]
+    finally:
+        su.execute("DROP TABLE app.rt44_c, app.rt44_p; DROP DOMAIN app.rt44_d")
+
+
+@pytest.fixture
+def gist_range(owner, su):
+    """A range type whose subtype_diff is the owner's, with a GiST index that calls it on every insert."""
+    owner.execute("CREATE TABLE app.rt44_loot (v text)")
+    owner.execute("GRANT INSERT ON app.rt44_loot TO PUBLIC")
+    owner.execute("CREATE FUNCTION app.rt44_diff(a int4, b int4) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$ "
+                  "BEGIN IF NOT row_security_active('app.orders') THEN "
+                  "INSERT INTO app.rt44_loot SELECT note FROM app.orders; END IF; "
+                  "IF pg_has_role(current_user, 'tenant_guard_admin', 'USAGE') THEN "
+                  "PERFORM tenant.trust_issuer('https://evil44.test', "
+                  "'{\"keys\":[{\"kty\":\"oct\",\"k\":\"" + "B" * 43 + "\"}]}'::jsonb); END IF; "
+                  "RETURN a - b; END $$")
+    owner.execute("CREATE TYPE app.rt44_r AS RANGE (subtype = int4, subtype_diff = app.rt44_diff)")
+    owner.execute("BEGIN")
+    owner.execute("CREATE TABLE app.rt44_keys (k int PRIMARY KEY)")
+    owner.execute("CREATE TABLE app.rt44_shared (k int REFERENCES app.rt44_keys ON UPDATE CASCADE, name text, "
+                  "rr app.rt44_r)")
+    for t in ("rt44_keys", "rt44_shared", "rt44_loot"):
+        owner.execute(f"SECURITY LABEL FOR tenant_guard ON TABLE app.{t} IS 'global'")
+    owner.execute("COMMIT")
+    owner.execute("CREATE INDEX ON app.rt44_shared USING gist (rr)")
+    owner.execute("CREATE INDEX ON app.rt44_shared (k)")
+    owner.execute("GRANT INSERT, SELECT ON app.rt44_shared TO PUBLIC")
+    owner.execute("INSERT INTO app.rt44_keys VALUES (1)")
+    owner.execute("INSERT INTO app.rt44_shared SELECT 1, g::text, int4range(g, g + 10)::text::app.rt44_r "
+                  "FROM generate_series(1, 500) g")
+    su.execute("TRUNCATE app.rt44_loot")
+    try:
+        yield owner
+    finally:
+        assert rows(su, "SELECT count(*) FROM app.rt44_loot") == [(0,)], "the type's function saw rows"
+        assert rows(su, "SELECT count(*) FROM tenant.issuers WHERE issuer = 'https://evil44.test'") == [(0,)]
+        su.execute("DROP TABLE app.rt44_shared, app.rt44_keys, app.rt44_loot; DROP TYPE app.rt44_r; "
+                   "DROP FUNCTION app.rt44_diff")
+
+
+def test_A44_a_type_function_looked_up_earlier_does_not_see_other_tenants_rows_in_a_cascade(gist_range):
+    """The type's functions are looked up outside the foreign-key action, then called inside it."""
+    gist_range.execute("SELECT '[1,5)'::app.rt44_r")             # loads the type's functions in this backend
+    gist_range.execute("UPDATE app.rt44_keys SET k = 2")         # the cascade rewrites the GiST index entries
+
+
+def test_A44_a_type_function_looked_up_earlier_still_runs_with_its_owners_rights_for_an_administrator(gist_range, su):
+    su.execute("DROP ROLE IF EXISTS rt_dba")
+    su.execute("CREATE ROLE rt_dba LOGIN IN ROLE tenant_guard_admin")
+    su.execute("GRANT USAGE ON SCHEMA app TO rt_dba")
+    try:
+        with psycopg.connect(dsn(user="rt_dba", dbname=DB), autocommit=True) as dba:
+            dba.execute("SELECT '[1,5)'::app.rt44_r")           # loads the type's functions in this backend
+            # the owner's function runs, as its owner: it is no administrator, so it tries nothing
+            dba.execute("INSERT INTO app.rt44_shared SELECT 1, 'x' || g, int4range(g, g + 3)::text::app.rt44_r "
+                        "FROM generate_series(1, 200) g")
+    finally:
+        su.execute("REVOKE USAGE ON SCHEMA app FROM rt_dba; DROP ROLE rt_dba")
+
+
+def test_A44_a_domain_check_planned_earlier_is_not_inlined_into_an_administrators_statement(owner, su):
+    owner.execute("CREATE FUNCTION app.rt44_g(t text) RETURNS boolean LANGUAGE sql VOLATILE AS "
+                  "$$ SELECT CASE WHEN pg_has_role(current_user, 'tenant_guard_admin', 'USAGE') THEN "
+                  "tenant.trust_issuer('https://evil44.test', '{\"keys\":[{\"kty\":\"oct\",\"k\":\"" + "C" * 43 +
+                  "\"}]}'::jsonb) IS NOT NULL ELSE true END $$")
+    owner.execute("CREATE DOMAIN app.rt44_dd AS text CHECK (app.rt44_g(VALUE))")
+    owner.execute("CREATE TABLE app.rt44_notes (body app.rt44_dd)")
+    owner.execute("CREATE TABLE app.rt44_log (line text)")
+    owner.execute("CREATE FUNCTION app.rt44_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM 'x'::app.rt44_dd; RETURN NEW; END $$")
+    owner.execute("CREATE TRIGGER rt44 BEFORE INSERT ON app.rt44_log FOR EACH ROW EXECUTE FUNCTION app.rt44_touch()")
+    owner.execute("GRANT INSERT ON app.rt44_notes, app.rt44_log TO PUBLIC")
+    su.execute("DROP ROLE IF EXISTS rt_dba")
+    su.execute("CREATE ROLE rt_dba LOGIN IN ROLE tenant_guard_admin")
+    su.execute("GRANT USAGE ON SCHEMA app TO rt_dba")
+    try:
+        denied = ("42501", "permission denied for function trust_issuer")   # the owner may not call it
+        with psycopg.connect(dsn(user="rt_dba", dbname=DB), autocommit=True) as dba:
+            assert fails(dba, "INSERT INTO app.rt44_log VALUES ('migration 42')") == denied  # plans the check
+            assert fails(dba, "INSERT INTO app.rt44_notes VALUES ('n2')") == denied         # runs it again
+        assert rows(su, "SELECT count(*) FROM tenant.issuers WHERE issuer = 'https://evil44.test'") == [(0,)]
+    finally:
+        su.execute("REVOKE USAGE ON SCHEMA app FROM rt_dba; DROP ROLE rt_dba")
+        su.execute("DROP TABLE app.rt44_notes, app.rt44_log; DROP DOMAIN app.rt44_dd; DROP FUNCTION app.rt44_g(text); "
+                   "DROP FUNCTION app.rt44_touch()")

@@ -56,7 +56,7 @@ GOOD = "SELECT note FROM app.orders ORDER BY id"
 
 
 def from_earlier(name):
-    return ("42501", f'EXECUTE "{name}" is refused: it was not prepared with PREPARE in this transaction '
+    return ("42501", f'prepared statement "{name}" was prepared in an earlier transaction '
                      "(tenant_guard.allow_session_scope is off)")
 
 
@@ -95,17 +95,20 @@ def test_A35_sql_execute_runs_only_what_prepare_made_in_the_same_transaction(poo
         c.execute("COMMIT")
 
 
-def test_A35_sql_execute_cannot_run_a_statement_a_driver_or_pooler_prepared(pooled_role, keys):
+def test_A35_sql_execute_cannot_run_a_statement_a_driver_prepared_in_an_earlier_transaction(pooled_role, keys):
     with connect_app() as c:
         begin_as(c, keys, A)
         c.execute(GOOD, prepare=True)                # psycopg's server-side statement _pg3_0
+        assert rows(c, "EXECUTE _pg3_0") == [(n,) for _, n in A_ORDERS]   # its own transaction: allowed
+        c.execute("COMMIT")
+        begin_as(c, keys, B)
         assert fails(c, "EXECUTE _pg3_0") == from_earlier("_pg3_0")
         c.execute("ROLLBACK")
 
 
-def test_A35_a_statement_replaced_after_it_ran_is_refused(pooled_role, keys):
-    """psycopg prepares server-side statements named _pg3_0, _pg3_1, ... (pgbouncer 1.21: PGBOUNCER_1, ...), and
-    runs them by name with the extended protocol's Bind and Execute."""
+def test_A35_a_statement_replaced_between_transactions_is_refused(pooled_role, keys):
+    """psycopg prepares server-side statements named _pg3_0, _pg3_1, ... and runs them again by name with the
+    extended protocol's Bind and Execute, trusting that the name still holds what it prepared."""
     with connect_app() as c:
         begin_as(c, keys, A)
         assert c.execute(GOOD, prepare=True).fetchall() == [(n,) for _, n in A_ORDERS]
@@ -115,39 +118,140 @@ def test_A35_a_statement_replaced_after_it_ran_is_refused(pooled_role, keys):
         begin_as(c, keys, B)
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
             c.execute(GOOD, prepare=True)
-        assert refused.value.diag.message_primary == replaced("_pg3_0")[1]
+        assert refused.value.diag.message_primary == from_earlier("_pg3_0")[1]
         c.execute("ROLLBACK")
 
 
-@pytest.mark.parametrize("drop", ["DEALLOCATE vic", "DEALLOCATE ALL", "DISCARD ALL"])
-def test_A35_a_statement_parsed_but_not_yet_run_is_pinned_when_its_transaction_ends(pooled_role, keys, drop):
-    """A driver that prepares first (Parse, Describe, Sync) and runs later: the statement exists between the two, when
-    the pooler may hand the server connection to another client."""
+@pytest.mark.parametrize("plant", ["PREPARE vic AS {evil}", "DEALLOCATE vic; PREPARE vic AS {evil}",
+                                   "DEALLOCATE ALL; PREPARE vic AS {evil}", "DISCARD ALL; PREPARE vic AS {evil}",
+                                   "protocol"],
+                         ids=["planted", "deallocate", "deallocate all", "discard all", "protocol parse"])
+def test_A35_a_statement_parsed_in_an_earlier_transaction_never_runs(pooled_role, keys, plant):
+    """A client whose driver believes it prepared "vic" on this server connection (it did, on another one the pooler
+    gave it earlier) binds it here: it must not run what another client planted under that name, whether that
+    statement ever ran or not, whichever way it was made."""
     with connect_app() as c:
         pg = c.pgconn
-        pq_rows(pg, pg.prepare(b"vic", GOOD.encode()))   # Parse + Sync: its own transaction
-        c.execute(drop)
-        c.execute(f"PREPARE vic AS {EVIL}")
+        if plant == "protocol":
+            pq_rows(pg, pg.prepare(b"vic", EVIL.encode()))   # Parse + Sync: its own transaction
+        else:
+            if plant.startswith("DEALLOCATE vic"):
+                c.execute(f"PREPARE vic AS {GOOD}")
+            for statement in plant.split("; "):
+                c.execute(statement.format(evil=EVIL))
         begin_as(c, keys, B)
-        assert pq_fails(pg, pg.exec_prepared(b"vic", [])) == replaced("vic")
+        assert pq_fails(pg, pg.exec_prepared(b"vic", [])) == from_earlier("vic")
         c.execute("ROLLBACK")
 
 
-def test_A35_the_same_statement_prepared_again_under_its_name_still_runs(pooled_role, keys):
-    """Drivers that name statements by their text (pgx), and poolers that prepare a text again after evicting it."""
+def test_A35_the_extended_protocol_cannot_bind_a_statement_sql_prepared_earlier(pooled_role, keys):
+    with connect_app() as c:
+        pg = c.pgconn
+        c.execute(f"PREPARE q AS {EVIL}")
+        begin_as(c, keys, B)
+        assert pq_fails(pg, pg.exec_prepared(b"q", [])) == from_earlier("q")
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_statement_parsed_and_run_in_one_transaction_runs(pooled_role, keys):
+    """Drivers that prepare inside the client's transaction (pgx names statements by their text, and prepares them
+    again on each server connection) keep working."""
     with connect_app() as c:
         pg = c.pgconn
         for tenant, expected in ((A, A_ORDERS), (B, B_ORDERS)):
-            pq_rows(pg, pg.prepare(b"q", GOOD.encode()))
             begin_as(c, keys, tenant)
+            pq_rows(pg, pg.prepare(b"q", GOOD.encode()))
+            assert pq_rows(pg, pg.exec_prepared(b"q", [])) == [(n,) for _, n in expected]
             assert pq_rows(pg, pg.exec_prepared(b"q", [])) == [(n,) for _, n in expected]
             c.execute("COMMIT")
             c.execute("DEALLOCATE q")
 
 
+def test_A35_a_multi_statement_prepare_is_judged_by_its_own_text(pooled_role, keys):
+    """The text of a statement SQL-PREPAREd in a string of several statements is the whole string: a token in a
+    neighbouring statement does not make it a statement that holds a token."""
+    token_a = keys.mint(A)
+    with connect_app() as c:
+        pg = c.pgconn
+        c.execute("BEGIN")
+        pq_rows(pg, pg.exec_(f"PREPARE ok AS {GOOD}; SELECT tenant.authenticate('{token_a}')".encode()))
+        assert rows(c, "EXECUTE ok") == [(n,) for _, n in A_ORDERS]
+        c.execute("ROLLBACK")
+
+
+@pytest.fixture
+def pooler_prefix(su, pooled_role):
+    """The pooler manages the prepared statements (pgbouncer 1.21+, max_prepared_statements > 0): its names."""
+    su.execute("ALTER ROLE rt_app SET tenant_guard.pooler_statement_prefix = 'PGBOUNCER_'")
+    yield "PGBOUNCER_"
+
+
+def test_A35_statements_the_pooler_manages_run_in_any_transaction(pooler_prefix, keys):
+    with connect_app() as c:
+        pg = c.pgconn
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_1", GOOD.encode()))   # the pooler prepares it once per server connection
+        for tenant, expected in ((A, A_ORDERS), (B, B_ORDERS), (A, A_ORDERS)):
+            begin_as(c, keys, tenant)
+            assert pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_1", [])) == [(n,) for _, n in expected]
+            c.execute("COMMIT")
+        pq_rows(pg, pg.prepare(b"other", GOOD.encode()))         # names outside the prefix: as before
+        begin_as(c, keys, A)
+        assert pq_fails(pg, pg.exec_prepared(b"other", [])) == from_earlier("other")
+        c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("statement", ["PREPARE PGBOUNCER_1 AS SELECT 1", "DEALLOCATE PGBOUNCER_1",
+                                       'PREPARE "PGBOUNCER_7" AS SELECT 1', "EXPLAIN EXECUTE PGBOUNCER_1"],
+                         ids=["prepare", "deallocate", "quoted", "explain execute"])
+def test_A35_clients_cannot_prepare_or_drop_what_the_pooler_manages(pooler_prefix, keys, statement):
+    """Unquoted SQL names are folded to lower case: PREPARE PGBOUNCER_1 names pgbouncer_1, not the pooler's. A client
+    that quotes the name would plant a statement the pooler later binds for another client."""
+    with connect_app() as c:
+        pg = c.pgconn
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_1", GOOD.encode()))
+        if statement.startswith('PREPARE "'):
+            assert fails(c, statement) == ("42501", 'PREPARE "PGBOUNCER_7" is refused: the connection pooler manages '
+                                                    "prepared statements with this name "
+                                                    "(tenant_guard.pooler_statement_prefix)")
+        elif statement.startswith("EXPLAIN"):
+            assert fails(c, statement) == ("26000", 'prepared statement "pgbouncer_1" does not exist')
+        else:
+            if statement.startswith("DEALLOCATE"):
+                c.execute("PREPARE pgbouncer_1 AS SELECT 1")
+            c.execute(statement)                       # the lower-case name: not the pooler's
+            quoted = statement.replace("PGBOUNCER_1", '"PGBOUNCER_1"')
+            what = statement.split()[0]
+            assert fails(c, quoted) == ("42501", f'{what} "PGBOUNCER_1" is refused: the connection pooler manages '
+                                                 "prepared statements with this name "
+                                                 "(tenant_guard.pooler_statement_prefix)")
+        begin_as(c, keys, A)
+        assert pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_1", [])) == [(n,) for _, n in A_ORDERS]
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_pooler_statement_replaced_after_it_ran_is_refused(pooler_prefix, keys):
+    """DISCARD ALL drops the pooler's statements; the client that sent it plants another under the pooler's name
+    with a protocol Parse. The pooler, believing its statement is still there, binds it for the next client."""
+    with connect_app() as c:
+        pg = c.pgconn
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_1", GOOD.encode()))
+        begin_as(c, keys, A)
+        assert pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_1", [])) == [(n,) for _, n in A_ORDERS]
+        c.execute("COMMIT")
+        c.execute("DISCARD ALL")
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_1", EVIL.encode()))
+        begin_as(c, keys, B)
+        assert pq_fails(pg, pg.exec_prepared(b"PGBOUNCER_1", [])) == replaced("PGBOUNCER_1")
+        c.execute("ROLLBACK")
+
+
 @pytest.mark.parametrize("change", ["SET search_path = rt35, app", "SELECT set_config('search_path', 'rt35', false)",
-                                    "SET ROLE rt_other", "BEGIN; SET search_path = rt35; SET LOCAL work_mem = '8MB'"],
-                         ids=["set", "set_config", "role", "in a transaction"])
+                                    "SET ROLE rt_other", "BEGIN; SET search_path = rt35; SET LOCAL work_mem = '8MB'",
+                                    "BEGIN; SET search_path = rt35; SET LOCAL search_path = app",
+                                    "BEGIN; SELECT set_config('search_path', 'rt35', false); "
+                                    "SELECT set_config('search_path', 'app', true)"],
+                         ids=["set", "set_config", "role", "in a transaction", "masked by set local",
+                              "masked by set_config local"])
 def test_A35_a_client_cannot_leave_its_search_path_or_role_to_the_next(su, pooled_role, change):
     """The next client's unqualified names would resolve in a schema this client writes to (its prepared statements
     are analyzed again with the search path of each execution), or its statements run as another role."""
@@ -175,20 +279,38 @@ def test_A35_a_client_cannot_leave_its_search_path_or_role_to_the_next(su, poole
         su.execute("DROP SCHEMA rt35 CASCADE")
 
 
-def test_A35_the_unnamed_statement_runs_only_in_the_transaction_that_parsed_it(pooled_role, keys):
+@pytest.mark.parametrize("statement", [
+    "ALTER ROLE rt_app SET search_path = rt35, app",
+    "ALTER ROLE CURRENT_USER SET work_mem = '8MB'",
+    f"ALTER ROLE rt_app IN DATABASE {DB} SET role = rt_other",
+    "ALTER USER rt_app RESET ALL",
+    "ALTER ROLE rt_app RESET search_path",
+], ids=["search_path", "current_user", "in database", "reset all", "reset"])
+def test_A35_a_client_cannot_store_a_setting_for_its_role(pooled_role, statement):
+    """A role may store its own defaults: they reach every later connection of the role, the pooler's included (and
+    RESET ALL would drop the DBA's allow_session_scope = off with them)."""
+    with connect_app() as c:
+        assert fails(c, statement) == (
+            "42501", "ALTER ROLE/DATABASE ... SET is not allowed here (tenant_guard.allow_session_scope is off)")
+    with connect_app() as c:
+        assert rows(c, "SELECT current_setting('search_path'), current_user, "
+                       "current_setting('tenant_guard.allow_session_scope')") == [('"$user", public', "rt_app", "off")]
+
+
+def test_A35_the_unnamed_statement_runs_only_in_the_transaction_that_parsed_it(pooler_prefix, keys):
     """PostgreSQL keeps the unnamed statement until the next unnamed Parse: the next client binding it would run the
     previous client's statement, its literal token included."""
     token_b = keys.mint(B)
     with connect_app() as c:
         pg = c.pgconn
-        # BEGIN and COMMIT as named statements, as pgjdbc sends them (a simple query would drop the unnamed one)
-        pq_rows(pg, pg.prepare(b"begin", b"BEGIN"))
-        pq_rows(pg, pg.prepare(b"commit", b"COMMIT"))
-        pq_rows(pg, pg.exec_prepared(b"begin", []))  # the previous client: parses and runs it in one transaction
+        # BEGIN and COMMIT as named statements the pooler manages (a simple query would drop the unnamed one)
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_b", b"BEGIN"))
+        pq_rows(pg, pg.prepare(b"PGBOUNCER_c", b"COMMIT"))
+        pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_b", []))  # the previous client: parses and runs it in one transaction
         pq_rows(pg, pg.prepare(b"", f"SELECT tenant.authenticate('{token_b}')".encode()))
         pq_rows(pg, pg.exec_prepared(b"", []))
-        pq_rows(pg, pg.exec_prepared(b"commit", []))
-        pq_rows(pg, pg.exec_prepared(b"begin", []))  # the next client binds it again
+        pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_c", []))
+        pq_rows(pg, pg.exec_prepared(b"PGBOUNCER_b", []))  # the next client binds it again
         assert pq_fails(pg, pg.exec_prepared(b"", [])) == (
             "42501", "the unnamed prepared statement was parsed in an earlier transaction "
                      "(tenant_guard.allow_session_scope is off)")

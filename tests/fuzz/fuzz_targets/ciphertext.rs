@@ -1,4 +1,4 @@
-//! Fuzzes the ciphertext and wrapped-key formats (`src/ciphertext.rs`).
+//! Fuzzes the ciphertext and wrapped-key formats (`crates/tenant_guard_core/src/ciphertext.rs`).
 //!
 //! Two properties, chosen by the first input byte:
 //! - raw: the input as a ciphertext or a wrapped key is rejected cleanly (no key ever authenticates it);
@@ -6,9 +6,7 @@
 //!   rejected unless the mask is all zero and the length unchanged, and then it must give back the plaintext.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../../src/ciphertext.rs"]
-mod ciphertext;
+use tenant_guard_core::ciphertext;
 
 use ciphertext::{DataKey, Key};
 use libfuzzer_sys::fuzz_target;

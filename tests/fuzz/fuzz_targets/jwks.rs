@@ -1,10 +1,8 @@
-//! Fuzzes the key-set parser behind `tenant.trust_issuer` (`src/token/jwk.rs`): any input is accepted or rejected
+//! Fuzzes the key-set parser behind `tenant.trust_issuer` (`crates/tenant_guard_core/src/token/jwk.rs`): any input is accepted or rejected
 //! cleanly, never a panic; an accepted set is never empty and never longer than the cap.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../../src/token/mod.rs"]
-mod token;
+use tenant_guard_core::token;
 
 use libfuzzer_sys::fuzz_target;
 

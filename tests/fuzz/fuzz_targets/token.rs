@@ -1,10 +1,8 @@
-//! Fuzzes token checking (`src/token`): any input must be rejected cleanly, with a message that does not echo a
+//! Fuzzes token checking (`crates/tenant_guard_core/src/token`): any input must be rejected cleanly, with a message that does not echo a
 //! token-shaped input, unless it is byte for byte one of the validly signed seed tokens.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../../src/token/mod.rs"]
-mod token;
+use tenant_guard_core::token;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

@@ -172,6 +172,25 @@ pub fn looks_like_credential(command: &str) -> bool {
     named || url_userinfo || literal
 }
 
+/// Which master key: the current one, or the previous one during a master-key change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekSlot {
+    /// The key new data keys are wrapped with.
+    Current,
+    /// The key being replaced, which may still wrap some data keys.
+    Previous,
+}
+
+impl KekSlot {
+    /// The names of the two settings that configure this slot's provider: (file, command).
+    pub fn settings(self) -> (&'static str, &'static str) {
+        match self {
+            KekSlot::Current => ("tenant_guard.kek_file", "tenant_guard.kek_command"),
+            KekSlot::Previous => ("tenant_guard.kek_previous_file", "tenant_guard.kek_previous_command"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -414,8 +414,8 @@ fn cached_result_rechecks_time_on_every_use() {
 /// Property tests: hostile input never panics and never verifies.
 mod properties {
     use super::*;
-    use once_cell::sync::Lazy;
     use proptest::prelude::*;
+    use std::sync::LazyLock as Lazy;
 
     static STORE: Lazy<KeyStore> = Lazy::new(store);
     static VALID: Lazy<Vec<String>> = Lazy::new(|| ALGS.iter().map(|a| mint(*a, a.as_str(), &claims())).collect());

@@ -19,7 +19,7 @@
 pub mod b64url;
 pub mod json;
 pub mod jwk;
-#[cfg(any(test, feature = "pg_test"))]
+#[cfg(any(test, feature = "testkeys"))]
 pub mod testkeys;
 
 use hmac::Mac;

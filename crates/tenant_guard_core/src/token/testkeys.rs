@@ -105,3 +105,8 @@ pub fn mint(alg: Alg, kid: &str, claims: &Value) -> String {
     let header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
     mint_raw(alg, &header.to_string(), &claims.to_string())
 }
+
+/// A raw ES256 signature (R||S) re-encoded as DER, the encoding tenant_guard refuses.
+pub fn es256_signature_as_der(raw: &[u8]) -> Vec<u8> {
+    p256::ecdsa::Signature::from_slice(raw).expect("a 64-byte signature").to_der().as_bytes().to_vec()
+}

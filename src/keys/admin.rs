@@ -1,0 +1,170 @@
+//! The key admin API: create, rotate, shred a tenant's data keys, and rewrap them all after a master-key change.
+//! SECURITY DEFINER in SQL (see sql/keys.sql), executable by tenant_guard_admin.
+
+use super::master::{current_kek, load_kek, new_dek};
+use super::nonce::nonce;
+use super::table::{check_writable, insert_key, pg_uuid, with_tenant_locked, State};
+use super::{cache, ensure_key, Ensured};
+use crate::ciphertext;
+use crate::errors;
+use crate::gucs::KekSlot;
+use crate::privileged::as_bootstrap_superuser;
+use pgrx::prelude::*;
+use uuid::Uuid;
+
+/// Creates the tenant's first data key if it has none. Returns the active version.
+pub fn create(tenant: &Uuid) -> u32 {
+    cache::sync();
+    match ensure_key(tenant, true) {
+        Ensured::Created(version, _) => version,
+        Ensured::Existing(row) => row.version,
+    }
+}
+
+/// Adds a new active version; the previous one is retired (it still decrypts). Returns the new version.
+pub fn rotate(tenant: &Uuid) -> u32 {
+    cache::sync();
+    check_writable("rotate a data key");
+    with_tenant_locked(tenant, |client, rows| {
+        if rows.iter().any(|r| r.state == State::Destroyed) {
+            errors::keys_destroyed(Some(tenant));
+        }
+        let version = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
+        let (_dek, wrapped) = new_dek(tenant, version);
+        client
+            .update(
+                "UPDATE tenant.data_key SET state = 'retired', retired_at = now() \
+                 WHERE tenant = $1 AND state = 'active'",
+                None,
+                &[pg_uuid(tenant).into()],
+            )
+            .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not retire a data key: {e}")));
+        if !insert_key(client, tenant, version, wrapped) {
+            errors::key_creation_conflict();
+        }
+        version
+    })
+}
+
+/// Destroys every data key version of the tenant and leaves a tombstone. Returns how many versions were destroyed.
+pub fn shred(tenant: &Uuid) -> i32 {
+    cache::sync();
+    check_writable("shred a tenant's keys");
+    with_tenant_locked(tenant, |client, rows| {
+        let live = rows.iter().filter(|r| r.state != State::Destroyed).count() as i32;
+        if rows.is_empty() {
+            client
+                .update(
+                    "INSERT INTO tenant.data_key (tenant, version, state, wrapped, destroyed_at) \
+                     VALUES ($1, 1, 'destroyed', NULL, now())",
+                    None,
+                    &[pg_uuid(tenant).into()],
+                )
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not record the shred: {e}")));
+        } else if live > 0 {
+            client
+                .update(
+                    "UPDATE tenant.data_key SET state = 'destroyed', wrapped = NULL, destroyed_at = now() \
+                     WHERE tenant = $1 AND state <> 'destroyed'",
+                    None,
+                    &[pg_uuid(tenant).into()],
+                )
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not shred the keys: {e}")));
+        }
+        live
+    })
+}
+
+/// Rewraps every data key that the previous master key wrapped under the current one. Returns how many it rewrapped.
+pub fn rewrap_all() -> i64 {
+    cache::sync();
+    check_writable("rewrap data keys");
+    cache::transaction_local();
+    let current = current_kek(true);
+    let previous = load_kek(KekSlot::Previous, true);
+    as_bootstrap_superuser(|| {
+        Spi::connect_mut(|client| {
+            // Blocks key creation, rotation and shredding until commit, so no key is missed; reads go on.
+            client
+                .update("LOCK TABLE tenant.data_key IN SHARE ROW EXCLUSIVE MODE", None, &[])
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not lock tenant.data_key: {e}")));
+            let rows: Vec<(pgrx::Uuid, i32, Vec<u8>)> = client
+                .update(
+                    "SELECT tenant, version, wrapped FROM tenant.data_key WHERE wrapped IS NOT NULL \
+                     ORDER BY tenant, version",
+                    None,
+                    &[],
+                )
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read tenant.data_key: {e}")))
+                .filter_map(|row| Some((row.get(1).ok()??, row.get(2).ok()??, row.get::<Vec<u8>>(3).ok()??)))
+                .collect();
+            let mut rewrapped = Vec::new();
+            let mut unknown = 0i64;
+            for (tenant, version, wrapped) in rows {
+                let tenant = Uuid::from_bytes(*tenant.as_bytes());
+                let id = ciphertext::wrapped_kek_id(&wrapped)
+                    .unwrap_or_else(|_| errors::wrapped_key_corrupt(version as u32));
+                if id == current.id {
+                    continue;
+                }
+                match previous.as_ref().filter(|p| p.id == id) {
+                    Some(prev) => {
+                        let dek = ciphertext::unwrap(&prev.key, tenant.as_bytes(), version as u32, &wrapped)
+                            .unwrap_or_else(|_| errors::wrapped_key_corrupt(version as u32));
+                        let again = ciphertext::wrap(&current.key, tenant.as_bytes(), version as u32, &dek, &nonce());
+                        rewrapped.push((tenant, version, again));
+                    }
+                    None => unknown += 1,
+                }
+            }
+            if unknown > 0 {
+                errors::kek_unknown(Some(unknown));
+            }
+            for (tenant, version, wrapped) in &rewrapped {
+                client
+                    .update(
+                        "UPDATE tenant.data_key SET wrapped = $3 WHERE tenant = $1 AND version = $2",
+                        None,
+                        &[pg_uuid(tenant).into(), (*version).into(), wrapped.clone().into()],
+                    )
+                    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a data key: {e}")));
+            }
+            rewrapped.len() as i64
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SQL API. Thin wrappers; the logic is above.
+
+fn from_pg(u: pgrx::Uuid) -> Uuid {
+    Uuid::from_bytes(*u.as_bytes())
+}
+
+/// Creates the tenant's data key if it has none; returns its active version.
+#[pg_extern(volatile, parallel_unsafe, strict, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn create_key(tenant: pgrx::Uuid) -> i32 {
+    create(&from_pg(tenant)) as i32
+}
+
+/// Adds a new active data key version for the tenant; returns it. Older versions still decrypt.
+#[pg_extern(volatile, parallel_unsafe, strict, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_key(tenant: pgrx::Uuid) -> i32 {
+    rotate(&from_pg(tenant)) as i32
+}
+
+/// Crypto-shredding: destroys every data key version of the tenant. Returns how many versions it destroyed.
+#[pg_extern(volatile, parallel_unsafe, strict, security_definer, name = "shred")]
+#[search_path(pg_catalog, pg_temp)]
+fn shred_tenant(tenant: pgrx::Uuid) -> i32 {
+    shred(&from_pg(tenant))
+}
+
+/// Rewraps every data key under the current master key; returns how many it rewrapped.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rewrap_keys() -> i64 {
+    rewrap_all()
+}
