@@ -34,7 +34,7 @@ else
   INSTALL_SUDO := --sudo
 endif
 
-.PHONY: deps install install-release test test-unit test-pg test-e2e test-fuzz demo bench soak fuzz fmt lint clean
+.PHONY: deps install install-release test test-unit test-docs test-pg test-e2e test-fuzz demo bench soak fuzz fmt lint clean
 
 deps:
 	@tests/support/deps.sh
@@ -47,6 +47,7 @@ install-release: deps
 
 test: deps
 	$(MAKE) test-unit
+	$(MAKE) test-docs
 	$(MAKE) test-pg
 	$(MAKE) test-e2e
 	$(MAKE) test-fuzz
@@ -55,6 +56,10 @@ test: deps
 ## redaction)
 test-unit:
 	cargo test -p tenant_guard_core
+
+## the documentation's relative links and anchors resolve, and the README stays short
+test-docs:
+	python3 tests/support/check_docs.py
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps
@@ -90,7 +95,8 @@ bench: install-release
 fmt:
 	cargo fmt
 
-lint:
+lint: deps
+	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --features tenant_guard/pg_test -- -D warnings
 

@@ -101,7 +101,7 @@ def main():
         c.execute("CREATE TABLE app.invoices (id serial PRIMARY KEY, tenant_id uuid, amount int)")
         row = c.execute("SELECT policy_intact FROM tenant.scoped_tables "
                         "WHERE table_name = 'app.invoices'::regclass").fetchone()
-        ok(f"CREATE TABLE app.invoices (...): protected at creation by the event trigger (policy_intact = {row[0]})")
+        ok(f"CREATE TABLE app.invoices (...): protected at creation, like its schema (policy_intact = {row[0]})")
         try:
             c.execute("CREATE TABLE app.scratch (note text)")
         except psycopg.Error as e:

@@ -1,6 +1,6 @@
 //! `tenant.audit()`: an isolation linter over the catalogs, for what the engine cannot enforce by itself.
 //!
-//! Every check is one branch of the query below and is documented in the README ("Auditing"). A row has a
+//! Every check is one branch of the query below and is documented in docs/protecting-tables.md ("Auditing"). A row has a
 //! severity (`critical`: tenants' rows can reach another tenant now; `warning`: a weakness or an oracle; `info`:
 //! worth knowing), the check's name, the object, what is wrong, and the statement or step that fixes it.
 //!

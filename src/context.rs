@@ -300,7 +300,7 @@ fn set_token(value: &str, scope: Scope) {
 /// Not STRICT: a NULL token is an error (28000), never a silent NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn authenticate(token: Option<&str>) -> pgrx::Uuid {
-    to_pg_uuid(authenticate_token(token.unwrap_or(""), Scope::Transaction))
+    crate::uuids::to_pg(&authenticate_token(token.unwrap_or(""), Scope::Transaction))
 }
 
 /// Verifies a token and sets the tenant context for the transaction (`'transaction'`) or the session (`'session'`).
@@ -308,13 +308,13 @@ fn authenticate(token: Option<&str>) -> pgrx::Uuid {
 #[pg_extern(volatile, parallel_unsafe, name = "authenticate")]
 fn authenticate_scoped(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
     let scope = Scope::parse(scope.unwrap_or(""));
-    to_pg_uuid(authenticate_token(token.unwrap_or(""), scope))
+    crate::uuids::to_pg(&authenticate_token(token.unwrap_or(""), scope))
 }
 
 /// The verified tenant id, or SQLSTATE 42501 "no tenant context".
 #[pg_extern(stable, parallel_safe)]
 fn current_id() -> pgrx::Uuid {
-    to_pg_uuid(current().tenant)
+    crate::uuids::to_pg(&current().tenant)
 }
 
 /// All verified claims of the current context.
@@ -343,8 +343,4 @@ fn subject() -> Option<String> {
 #[pg_extern(volatile, parallel_unsafe)]
 fn reset() {
     clear()
-}
-
-fn to_pg_uuid(u: Uuid) -> pgrx::Uuid {
-    pgrx::Uuid::from_bytes(*u.as_bytes())
 }

@@ -13,6 +13,7 @@
 //! | 22021    | character_not_in_repertoire          | tenant.decrypt() of bytes that are not valid text     |
 //! | 25006    | read_only_sql_transaction            | a data key would be created, rotated or shredded in a read-only transaction or on a standby |
 //! | 40001    | serialization_failure                | another transaction created the tenant's key first (REPEATABLE READ) |
+//! | 0A000    | feature_not_supported                | CREATE EXTENSION in a database that is not UTF8       |
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed |
 //! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
@@ -264,11 +265,15 @@ pub fn unprotected_child_refused(what: &str, table: &str, parent: &str) -> ! {
     )
 }
 
-/// 42501: a unique key on a protected table would lack the tenant column (a cross-tenant existence oracle).
+/// 42501: a unique key on a protected table would not compare the tenant column for equality (a cross-tenant
+/// existence oracle).
 pub fn unique_key_refused(what: &str, table: &str, index: &str, column: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("{what} is refused: {index} on {table} is unique without the tenant column {column} in its key"),
+        format!(
+            "{what} is refused: {index} on {table} is unique across tenants: its key does not compare the tenant \
+             column {column} for equality"
+        ),
         Some(
             "An insert or update that collides with another tenant's value would fail, which tells the caller that \
              the value exists."
@@ -652,6 +657,21 @@ pub fn unknown_key_version(version: u32) -> ! {
         format!("ciphertext names data key version {version}, which the current tenant does not have"),
         None,
         Some("It was encrypted for another tenant, or it is not a tenant_guard ciphertext."),
+    )
+}
+
+/// 0A000: CREATE EXTENSION in a database whose encoding is not UTF8.
+pub fn database_not_utf8(encoding: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("tenant_guard needs a UTF8 database; this database's encoding is {encoding}"),
+        Some(
+            "Tokens, claims and keys are UTF-8 JSON; text in another encoding would not be the text it claims to be."
+                .into(),
+        ),
+        Some(
+            "Create the extension in a database created WITH ENCODING 'UTF8' (a database cannot change its encoding).",
+        ),
     )
 }
 

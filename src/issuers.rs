@@ -12,7 +12,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 /// Longest issuer (`iss`) accepted, in bytes.
-const MAX_ISSUER_BYTES: usize = 1024;
+pub const MAX_ISSUER_BYTES: usize = 1024;
 /// Longest audience or claim name accepted, in bytes.
 const MAX_NAME_BYTES: usize = 256;
 
@@ -54,8 +54,7 @@ pub fn load() -> KeyStore {
                             audience,
                             tenant_claim,
                             keys: set.keys,
-                            tenants: tenants
-                                .map(|list| list.iter().map(|u| uuid::Uuid::from_bytes(*u.as_bytes())).collect()),
+                            tenants: tenants.map(|list| list.iter().map(crate::uuids::from_pg).collect()),
                         },
                     ),
                     // Only reachable if the table was edited by hand: skip that issuer, say so, and name no key.

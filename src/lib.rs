@@ -12,7 +12,18 @@
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
-//! - [`gucs`]: every `tenant_guard.*` setting.
+//! - [`gucs`]: every `tenant_guard.*` setting;
+//! - [`requirements`]: what tenant_guard needs of the server and of the database it is created in.
+//!
+//! Unsafe code lives in the hooks and FFI calls only: every unsafe operation is its own block (also inside an
+//! `unsafe fn`), and every block says why it is sound.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// pgrx turns a Rust panic into a PostgreSQL ERROR by unwinding to the nearest #[pg_guard]; with panic = "abort"
+// a panic would take the whole server down (the postmaster restarts every backend after a crash).
+#[cfg(not(panic = "unwind"))]
+compile_error!("tenant_guard must be built with panic = \"unwind\" (see [profile.*] in Cargo.toml)");
 
 use pgrx::prelude::*;
 
@@ -29,11 +40,10 @@ pub mod keys;
 pub mod labels;
 pub mod privileged;
 pub mod redaction;
+pub mod requirements;
+pub mod uuids;
 
 ::pgrx::pg_module_magic!(name, version);
-
-/// Oldest supported server: 15.14 fixes CVE-2025-8713 (optimizer statistics leaking rows hidden by RLS).
-const MIN_SERVER_VERSION_NUM: i64 = 150014;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -50,7 +60,7 @@ pub extern "C-unwind" fn _PG_init() {
     labels::init_xact();
     guard::init();
     redaction::init();
-    check_server_version();
+    requirements::check_server_version();
 }
 
 /// Internals never reach a client, whatever the server's environment: pgrx attaches a Rust backtrace to the DETAIL
@@ -61,23 +71,6 @@ fn no_backtraces() {
     // SAFETY: _PG_init runs in the postmaster while it loads shared_preload_libraries, before it starts any
     // thread or process, so no other thread reads the environment meanwhile; backends inherit it.
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
-}
-
-fn check_server_version() {
-    // SAFETY: GetConfigOption returns a pointer to a static GUC string or NULL; we copy it at once.
-    let num = unsafe {
-        let ptr = pg_sys::GetConfigOption(c"server_version_num".as_ptr(), true, false);
-        if ptr.is_null() {
-            return;
-        }
-        std::ffi::CStr::from_ptr(ptr).to_str().ok().and_then(|s| s.parse::<i64>().ok())
-    };
-    if num.is_some_and(|n| n < MIN_SERVER_VERSION_NUM) {
-        errors::warning(
-            "tenant_guard supports PostgreSQL 15.14 or later; this server is older".into(),
-            "Upgrade the server: older minor releases leak rows hidden by row-level security (CVE-2025-8713 and others).",
-        );
-    }
 }
 
 extension_sql_file!("../sql/bootstrap.sql", name = "schema_grants", bootstrap);

@@ -4,7 +4,7 @@
 --
 -- Row-level security confines queries, not the code a table carries. What the owner line forbids (code not trusted
 -- with every tenant's rows, sql/trusted_code.sql; foreign keys that cross the tenant boundary; new unique keys
--- without the tenant column; children without their parent's protection) is refused when the current transaction
+-- that do not compare the tenant column for equality; children without their parent's protection) is refused when the current transaction
 -- wrote a catalog row it is made of: the table's label, the trigger, constraint, default, policy, index, rule,
 -- statistics object or partition key, a type, domain constraint, type attribute or function its code reaches, the
 -- inheritance link. What was there before (made by an administrator, or before tenant_guard refused it) is reported by
@@ -147,8 +147,8 @@ SELECT k.conrelid, 'foreign_key', k.conname::text, k.confrelid::regclass::text
     OR k.conid IN (SELECT objid FROM placed WHERE classid = 'pg_constraint'::regclass)
     OR k.conrelid IN (SELECT relid FROM labelled) OR k.confrelid IN (SELECT relid FROM labelled)
 UNION ALL
--- a unique key added to a protected table (one that was there when the table was protected is reported by
--- tenant.audit(): it lets tenants probe each other's values, not the owner read them)
+-- a unique key across tenants added to a protected table, created with it included (one that was there before
+-- the table was protected is reported by tenant.audit(): refusing the label would leave the table unprotected)
 SELECT s.relid, 'unique_key', u.indexrelid::regclass::text, s.col
   FROM scoped s CROSS JOIN LATERAL tenant._unique_without_tenant(s.relid, s.col) u
  WHERE NOT u.generated

@@ -136,13 +136,14 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: query_string is the statement's NUL-terminated text.
     unsafe { prepared_statement_of(query_string) };
     let internal = labels::in_internal_ddl();
-    // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
     let _session = session::StatementScope::enter();
+    // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
     if !internal && unsafe { check(&mut pstmt, &mut read_only_tree, context) } == Verdict::Skip {
         return;
     }
     // SAFETY: reads the node tag only.
     let node = unsafe { (*pstmt).utilityStmt };
+    // SAFETY: a non-NULL utility statement is a Node; only its tag is read.
     let tag = if node.is_null() { pg_sys::NodeTag::T_Invalid } else { unsafe { (*node).type_ } };
     let is_seclabel = tag == pg_sys::NodeTag::T_SecLabelStmt;
     // the owner line, checked on the catalog once the statement has run; a statement PostgreSQL runs on behalf of

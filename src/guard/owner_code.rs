@@ -31,6 +31,7 @@ use pgrx::PgList;
 pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
     // SAFETY: the subcommands are AlterTableCmd nodes whose `def` has the type their subtype implies.
     for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
+        // SAFETY: `cmd` is a valid AlterTableCmd of the list; its `name` is NULL or NUL-terminated.
         unsafe {
             let name = super::cstr((*cmd).name);
             match (*cmd).subtype {

@@ -32,10 +32,11 @@ use std::ffi::CStr;
 thread_local! {
     /// Statement name -> fingerprint of the statement first run under it in this session (pooler-managed names).
     static SEEN: RefCell<HashMap<Box<[u8]>, [u8; 16]>> = RefCell::new(HashMap::new());
-    /// (local transaction id, hashes of the statement texts the client had parsed in it).
-    static PARSED: RefCell<(u32, HashSet<u64>)> = RefCell::new((0, HashSet::new()));
-    /// (local transaction id, hash of the text) of the last Parse of the unnamed statement.
-    static UNNAMED: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    /// (local transaction id, the statement texts parsed in it: hash of the text, address of the text parsed).
+    static PARSED: RefCell<(u32, HashSet<(u64, usize)>)> = RefCell::new((0, HashSet::new()));
+    /// (local transaction id, hash of the text, address of the text parsed) of the last Parse of the unnamed
+    /// statement.
+    static UNNAMED: Cell<(u32, u64, usize)> = const { Cell::new((0, 0, 0)) };
 }
 
 fn current_lxid() -> u32 {
@@ -50,9 +51,18 @@ fn text_hash(text: &[u8]) -> u64 {
     h.finish()
 }
 
-fn parsed_here(hash: u64) -> bool {
+/// Whether the client parsed `text` in this transaction: the statement's text was parsed from a message of this
+/// transaction, not merely analyzed again from the stored statement's own copy. PostgreSQL re-analyzes a stored
+/// statement from its copy of the text when it is bound after something invalidated it (another search path, `DISCARD
+/// PLANS`, a change to a table it reads, `ANALYZE`); that analysis is not a Parse by the client. A client's Parse
+/// and Query messages are analyzed from the message itself, which PostgreSQL copies into the statement after
+/// analysis, so the two are told apart by the text's address.
+fn parsed_here(text: &[u8], stored: *const std::ffi::c_char) -> bool {
     let lxid = current_lxid();
-    PARSED.with_borrow(|(at, texts)| *at == lxid && texts.contains(&hash))
+    let hash = text_hash(text);
+    PARSED.with_borrow(|(at, texts)| {
+        *at == lxid && texts.iter().any(|&(h, address)| h == hash && address != stored as usize)
+    })
 }
 
 /// Called when the client's statement has been parsed (post_parse_analyze of the text of a Query or Parse
@@ -72,7 +82,7 @@ pub unsafe fn parsed(text: *const std::ffi::c_char) {
             *at = lxid;
             texts.clear();
         }
-        texts.insert(hash);
+        texts.insert((hash, text as usize));
     });
     // SAFETY: CurrentMemoryContext is valid; its name is a static string.
     let unnamed = unsafe {
@@ -80,7 +90,7 @@ pub unsafe fn parsed(text: *const std::ffi::c_char) {
         !context.is_null() && CStr::from_ptr((*context).name).to_bytes() == b"unnamed prepared statement"
     };
     if unnamed {
-        UNNAMED.set((lxid, hash));
+        UNNAMED.set((lxid, hash, text as usize));
     }
 }
 
@@ -110,9 +120,9 @@ pub unsafe fn running(name: *const std::ffi::c_char) {
     }
     let label = String::from_utf8_lossy(key);
     // SAFETY: a prepared statement entry has a valid CachedPlanSource with a NUL-terminated text.
-    let (source, text) = unsafe {
+    let (source, stored, text) = unsafe {
         let source = (*entry).plansource;
-        (source, CStr::from_ptr((*source).query_string).to_bytes())
+        (source, (*source).query_string, CStr::from_ptr((*source).query_string).to_bytes())
     };
     // SAFETY: a valid plan source.
     if crate::redaction::redact(&String::from_utf8_lossy(unsafe { own_statement(source, text) })).is_some() {
@@ -125,7 +135,7 @@ pub unsafe fn running(name: *const std::ffi::c_char) {
         if replaced {
             errors::prepared_statement_replaced(&label);
         }
-    } else if !parsed_here(text_hash(text)) {
+    } else if !parsed_here(text, stored) {
         errors::prepared_statement_from_earlier_transaction(&label);
     }
 }
@@ -158,9 +168,11 @@ pub unsafe fn running_unnamed(text: *const std::ffi::c_char) {
     if gucs::session_scope_allowed() || text.is_null() {
         return;
     }
-    let (lxid, hash) = UNNAMED.get();
+    let (lxid, hash, address) = UNNAMED.get();
     // SAFETY: as the caller promises.
-    if lxid != 0 && lxid != current_lxid() && text_hash(unsafe { CStr::from_ptr(text) }.to_bytes()) == hash {
+    let same_text = text_hash(unsafe { CStr::from_ptr(text) }.to_bytes()) == hash;
+    // parsed in an earlier transaction, or recorded from an analysis of the stored copy (see parsed_here)
+    if lxid != 0 && same_text && (lxid != current_lxid() || address == text as usize) {
         errors::unnamed_statement_from_earlier_transaction();
     }
 }

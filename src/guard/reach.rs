@@ -27,6 +27,7 @@ use pgrx::PgList;
 pub unsafe fn alter_table(relid: pg_sys::Oid, stmt: *mut pg_sys::AlterTableStmt) {
     // SAFETY: the subcommands are AlterTableCmd nodes whose `def` has the type their subtype implies.
     for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
+        // SAFETY: `cmd` is a valid AlterTableCmd of the list; `def` is checked for NULL before use.
         unsafe {
             match (*cmd).subtype {
                 pg_sys::AlterTableType::AT_AttachPartition => {
@@ -121,6 +122,7 @@ fn has_default_partition(relid: pg_sys::Oid) -> bool {
 pub unsafe fn publication(objects: *mut pg_sys::List) {
     // SAFETY: the objects are PublicationObjSpec nodes; a TABLE object has its PublicationTable.
     for spec in unsafe { PgList::<pg_sys::PublicationObjSpec>::from_pg(objects).iter_ptr() } {
+        // SAFETY: `spec` is a valid PublicationObjSpec of the list; `pubtable` is checked for NULL before use.
         unsafe {
             if (*spec).pubobjtype != pg_sys::PublicationObjSpecType::PUBLICATIONOBJ_TABLE || (*spec).pubtable.is_null()
             {

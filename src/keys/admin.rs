@@ -3,12 +3,13 @@
 
 use super::master::{current_kek, load_kek, new_dek};
 use super::nonce::nonce;
-use super::table::{check_writable, insert_key, pg_uuid, with_tenant_locked, State};
+use super::table::{check_writable, insert_key, with_tenant_locked, State};
 use super::{cache, ensure_key, Ensured};
 use crate::ciphertext;
 use crate::errors;
 use crate::gucs::KekSlot;
 use crate::privileged::as_bootstrap_superuser;
+use crate::uuids::{from_pg, to_pg};
 use pgrx::prelude::*;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ pub fn rotate(tenant: &Uuid) -> u32 {
                 "UPDATE tenant.data_key SET state = 'retired', retired_at = now() \
                  WHERE tenant = $1 AND state = 'active'",
                 None,
-                &[pg_uuid(tenant).into()],
+                &[to_pg(tenant).into()],
             )
             .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not retire a data key: {e}")));
         if !insert_key(client, tenant, version, wrapped) {
@@ -58,7 +59,7 @@ pub fn shred(tenant: &Uuid) -> i32 {
                     "INSERT INTO tenant.data_key (tenant, version, state, wrapped, destroyed_at) \
                      VALUES ($1, 1, 'destroyed', NULL, now())",
                     None,
-                    &[pg_uuid(tenant).into()],
+                    &[to_pg(tenant).into()],
                 )
                 .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not record the shred: {e}")));
         } else if live > 0 {
@@ -67,7 +68,7 @@ pub fn shred(tenant: &Uuid) -> i32 {
                     "UPDATE tenant.data_key SET state = 'destroyed', wrapped = NULL, destroyed_at = now() \
                      WHERE tenant = $1 AND state <> 'destroyed'",
                     None,
-                    &[pg_uuid(tenant).into()],
+                    &[to_pg(tenant).into()],
                 )
                 .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not shred the keys: {e}")));
         }
@@ -101,7 +102,7 @@ pub fn rewrap_all() -> i64 {
             let mut rewrapped = Vec::new();
             let mut unknown = 0i64;
             for (tenant, version, wrapped) in rows {
-                let tenant = Uuid::from_bytes(*tenant.as_bytes());
+                let tenant = from_pg(&tenant);
                 let id = ciphertext::wrapped_kek_id(&wrapped)
                     .unwrap_or_else(|_| errors::wrapped_key_corrupt(version as u32));
                 if id == current.id {
@@ -125,7 +126,7 @@ pub fn rewrap_all() -> i64 {
                     .update(
                         "UPDATE tenant.data_key SET wrapped = $3 WHERE tenant = $1 AND version = $2",
                         None,
-                        &[pg_uuid(tenant).into(), (*version).into(), wrapped.clone().into()],
+                        &[to_pg(tenant).into(), (*version).into(), wrapped.clone().into()],
                     )
                     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a data key: {e}")));
             }
@@ -137,29 +138,25 @@ pub fn rewrap_all() -> i64 {
 // ---------------------------------------------------------------------------------------------------------------
 // SQL API. Thin wrappers; the logic is above.
 
-fn from_pg(u: pgrx::Uuid) -> Uuid {
-    Uuid::from_bytes(*u.as_bytes())
-}
-
 /// Creates the tenant's data key if it has none; returns its active version.
 #[pg_extern(volatile, parallel_unsafe, strict, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn create_key(tenant: pgrx::Uuid) -> i32 {
-    create(&from_pg(tenant)) as i32
+    create(&from_pg(&tenant)) as i32
 }
 
 /// Adds a new active data key version for the tenant; returns it. Older versions still decrypt.
 #[pg_extern(volatile, parallel_unsafe, strict, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn rotate_key(tenant: pgrx::Uuid) -> i32 {
-    rotate(&from_pg(tenant)) as i32
+    rotate(&from_pg(&tenant)) as i32
 }
 
 /// Crypto-shredding: destroys every data key version of the tenant. Returns how many versions it destroyed.
 #[pg_extern(volatile, parallel_unsafe, strict, security_definer, name = "shred")]
 #[search_path(pg_catalog, pg_temp)]
 fn shred_tenant(tenant: pgrx::Uuid) -> i32 {
-    shred(&from_pg(tenant))
+    shred(&from_pg(&tenant))
 }
 
 /// Rewraps every data key under the current master key; returns how many it rewrapped.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub struct LoadedKek {
     source: KekSource,
     pub key: Key,
-    pub id: [u8; 8],
+    pub id: [u8; ciphertext::KEK_ID_LEN],
 }
 
 thread_local! {

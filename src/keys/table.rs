@@ -6,6 +6,7 @@
 use super::cache;
 use crate::errors;
 use crate::privileged::{as_bootstrap_superuser, select_latest};
+use crate::uuids::to_pg;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use uuid::Uuid;
@@ -45,10 +46,6 @@ pub struct Row {
     pub wrapped: Option<Vec<u8>>,
 }
 
-pub fn pg_uuid(u: &Uuid) -> pgrx::Uuid {
-    pgrx::Uuid::from_bytes(*u.as_bytes())
-}
-
 fn parse_state(text: &str) -> State {
     match text {
         "active" => State::Active,
@@ -61,7 +58,7 @@ fn parse_state(text: &str) -> State {
 fn select_rows(tenant: &Uuid) -> Vec<Row> {
     select_latest(
         c"SELECT version, state, wrapped FROM tenant.data_key WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY version",
-        &[(pg_sys::UUIDOID, pg_uuid(tenant).into_datum())],
+        &[(pg_sys::UUIDOID, to_pg(tenant).into_datum())],
         |row| Row {
             version: row.get::<i32>(1).unwrap_or(0) as u32,
             state: parse_state(&row.get::<String>(2).unwrap_or_default()),
@@ -107,7 +104,7 @@ pub fn insert_key(client: &mut SpiClient<'_>, tenant: &Uuid, version: u32, wrapp
             "INSERT INTO tenant.data_key (tenant, version, state, wrapped) VALUES ($1, $2, 'active', $3) \
              ON CONFLICT DO NOTHING RETURNING version",
             None,
-            &[pg_uuid(tenant).into(), (version as i32).into(), wrapped.into()],
+            &[to_pg(tenant).into(), (version as i32).into(), wrapped.into()],
         )
         .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a data key: {e}")));
     !inserted.is_empty()

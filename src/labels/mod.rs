@@ -16,101 +16,26 @@
 
 pub use tenant_guard_core::label as grammar;
 
+mod policies;
+mod queue;
+
+pub use policies::{
+    deparsed_policy_predicate, in_internal_ddl, is_managed_policy, policy_predicate, ACCESS_POLICY, ISOLATION_POLICY,
+};
+pub use queue::{flush_actions, init_xact, label_created_relations, relation_created, tables_altered};
+
+use policies::check_tenant_column;
+use queue::{queue, Action};
+
 use crate::errors;
 use crate::guard;
 use crate::privileged::with_pinned_search_path;
 use grammar::Label;
 use pgrx::prelude::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
 pub const PROVIDER: &CStr = c"tenant_guard";
-pub const ISOLATION_POLICY: &str = "tenant_isolation";
-pub const ACCESS_POLICY: &str = "tenant_access";
-
-thread_local! {
-    /// Depth of DDL that tenant_guard itself is running: the tamper guard lets it through.
-    static INTERNAL_DDL: Cell<u32> = const { Cell::new(0) };
-    /// Tables created in a tenant_scoped schema without the tenant column, to be labelled before COMMIT.
-    static PENDING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
-    /// Protections decided by the label hook, applied once the labelling statement is done (see flush_actions).
-    static ACTIONS: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
-    /// Relations created by the running statement, to protect like their schema or parent once it is done.
-    static CREATED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
-    /// Whether flush_actions is running (see there).
-    static FLUSHING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Called for each relation PostgreSQL creates (OAT_POST_CREATE), by whatever statement: CREATE TABLE, CREATE TABLE
-/// AS and SELECT INTO (inside EXPLAIN ANALYZE too), a schema element of CREATE SCHEMA, a partition.
-pub fn relation_created(relid: pg_sys::Oid) {
-    CREATED.with_borrow_mut(|c| c.push(relid));
-}
-
-/// Protects the tables the statement that just finished created, like their schema or parent.
-pub fn label_created_relations() {
-    let created = CREATED.take();
-    if created.is_empty() {
-        return;
-    }
-    // SAFETY: makes what the statement created visible to the lookups below.
-    unsafe { pg_sys::CommandCounterIncrement() };
-    for relid in created {
-        protect_like_parent_or_schema(relid);
-    }
-    flush_actions();
-}
-
-enum Action {
-    Protect { relid: pg_sys::Oid, column: String },
-    Unprotect { relid: pg_sys::Oid, column: String },
-}
-
-/// Applies the protections the label hook decided.
-///
-/// The hook itself cannot run ALTER TABLE: `SECURITY LABEL ON TABLE` keeps the table open while it calls the hook,
-/// and ALTER TABLE refuses a table in use. So the hook validates the label (an invalid one is refused before it is
-/// stored) and queues the work; the tamper-guard hook calls this when the SECURITY LABEL statement has finished, and
-/// tenant_guard's own callers of SetSecurityLabel call it right after. Everything stays in the same transaction.
-/// The work it does (ALTER TABLE, CREATE POLICY) fires the event trigger, which calls it again: that inner call
-/// leaves the queue to the outer loop, so labelling a schema of many tables does not nest one call per table.
-pub fn flush_actions() {
-    if FLUSHING.get() {
-        return;
-    }
-    FLUSHING.set(true);
-    struct Done;
-    impl Drop for Done {
-        fn drop(&mut self) {
-            FLUSHING.set(false);
-        }
-    }
-    let _done = Done;
-    while let Some(action) = ACTIONS.with_borrow_mut(|a| if a.is_empty() { None } else { Some(a.remove(0)) }) {
-        // Act only if the stored label still says so: a label whose statement failed (say, inside a rolled-back
-        // savepoint) must not leave its protection queued for the next flush.
-        // SAFETY: makes the label just written by this command visible to the lookups below.
-        unsafe { pg_sys::CommandCounterIncrement() };
-        match action {
-            Action::Protect { relid, column } => {
-                let wanted = Some(Label::TenantScoped { column: column.clone() });
-                if let (Some(t), true) = (table(relid), table_label(relid) == wanted) {
-                    apply_protection(&t, &column);
-                }
-            }
-            Action::Unprotect { relid, column } => {
-                let old = Some(Label::TenantScoped { column: column.clone() });
-                if let (Some(t), true) = (table(relid), table_label(relid) != old) {
-                    remove_protection(&t, &column);
-                }
-            }
-        }
-    }
-}
-
-fn queue(action: Action) {
-    ACTIONS.with_borrow_mut(|a| a.push(action));
-}
 
 /// Registers the label provider. Called from `_PG_init` (needs shared_preload_libraries).
 pub fn init() {
@@ -122,24 +47,6 @@ pub fn init() {
     }
 }
 
-/// Whether tenant_guard's own DDL is running (the tamper guard must not refuse it).
-pub fn in_internal_ddl() -> bool {
-    INTERNAL_DDL.get() > 0
-}
-
-fn internal_ddl(sql: &str) {
-    struct Depth;
-    impl Drop for Depth {
-        fn drop(&mut self) {
-            INTERNAL_DDL.set(INTERNAL_DDL.get() - 1);
-        }
-    }
-    INTERNAL_DDL.set(INTERNAL_DDL.get() + 1);
-    let _depth = Depth;
-    with_pinned_search_path(|| Spi::run(sql))
-        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not apply its policies: {e}")));
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relabel(object: *const pg_sys::ObjectAddress, seclabel: *const std::ffi::c_char) {
     // SAFETY: PostgreSQL passes a valid ObjectAddress and a NUL-terminated label, or NULL to remove the label.
@@ -147,6 +54,7 @@ unsafe extern "C-unwind" fn on_relabel(object: *const pg_sys::ObjectAddress, sec
     let label = if seclabel.is_null() {
         None
     } else {
+        // SAFETY: not NULL, so the NUL-terminated label PostgreSQL is about to store.
         let text = unsafe { CStr::from_ptr(seclabel) }.to_string_lossy();
         Some(grammar::parse(&text).unwrap_or_else(|e| errors::invalid_label(&text, &e)))
     };
@@ -180,6 +88,7 @@ pub fn label_of(class_id: pg_sys::Oid, object_id: pg_sys::Oid) -> Option<Label> 
     if text.is_null() {
         return None;
     }
+    // SAFETY: not NULL, so a NUL-terminated copy of the stored label.
     grammar::parse(&unsafe { CStr::from_ptr(text) }.to_string_lossy()).ok()
 }
 
@@ -225,11 +134,6 @@ unsafe extern "C-unwind" fn forget_protected(_arg: pg_sys::Datum, relid: pg_sys:
 /// The `tenant_scoped` label of a protected table.
 pub fn protected_label(relid: pg_sys::Oid) -> Option<Label> {
     table_label(relid).filter(|l| matches!(l, Label::TenantScoped { .. }))
-}
-
-/// Whether `name` is one of the two policies tenant_guard attaches.
-pub fn is_managed_policy(name: &str) -> bool {
-    name == ISOLATION_POLICY || name == ACCESS_POLICY
 }
 
 /// Labels a table the way `SECURITY LABEL` would: validates and queues the protection, then stores the label.
@@ -325,49 +229,6 @@ fn parents(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     })
 }
 
-/// Refuses (before the label is stored) a tenant column that is missing or not a uuid.
-fn check_tenant_column(t: &Table, column: &str) {
-    let ccol = CString::new(column).expect("labels have no NUL");
-    // SAFETY: syscache lookups on an existing relation.
-    let (attnum, atttype) = unsafe {
-        let attnum = pg_sys::get_attnum(t.relid, ccol.as_ptr());
-        let atttype = if attnum == pg_sys::InvalidAttrNumber as i16 {
-            pg_sys::InvalidOid
-        } else {
-            pg_sys::get_atttype(t.relid, attnum)
-        };
-        (attnum, atttype)
-    };
-    if attnum == pg_sys::InvalidAttrNumber as i16 {
-        errors::missing_tenant_column(&t.qualified, column);
-    }
-    if atttype != pg_sys::UUIDOID {
-        errors::tenant_column_not_uuid(&t.qualified, column);
-    }
-}
-
-/// The policy expression, fully qualified so that search_path cannot change what it means.
-pub fn policy_predicate(column: &str) -> String {
-    format!("{} OPERATOR(pg_catalog.=) (SELECT tenant.current_id())", spi::quote_identifier(column))
-}
-
-fn apply_protection(t: &Table, column: &str) {
-    let (tbl, col, pred) = (&t.qualified, spi::quote_identifier(column), policy_predicate(column));
-    internal_ddl(&format!(
-        "ALTER TABLE {tbl} ENABLE ROW LEVEL SECURITY;
-         ALTER TABLE {tbl} FORCE ROW LEVEL SECURITY;
-         ALTER TABLE {tbl} ALTER COLUMN {col} SET DEFAULT tenant.current_id();
-         ALTER TABLE {tbl} ALTER COLUMN {col} SET NOT NULL;
-         {drop}
-         CREATE POLICY {ISOLATION_POLICY} ON {tbl} AS RESTRICTIVE FOR ALL TO PUBLIC
-             USING ({pred}) WITH CHECK ({pred});
-         CREATE POLICY {ACCESS_POLICY} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC
-             USING ({pred}) WITH CHECK ({pred});",
-        drop = drop_managed_policies(t)
-    ));
-    protect_partitions(t.relid, &Label::TenantScoped { column: column.to_owned() });
-}
-
 /// Labels every direct child of `parent` (partitions and inheritance children) that has no tenant_guard label yet
 /// (each label recurses further down): a query on the parent reads them under the parent's policies, and a query
 /// on a child directly must be confined too.
@@ -388,44 +249,6 @@ fn protect_partitions(parent: pg_sys::Oid, label: &Label) {
             label_table(child, label);
         }
     }
-}
-
-fn remove_protection(t: &Table, column: &str) {
-    let (tbl, col) = (&t.qualified, spi::quote_identifier(column));
-    internal_ddl(&format!("{} ALTER TABLE {tbl} ALTER COLUMN {col} DROP DEFAULT;", drop_managed_policies(t)));
-    // Turn row-level security off again only if no other policy relies on it.
-    let others = with_pinned_search_path(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1)",
-            &[t.relid.into()],
-        )
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(true);
-    if !others {
-        internal_ddl(&format!(
-            "ALTER TABLE {tbl} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {tbl} DISABLE ROW LEVEL SECURITY;"
-        ));
-    }
-}
-
-/// DROP POLICY statements for the managed policies the table has now (none if it has none: no NOTICE noise).
-fn drop_managed_policies(t: &Table) -> String {
-    let existing: Vec<String> = with_pinned_search_path(|| {
-        Spi::connect(|c| {
-            c.select(
-                "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy \
-                  WHERE polrelid OPERATOR(pg_catalog.=) $1 \
-                    AND polname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $3])",
-                None,
-                &[t.relid.into(), ISOLATION_POLICY.into(), ACCESS_POLICY.into()],
-            )
-            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-        })
-    });
-    existing.iter().map(|p| format!("DROP POLICY {} ON {};", spi::quote_identifier(p), t.qualified)).collect()
 }
 
 fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
@@ -465,71 +288,6 @@ fn relabel_schema(nspid: pg_sys::Oid, label: Option<Label>) {
     }
 }
 
-/// After ALTER TABLE (ATTACH PARTITION, INHERIT, or anything else): protects the tables it reached like their
-/// parent or schema, and the partitions attached to a protected table.
-pub fn tables_altered(relids: &[pg_sys::Oid]) {
-    // SAFETY: makes what the statement did visible to the lookups below.
-    unsafe { pg_sys::CommandCounterIncrement() };
-    for relid in relids {
-        protect_like_parent_or_schema(*relid);
-    }
-    flush_actions();
-}
-
-/// Protects a table like its parent (a partition or inheritance child of a protected table) or its schema (a
-/// `tenant_scoped` schema), and a protected table's partitions and children; a table created in a `tenant_scoped`
-/// schema without the tenant column must be labelled before COMMIT.
-fn protect_like_parent_or_schema(relid: pg_sys::Oid) {
-    let Some(t) = table(relid) else { return };
-    if !is_table(t.relkind) {
-        return;
-    }
-    if let Some(label) = table_label(relid) {
-        // ALTER TABLE ... ATTACH PARTITION reports the parent: protect partitions attached to it.
-        if matches!(label, Label::TenantScoped { .. }) {
-            protect_partitions(relid, &label);
-        }
-        return;
-    }
-    // A partition or inheritance child of a protected table is protected like its parent.
-    if let Some(label) = parents(relid).into_iter().find_map(protected_label) {
-        label_table(relid, &label);
-        return;
-    }
-    // SAFETY: a syscache lookup on an existing relation.
-    let nspid = unsafe { pg_sys::get_rel_namespace(relid) };
-    if let Some(label @ Label::TenantScoped { .. }) = label_of(pg_sys::NamespaceRelationId, nspid) {
-        let Label::TenantScoped { column } = &label else { unreachable!() };
-        let ccol = CString::new(column.as_str()).expect("no NUL");
-        // SAFETY: syscache lookup on an existing relation.
-        let has_column = unsafe { pg_sys::get_attnum(relid, ccol.as_ptr()) } != pg_sys::InvalidAttrNumber as i16;
-        if has_column {
-            label_table(relid, &label);
-        } else {
-            PENDING.with_borrow_mut(|p| p.push(relid));
-        }
-    }
-}
-
-/// At PRE_COMMIT: every table created in a tenant_scoped schema must by now be labelled (tenant_scoped or global).
-pub fn check_pending_at_commit() {
-    let pending = PENDING.with_borrow_mut(std::mem::take);
-    for relid in pending {
-        let Some(t) = table(relid) else { continue }; // dropped again
-        if table_label(relid).is_none() {
-            // SAFETY: syscache lookup on an existing relation.
-            let nspid = unsafe { pg_sys::get_rel_namespace(relid) };
-            if let Some(Label::TenantScoped { column }) = label_of(pg_sys::NamespaceRelationId, nspid) {
-                errors::unscoped_table_in_scoped_schema(&t.qualified, &column);
-            }
-        }
-    }
-}
-
-pub fn forget_pending() {
-    PENDING.with_borrow_mut(Vec::clear);
-}
-
 /// Protects a table: the same as `SECURITY LABEL FOR tenant_guard ON TABLE tbl IS 'tenant_scoped column=...'`.
 /// (SQL: `tenant.protect(tbl regclass, tenant_column name)`, a SQL wrapper that passes the table's oid, so that an
 /// oid that names no table is a clean 42809, not a failed relation open.)
@@ -548,24 +306,8 @@ fn protect(tbl: Option<pg_sys::Oid>, tenant_column: Option<&str>) {
     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not label the table: {e}")));
 }
 
-/// Registers the PRE_COMMIT check of tables created in tenant_scoped schemas.
-pub fn init_xact() {
-    // SAFETY: a backend-lifetime callback with a static function and no argument.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => check_pending_at_commit(),
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
-            forget_pending();
-            ACTIONS.with_borrow_mut(Vec::clear);
-            CREATED.with_borrow_mut(Vec::clear);
-        }
-        _ => {}
-    }
-}
-
-extension_sql_file!("../../sql/labels.sql", name = "labels_schema", requires = ["admin_role", protect, label_column]);
+extension_sql_file!(
+    "../../sql/labels.sql",
+    name = "labels_schema",
+    requires = ["admin_role", protect, label_column, deparsed_policy_predicate]
+);

@@ -1,10 +1,10 @@
 """Shared set-up of the red-team suites (test_redteam*.py): one scenario per attack, named after it, mapped to the
-threat catalogue (A1-A32, B) and the README's security model.
+threat catalogue (A1-A44, B) and docs/security-model.md.
 
 Section A (RLS bypasses and leaks) is tried against a real SaaS-shaped schema, as an application role that is
 NOSUPERUSER NOBYPASSRLS and owns nothing, and as the (NOLOGIN) table owner. Section B (token attacks) uses real
 signed tokens (PyJWT, or raw signatures with the same keys where PyJWT refuses to build the attack). Every scenario
-asserts the exact rows, SQLSTATEs and messages. The README's security model maps each threat to its scenarios.
+asserts the exact rows, SQLSTATEs and messages. docs/security-model.md maps each threat to its scenarios.
 
 Data: tenant A has customers 1, 2 and orders 1, 2; tenant B has customers 1, 2, 3 and orders 1, 2, 3; both share the
 email 'shared@x' (allowed: keys are per tenant). The partitioned table app.events has rows of both tenants in both

@@ -220,8 +220,8 @@ def test_security_definer_functions(db):
     assert short(audit(db, "definer_function")) == [("warning", "definer_function", "app.all_orders()")]
 
 
-UNIQUE_DETAIL = ("is {} without the tenant column tenant_id in its key: an insert or update that collides with another "
-                 "tenant's value fails, which tells the caller that the value exists")
+UNIQUE_DETAIL = ("is {} across tenants: its key does not compare the tenant column tenant_id for equality: an insert or "
+                 "update that collides with another tenant's value fails, which tells the caller that the value exists")
 UNIQUE_FIX = "make it unique per tenant: put tenant_id in the key, for example UNIQUE (tenant_id, ...)"
 
 
@@ -247,10 +247,15 @@ def test_unique_with_the_tenant_column_only_in_include_or_an_exclusion_is_an_ora
     db.execute("ALTER TABLE app.orders ADD CONSTRAINT orders_note_excl EXCLUDE USING gist (note WITH =)")
     db.execute("ALTER TABLE app.orders ADD CONSTRAINT orders_note_tenant_excl "
                "EXCLUDE USING gist (tenant_id WITH =, note WITH =)")  # per tenant: fine
+    # the tenant column compared with <>: conflicts only between different tenants
+    db.execute("ALTER TABLE app.orders ADD CONSTRAINT orders_note_other_tenant_excl "
+               "EXCLUDE USING gist (tenant_id WITH <>, note WITH =)")
     assert audit(db, "unique_without_tenant") == [
         ("warning", "unique_without_tenant", "app.customers_email_incl on app.customers",
          UNIQUE_DETAIL.format("unique"), UNIQUE_FIX),
         ("warning", "unique_without_tenant", "app.orders_note_excl on app.orders",
+         UNIQUE_DETAIL.format("an exclusion constraint"), UNIQUE_FIX),
+        ("warning", "unique_without_tenant", "app.orders_note_other_tenant_excl on app.orders",
          UNIQUE_DETAIL.format("an exclusion constraint"), UNIQUE_FIX),
     ]
 

@@ -3,7 +3,7 @@
 Section A (RLS bypasses and leaks, A1-A19) is tried against a real SaaS-shaped schema (see redteam.py), as an
 application role that is NOSUPERUSER NOBYPASSRLS and owns nothing, and as the (NOLOGIN) table owner. Section B
 (token attacks) uses real signed tokens (PyJWT, or raw signatures with the same keys where PyJWT refuses to build the
-attack). Every scenario asserts the exact rows, SQLSTATEs and messages. The README's security model maps each threat
+attack). Every scenario asserts the exact rows, SQLSTATEs and messages. docs/security-model.md maps each threat
 to its scenarios. The escapes a later red team found (A20-A28) are in test_redteam_escapes.py.
 """
 

@@ -16,7 +16,8 @@ from redteam import (A, ALL_ORDERS, B, DB, attacker, begin_as, dsn, fails, owner
 
 CODE = "{} is refused: {}, which calls function {} would run over every tenant's rows of table {}"
 FK = "{} is refused: foreign key {} between {} and {} crosses the tenant boundary"
-UNIQUE = "{} is refused: {} on {} is unique without the tenant column tenant_id in its key"
+UNIQUE = ("{} is refused: {} on {} is unique across tenants: its key does not compare the tenant column tenant_id "
+          "for equality")
 
 
 @pytest.fixture
@@ -254,16 +255,25 @@ def scoped_schema(su):
      "app.events_u_body_key", "app.events_u"),
     ("CREATE TABLE rt34.users (tenant_id uuid, email text, UNIQUE (email) INCLUDE (tenant_id))",
      "rt34.users_email_tenant_id_key", "rt34.users"),
-], ids=["unique", "primary key", "exclusion", "partition", "include"])
-def test_A34_a_new_protected_table_cannot_come_with_a_unique_key_across_tenants(owner, scoped_schema, statement,
+    # the tenant column in the key, but compared with <>: it conflicts only between different tenants
+    ("CREATE TABLE rt34.users (tenant_id uuid, email text, EXCLUDE USING gist (tenant_id WITH <>, email WITH =))",
+     "rt34.users_tenant_id_email_excl", "rt34.users"),
+    ("CREATE TABLE rt34.users (tenant_id uuid, email text, EXCLUDE USING gist (email WITH =, tenant_id WITH <>))",
+     "rt34.users_email_tenant_id_excl", "rt34.users"),
+], ids=["unique", "primary key", "exclusion", "partition", "include", "tenant column with <>",
+        "tenant column with <> last"])
+def test_A34_a_new_protected_table_cannot_come_with_a_unique_key_across_tenants(owner, scoped_schema, su, statement,
                                                                                  index, table):
     """A collision with another tenant's value fails, which tells the writer the value exists."""
+    su.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")   # trusted: an owner with CREATE could install it
     assert fails(owner, statement) == ("42501", UNIQUE.format("CREATE TABLE", index, table))
 
 
 def test_A34_unique_keys_per_tenant_or_generated_by_the_server_stay_allowed(owner, scoped_schema, su):
+    su.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     owner.execute("CREATE TABLE rt34.users (tenant_id uuid, id bigserial PRIMARY KEY, email text, "
-                  "ref uuid DEFAULT gen_random_uuid() UNIQUE, UNIQUE (tenant_id, email))")
+                  "ref uuid DEFAULT gen_random_uuid() UNIQUE, UNIQUE (tenant_id, email), "
+                  "EXCLUDE USING gist (email WITH <>, tenant_id WITH =))")
     assert rows(su, "SELECT count(*) FROM tenant.scoped_tables WHERE table_name = 'rt34.users'::regclass") == [(1,)]
 
 

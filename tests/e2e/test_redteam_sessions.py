@@ -144,6 +144,108 @@ def test_A35_a_statement_parsed_in_an_earlier_transaction_never_runs(pooled_role
         c.execute("ROLLBACK")
 
 
+# PostgreSQL analyzes a stored statement again, from its own copy of the text, when it is bound after something
+# invalidated it; that analysis is not the client parsing the statement in the binding transaction. Every way a
+# client (or anyone) can make it happen, in the planting transaction or the binding one:
+INVALIDATIONS = {
+    "search path at parse": ("SET LOCAL search_path = pg_catalog, public", None, None),
+    "discard plans at parse": (None, "DISCARD PLANS", None),
+    "search path at bind": (None, None, "SET LOCAL search_path = pg_catalog, public"),
+    "discard plans at bind": (None, None, "DISCARD PLANS"),
+    "analyze in between": (None, "ANALYZE app.orders", None),
+    "ddl in between": (None, "ALTER TABLE app.orders ALTER COLUMN note SET STATISTICS 100", None),
+}
+
+
+@pytest.mark.parametrize("invalidation", list(INVALIDATIONS), ids=list(INVALIDATIONS))
+def test_A35_a_statement_analyzed_again_from_its_stored_text_was_not_parsed_by_the_binding_transaction(
+        pooled_role, su, keys, invalidation):
+    """The planting client's statement, bound by the next client without a Parse, must not count as parsed there
+    because PostgreSQL analyzed it again (a planted pg_notify would send the next tenant's rows to the planter)."""
+    at_parse, in_between, at_bind = INVALIDATIONS[invalidation]
+    with connect_app() as c:
+        pg = c.pgconn
+        begin_as(c, keys, A)
+        if at_parse:
+            c.execute(at_parse)
+        pq_rows(pg, pg.prepare(b"vic", EVIL.encode()))
+        if in_between == "DISCARD PLANS":
+            c.execute(in_between)
+        c.execute("COMMIT")
+        if in_between and in_between != "DISCARD PLANS":
+            su.execute(in_between)               # the owner, an administrator or autovacuum, in another session
+        begin_as(c, keys, B)
+        if at_bind:
+            c.execute(at_bind)
+        assert pq_fails(pg, pg.exec_prepared(b"vic", [])) == from_earlier("vic")
+        c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("invalidation", list(INVALIDATIONS), ids=list(INVALIDATIONS))
+def test_A35_the_unnamed_statement_analyzed_again_was_not_parsed_by_the_binding_transaction(
+        pooler_prefix, su, keys, invalidation):
+    """The same for the unnamed statement, which PostgreSQL keeps until the next unnamed Parse or simple query (the
+    transaction control here goes through statements the pooler manages, so that nothing else replaces it)."""
+    at_parse, in_between, at_bind = INVALIDATIONS[invalidation]
+    with connect_app() as c:
+        pg = c.pgconn
+        for name, sql in (("begin", "BEGIN"), ("commit", "COMMIT"), ("auth", "SELECT tenant.authenticate($1)::text"),
+                          ("extra", at_parse or at_bind or in_between)):
+            if sql:
+                pq_rows(pg, pg.prepare(f"PGBOUNCER_{name}".encode(), sql.encode()))
+
+        def run(name, *params):
+            return pq_rows(pg, pg.exec_prepared(f"PGBOUNCER_{name}".encode(), [p.encode() for p in params]))
+
+        run("begin")
+        run("auth", keys.mint(A))
+        if at_parse:
+            run("extra")
+        pq_rows(pg, pg.prepare(b"", EVIL.encode()))
+        pq_rows(pg, pg.exec_prepared(b"", []))      # the previous client parses and runs it in its transaction
+        if in_between == "DISCARD PLANS":
+            run("extra")
+        run("commit")
+        if in_between and in_between != "DISCARD PLANS":
+            su.execute(in_between)
+        run("begin")
+        run("auth", keys.mint(B))
+        if at_bind:
+            run("extra")
+        assert pq_fails(pg, pg.exec_prepared(b"", [])) == (
+            "42501", "the unnamed prepared statement was parsed in an earlier transaction "
+                     "(tenant_guard.allow_session_scope is off)")
+        c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("invalidation", ["SET LOCAL search_path = pg_catalog, public", "DISCARD PLANS"])
+def test_A35_another_clients_statement_analyzed_again_cannot_be_replayed(pooled_role, keys, invalidation):
+    """The other direction: a client forces the analysis of the previous client's statement in its own
+    transaction, to run it with its own tenant."""
+    with connect_app() as c:
+        pg = c.pgconn
+        begin_as(c, keys, B)
+        pq_rows(pg, pg.prepare(b"victim", GOOD.encode()))
+        c.execute("COMMIT")
+        begin_as(c, keys, A)
+        c.execute(invalidation)
+        assert pq_fails(pg, pg.exec_prepared(b"victim", [])) == from_earlier("victim")
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_statement_parsed_in_this_transaction_and_analyzed_again_still_runs(pooled_role, su, keys):
+    """A driver that parses and binds in one transaction, with a search path change or a plan reset in between,
+    keeps working: it did parse the statement here."""
+    with connect_app() as c:
+        pg = c.pgconn
+        begin_as(c, keys, A)
+        pq_rows(pg, pg.prepare(b"q", GOOD.encode()))
+        c.execute("SET LOCAL search_path = pg_catalog, public")
+        c.execute("DISCARD PLANS")
+        assert pq_rows(pg, pg.exec_prepared(b"q", [])) == [(n,) for _, n in A_ORDERS]
+        c.execute("COMMIT")
+
+
 def test_A35_the_extended_protocol_cannot_bind_a_statement_sql_prepared_earlier(pooled_role, keys):
     with connect_app() as c:
         pg = c.pgconn

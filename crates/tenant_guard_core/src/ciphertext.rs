@@ -43,7 +43,15 @@ pub const TAG_LEN: usize = 16;
 /// The shortest valid ciphertext: an empty plaintext.
 pub const MIN_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 pub const KEY_LEN: usize = 32;
-pub const WRAPPED_LEN: usize = 1 + 8 + NONCE_LEN + KEY_LEN + TAG_LEN;
+/// The wrapped data key's KEK id: where it starts and how long it is.
+pub const KEK_ID_OFFSET: usize = 1;
+pub const KEK_ID_LEN: usize = 8;
+/// Where the wrapped data key's nonce starts.
+const WRAPPED_NONCE_OFFSET: usize = KEK_ID_OFFSET + KEK_ID_LEN;
+pub const WRAPPED_LEN: usize = WRAPPED_NONCE_OFFSET + NONCE_LEN + KEY_LEN + TAG_LEN;
+/// The SQL that reads the KEK id of a wrapped key in column `wrapped` (the `tenant.keys` view), as the SQL files
+/// spell it; a test checks the installed view against it.
+pub const KEK_ID_SQL: &str = "substr(wrapped, 2, 8)";
 
 const DATA_AAD_PREFIX: &[u8] = b"tenant_guard/data/v1";
 const DEK_AAD_PREFIX: &[u8] = b"tenant_guard/dek/v1";
@@ -164,10 +172,10 @@ pub fn open(
 }
 
 /// Identifies a master key without revealing it.
-pub fn kek_id(kek: &Key) -> [u8; 8] {
+pub fn kek_id(kek: &Key) -> [u8; KEK_ID_LEN] {
     let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(kek.as_ref()).expect("any key length");
     mac.update(KEK_ID_LABEL);
-    mac.finalize().into_bytes()[..8].try_into().expect("8 bytes")
+    mac.finalize().into_bytes()[..KEK_ID_LEN].try_into().expect("KEK_ID_LEN bytes")
 }
 
 fn dek_aad(tenant: &[u8; 16], version: u32) -> Vec<u8> {
@@ -190,10 +198,12 @@ pub fn wrap(kek: &Key, tenant: &[u8; 16], version: u32, dek: &Key, nonce: &[u8; 
 }
 
 /// The KEK id a wrapped key names.
-pub fn wrapped_kek_id(wrapped: &[u8]) -> Result<[u8; 8], FormatError> {
+pub fn wrapped_kek_id(wrapped: &[u8]) -> Result<[u8; KEK_ID_LEN], FormatError> {
     match wrapped.first() {
         None => Err(FormatError::Truncated),
-        Some(&FORMAT_V1) if wrapped.len() == WRAPPED_LEN => Ok(wrapped[1..9].try_into().expect("8 bytes")),
+        Some(&FORMAT_V1) if wrapped.len() == WRAPPED_LEN => {
+            Ok(wrapped[KEK_ID_OFFSET..WRAPPED_NONCE_OFFSET].try_into().expect("KEK_ID_LEN bytes"))
+        }
         Some(&FORMAT_V1) => Err(FormatError::Truncated),
         Some(&b) => Err(FormatError::UnknownFormat(b)),
     }
@@ -204,7 +214,7 @@ pub fn unwrap(kek: &Key, tenant: &[u8; 16], version: u32, wrapped: &[u8]) -> Res
     if wrapped_kek_id(wrapped)? != kek_id(kek) {
         return Err(FormatError::UnknownKek);
     }
-    let (nonce, sealed) = wrapped[9..].split_at(NONCE_LEN);
+    let (nonce, sealed) = wrapped[WRAPPED_NONCE_OFFSET..].split_at(NONCE_LEN);
     let nonce: &[u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
     let cipher = Aes256Gcm::new((&**kek).into());
     let aad = dek_aad(tenant, version);
@@ -308,6 +318,8 @@ mod tests {
         assert_eq!(unwrap(&kek, &A, 4, &w), Err(FormatError::NotAuthentic));
         assert_eq!(unwrap(&key(8), &A, 3, &w), Err(FormatError::UnknownKek));
         assert_eq!(wrapped_kek_id(&w), Ok(kek_id(&kek)));
+        // SQL's substr counts from 1
+        assert_eq!(KEK_ID_SQL, format!("substr(wrapped, {}, {KEK_ID_LEN})", KEK_ID_OFFSET + 1));
         assert_ne!(kek_id(&kek), kek_id(&key(8)));
         assert_eq!(wrapped_kek_id(&w[..20]), Err(FormatError::Truncated));
     }
