@@ -6,13 +6,20 @@
 #   make soak    the pooled load through pgbouncer at full size (SOAK_TRANSACTIONS, default 120,000)
 #   make fuzz    cargo-fuzz on the token, key-set and ciphertext parsers (FUZZ_RUNS each, default 10,000,000)
 #   make install / install-release / fmt / lint / clean
+#
+# PG=17 or PG=18 (make test PG=17): the same targets against that PostgreSQL major, inside a Debian root of the
+# release that ships it, built once and cached by tests/support/pgroot.sh. Without PG, PostgreSQL 15 on this machine.
 
 SHELL := /bin/bash
-PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+PG ?= 15
+VENV ?= .venv
+PG_CONFIG := /usr/lib/postgresql/$(PG)/bin/pg_config
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+export PG
 
-E2E_DIR    ?= /tmp/tenant_guard-e2e
-E2E_PORT   ?= 54329
+# each major its own port and directory, so that runs for several majors never collide (roots share the network)
+E2E_DIR    ?= /tmp/tenant_guard-e2e$(if $(filter 15,$(PG)),,-pg$(PG))
+E2E_PORT   ?= $(if $(filter 15,$(PG)),54329,$(if $(filter 17,$(PG)),54339,54349))
 DEMO_DIR   ?= /tmp/tenant_guard-demo
 DEMO_PORT  ?= 54330
 BENCH_DIR  ?= /tmp/tenant_guard-bench
@@ -34,7 +41,22 @@ else
   INSTALL_SUDO := --sudo
 endif
 
-.PHONY: deps install install-release test test-unit test-docs test-pg test-e2e test-fuzz demo bench soak fuzz fmt lint clean
+.PHONY: deps install install-release test test-unit test-docs test-pg test-e2e test-upgrade upgrade-script test-fuzz demo bench soak fuzz fmt lint package test-package clean
+
+# Another major than the machine's: every target runs in the root that has it (see tests/support/pgroot.sh).
+ifneq ($(PG),15)
+ifndef TG_IN_ROOT
+ROOTED_TARGETS := deps install install-release test test-unit test-docs test-pg test-e2e test-fuzz demo bench soak
+$(ROOTED_TARGETS):
+	tests/support/pgroot.sh $(PG) make $@
+else
+ROOTED_TARGETS :=
+endif
+else
+ROOTED_TARGETS :=
+endif
+
+ifeq ($(ROOTED_TARGETS),)
 
 deps:
 	@tests/support/deps.sh
@@ -50,6 +72,7 @@ test: deps
 	$(MAKE) test-docs
 	$(MAKE) test-pg
 	$(MAKE) test-e2e
+	$(if $(filter 15,$(PG)),$(MAKE) test-upgrade)
 	$(MAKE) test-fuzz
 
 ## pure-Rust unit tests only (no Postgres needed): the core crate (token, ciphertext, key providers, label grammar,
@@ -63,11 +86,20 @@ test-docs:
 
 ## unit tests and #[pg_test] in-database tests
 test-pg: deps
-	$(PGRX_TEST_ENV) cargo pgrx test pg15
+	$(PGRX_TEST_ENV) cargo pgrx test pg$(PG)
 
 ## end-to-end tests (several connections, COMMIT, session scope, connection options, PyJWT interop)
 test-e2e: install
-	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) .venv/bin/python -m pytest -q tests/e2e
+	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) $(VENV)/bin/python -m pytest -q tests/e2e
+
+## the upgrade from 0.1.0 (built from the commit that released it): ALTER EXTENSION UPDATE keeps every row, key and
+## label, keeps enforcing, and leaves the catalog equal to a fresh install's. PostgreSQL 15 (0.1.0 supported no other)
+test-upgrade: deps
+	tests/upgrade/run.sh
+
+## rewrite the upgrade script from the install scripts and sql/upgrades/ (after a change to an SQL object)
+upgrade-script: deps
+	tests/upgrade/run.sh --write
 
 ## a short run of each fuzz target, so that the harnesses keep building and their seeds keep verifying
 test-fuzz:
@@ -83,14 +115,14 @@ fuzz: deps
 	done
 
 soak: install-release
-	tests/support/with-cluster.sh $(SOAK_DIR) $(SOAK_PORT) .venv/bin/python tests/pooled/pgbouncer_load.py \
+	tests/support/with-cluster.sh $(SOAK_DIR) $(SOAK_PORT) $(VENV)/bin/python tests/pooled/pgbouncer_load.py \
 	  --transactions $(SOAK_TRANSACTIONS) --clients 32 --tenants 16 --pool-size 4
 
 demo: install-release
-	tests/support/with-cluster.sh $(DEMO_DIR) $(DEMO_PORT) .venv/bin/python examples/demo.py
+	tests/support/with-cluster.sh $(DEMO_DIR) $(DEMO_PORT) $(VENV)/bin/python examples/demo.py
 
 bench: install-release
-	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) .venv/bin/python bench/run.py
+	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/run.py
 
 fmt:
 	cargo fmt
@@ -99,6 +131,17 @@ lint: deps
 	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --features tenant_guard/pg_test -- -D warnings
+
+endif
+
+## the Debian package postgresql-$(PG)-tenant-guard in target/package/ (PG=15 here; 17 and 18 built in their root)
+package:
+	packaging/deb.sh
+
+## installs that package into a clean root of its Debian release, preloads it and runs the demo against it
+test-package: package
+	@$(VENV)/bin/python -c 'import psycopg, jwt' 2>/dev/null || PG=15 tests/support/deps.sh
+	packaging/test-deb.sh
 
 clean:
 	cargo clean

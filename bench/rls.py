@@ -33,7 +33,7 @@ import time
 
 import psycopg
 
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+PGBENCH = f"/usr/lib/postgresql/{os.environ.get('PG', '15')}/bin/pgbench"
 TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 ORDERS_K = int(os.environ.get("BENCH_ORDERS_K", "240000"))  # tenant n has 200 + ORDERS_K // n orders
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))

@@ -450,13 +450,16 @@ SELECT 'warning', 'tenant_sized_relation', c.oid::pg_catalog.regclass::text,
                                              WHERE h.inhrelid = c.oid AND h.inhparent = s.relid
                                                AND a.attnum = ANY (pt.partattrs::int2[])))
 UNION ALL
--- 12. a server older than 15.14 (see MIN_SERVER_VERSION_NUM in src/lib.rs)
+-- 12. a server older than its major's oldest supported minor release (MIN_SERVER_VERSION_NUM in
+--     src/requirements.rs)
 SELECT 'critical', 'server_version', 'server',
-       pg_catalog.format('PostgreSQL %s.%s is older than 15.14: it leaks rows hidden by row-level security through '
+       pg_catalog.format('PostgreSQL %s.%s is older than %s.%s: it leaks rows hidden by row-level security through '
                          'planner statistics (CVE-2025-8713) and has other fixed RLS bugs',
-                         server_version_num / 10000, server_version_num % 10000),
-       'upgrade to the latest PostgreSQL 15 minor release (15.14 or later)'
- WHERE server_version_num < 150014
+                         server_version_num / 10000, server_version_num % 10000, m.min / 10000, m.min % 10000),
+       pg_catalog.format('upgrade to the latest PostgreSQL %s minor release (%s.%s or later)',
+                         server_version_num / 10000, m.min / 10000, m.min % 10000)
+  FROM (SELECT tenant._minimum_server_version(server_version_num / 10000) AS min) m
+ WHERE server_version_num < m.min
 )
 SELECT severity, check_name, object, detail, fix
   FROM findings

@@ -49,3 +49,5 @@ COMMENT ON FUNCTION tenant._settings_with_credentials() IS
     'The master-key settings that look like they carry a credential, by name only (internal, for the audit).';
 COMMENT ON FUNCTION tenant._policy_intact(oid, name) IS
     'Whether both managed policies of a protected table are as tenant_guard made them (internal).';
+COMMENT ON FUNCTION tenant._minimum_server_version(integer) IS
+    'The oldest supported server_version_num of a PostgreSQL major release, NULL for one tenant_guard does not know (internal, for the audit).';

@@ -99,7 +99,7 @@ fn check_time() -> i64 {
         if in_parallel_worker() {
             pg_sys::GetCurrentStatementStartTimestamp().max(pg_sys::GetCurrentTransactionStartTimestamp())
         } else {
-            let lxid = (*pg_sys::MyProc).lxid;
+            let lxid = crate::pg_version::local_transaction_id();
             match CLOCK.get() {
                 (cached, ts) if cached == lxid && ts != 0 => ts,
                 _ => {

@@ -112,8 +112,8 @@ pub fn filled(watched: Watched, generation: u64) {
 
 /// Accepts pending invalidations once per statement.
 pub fn accept_once_per_statement() {
-    // SAFETY: plain reads of backend state; MyProc is set for every backend that runs SQL.
-    let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentStatementStartTimestamp()) };
+    // SAFETY: a plain read of backend state.
+    let now = (crate::pg_version::local_transaction_id(), unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
     if LAST_STATEMENT.get() != now {
         LAST_STATEMENT.set(now);
         // SAFETY: what every lock acquisition does; it runs our callbacks, which only touch Cells.

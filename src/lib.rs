@@ -13,7 +13,8 @@
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting;
-//! - [`requirements`]: what tenant_guard needs of the server and of the database it is created in.
+//! - [`requirements`]: what tenant_guard needs of the server and of the database it is created in;
+//! - [`pg_version`]: what differs between the PostgreSQL majors it supports.
 //!
 //! Unsafe code lives in the hooks and FFI calls only: every unsafe operation is its own block (also inside an
 //! `unsafe fn`), and every block says why it is sound.
@@ -38,6 +39,7 @@ pub mod invalidation;
 pub mod issuers;
 pub mod keys;
 pub mod labels;
+pub mod pg_version;
 pub mod privileged;
 pub mod redaction;
 pub mod requirements;

@@ -3,10 +3,29 @@
 use crate::errors;
 use pgrx::prelude::*;
 
-/// Oldest supported server: 15.14 fixes CVE-2025-8713 (optimizer statistics leaking rows hidden by RLS).
-const MIN_SERVER_VERSION_NUM: i64 = 150014;
+/// The oldest supported minor release of each major (as `server_version_num`): the first that fixes
+/// CVE-2025-8713 (optimizer statistics leaking rows hidden by row-level security) and the RLS fixes released with
+/// it. 18.0 was released with them.
+const MIN_SERVER_VERSION_NUM: [(i32, i32); 4] = [(15, 150014), (16, 160010), (17, 170006), (18, 180000)];
 
-/// Warns (once, at server start) when the server is older than [`MIN_SERVER_VERSION_NUM`].
+/// The oldest supported `server_version_num` of a major release, if tenant_guard knows the major.
+pub fn minimum_server_version(major: i32) -> Option<i32> {
+    MIN_SERVER_VERSION_NUM.iter().find(|(m, _)| *m == major).map(|(_, min)| *min)
+}
+
+/// `version_num` as PostgreSQL prints it (150014 is 15.14).
+fn display(version_num: i32) -> String {
+    format!("{}.{}", version_num / 10000, version_num % 10000)
+}
+
+/// `tenant._minimum_server_version(major)`: the same table, for `tenant.audit()`.
+#[pg_extern(immutable, parallel_safe, strict, name = "_minimum_server_version")]
+pub fn minimum_server_version_sql(major: i32) -> Option<i32> {
+    minimum_server_version(major)
+}
+
+/// Warns (once, at server start) when the server is older than its major's minimum (see
+/// [`MIN_SERVER_VERSION_NUM`]).
 pub fn check_server_version() {
     // SAFETY: GetConfigOption returns a pointer to a static GUC string or NULL; we copy it at once.
     let num = unsafe {
@@ -14,11 +33,12 @@ pub fn check_server_version() {
         if ptr.is_null() {
             return;
         }
-        std::ffi::CStr::from_ptr(ptr).to_str().ok().and_then(|s| s.parse::<i64>().ok())
+        std::ffi::CStr::from_ptr(ptr).to_str().ok().and_then(|s| s.parse::<i32>().ok())
     };
-    if num.is_some_and(|n| n < MIN_SERVER_VERSION_NUM) {
+    let Some(num) = num else { return };
+    if let Some(min) = minimum_server_version(num / 10000).filter(|min| num < *min) {
         errors::warning(
-            "tenant_guard supports PostgreSQL 15.14 or later; this server is older".into(),
+            format!("tenant_guard supports PostgreSQL {} or later; this server is {}", display(min), display(num)),
             "Upgrade the server: older minor releases leak rows hidden by row-level security (CVE-2025-8713 and others).",
         );
     }

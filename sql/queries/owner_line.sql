@@ -147,12 +147,14 @@ SELECT k.conrelid, 'foreign_key', k.conname::text, k.confrelid::regclass::text
     OR k.conid IN (SELECT objid FROM placed WHERE classid = 'pg_constraint'::regclass)
     OR k.conrelid IN (SELECT relid FROM labelled) OR k.confrelid IN (SELECT relid FROM labelled)
 UNION ALL
--- a unique key across tenants added to a protected table, created with it included (one that was there before
--- the table was protected is reported by tenant.audit(): refusing the label would leave the table unprotected)
+-- a unique key across tenants added to a protected table, or brought by a table attached or inherited into one
+-- (one that was there before a table was labelled is reported by tenant.audit(): refusing the label would leave
+-- the table unprotected)
 SELECT s.relid, 'unique_key', u.indexrelid::regclass::text, s.col
   FROM scoped s CROSS JOIN LATERAL tenant._unique_without_tenant(s.relid, s.col) u
  WHERE NOT u.generated
-   AND u.indexrelid IN (SELECT objid FROM placed WHERE classid = 'pg_class'::regclass)
+   AND (u.indexrelid IN (SELECT objid FROM placed WHERE classid = 'pg_class'::regclass)
+        OR s.relid IN (SELECT inhrelid FROM links))   -- a table attached or inherited: its rows are new to the key
 UNION ALL
 SELECT s.relid, 'unprotected_child', h.inhrelid::regclass::text, NULL
   FROM scoped s

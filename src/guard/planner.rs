@@ -52,8 +52,8 @@ fn hidden(relid: pg_sys::Oid) -> bool {
     if !gucs::planner_statistics_hidden() || !labels::is_protected_cached(relid) {
         return false;
     }
-    // SAFETY: plain reads of backend state; MyProc is set for every backend that plans.
-    let (lxid, user) = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetUserId()) };
+    // SAFETY: a plain read of backend state.
+    let (lxid, user) = (crate::pg_version::local_transaction_id(), unsafe { pg_sys::GetUserId() });
     let (cached_lxid, cached_user, confined) = CONFINED.get();
     if cached_lxid == lxid && cached_user == user {
         return confined;

@@ -40,8 +40,7 @@ thread_local! {
 }
 
 fn current_lxid() -> u32 {
-    // SAFETY: MyProc is set in every backend that runs SQL.
-    unsafe { (*pg_sys::MyProc).lxid }
+    crate::pg_version::local_transaction_id()
 }
 
 fn text_hash(text: &[u8]) -> u64 {
@@ -135,9 +134,25 @@ pub unsafe fn running(name: *const std::ffi::c_char) {
         if replaced {
             errors::prepared_statement_replaced(&label);
         }
-    } else if !parsed_here(text, stored) {
-        errors::prepared_statement_from_earlier_transaction(&label);
+    } else {
+        // SAFETY: a valid prepared statement entry (fetched above).
+        let here = unsafe { prepared_in_this_transaction(entry) } && parsed_here(text, stored);
+        if !here {
+            errors::prepared_statement_from_earlier_transaction(&label);
+        }
     }
+}
+
+/// Whether the named statement was created (SQL PREPARE, the protocol's Parse) in the current transaction: PostgreSQL
+/// stamps it with the start time of the statement or message that created it, and a transaction starts after every
+/// earlier transaction's statements. (Together with [`parsed_here`]: neither a re-analysis of the stored text nor
+/// a second statement of the same text changes the stamp.)
+///
+/// # Safety
+/// `entry` is a valid prepared statement entry.
+unsafe fn prepared_in_this_transaction(entry: *const pg_sys::PreparedStatement) -> bool {
+    // SAFETY: as the caller promises; a plain read of the transaction's start time.
+    unsafe { (*entry).prepare_time >= pg_sys::GetCurrentTransactionStartTimestamp() }
 }
 
 /// The statement's own part of its text (a SQL PREPARE in a string of several statements).
@@ -203,24 +218,29 @@ pub unsafe fn preparing(node: *mut pg_sys::Node) {
     }
 }
 
-/// SQL `EXECUTE name`, also inside `EXPLAIN` and `CREATE TABLE AS`: checked like any named statement.
+/// SQL `EXECUTE name`, however it is wrapped (`EXPLAIN`, `CREATE TABLE AS`, `EXPLAIN CREATE TABLE AS`): checked like
+/// any named statement.
 ///
 /// # Safety
 /// `node` is a utility statement's parse tree.
 pub unsafe fn executing(node: *mut pg_sys::Node) {
-    // SAFETY: each branch casts the node to the type its tag names.
+    // SAFETY: each branch casts the node to the type its tag names; wrappers hold their statement as a Query or a
+    // raw node (utility_of unwraps the Query).
     let name = unsafe {
-        let inner = match (*node).type_ {
-            pg_sys::NodeTag::T_ExplainStmt => super::utility_of((*(node as *mut pg_sys::ExplainStmt)).query),
-            pg_sys::NodeTag::T_CreateTableAsStmt => {
-                super::utility_of((*(node as *mut pg_sys::CreateTableAsStmt)).query)
+        let mut inner = node;
+        loop {
+            if inner.is_null() {
+                return;
             }
-            _ => node,
-        };
-        if inner.is_null() || (*inner).type_ != pg_sys::NodeTag::T_ExecuteStmt {
-            return;
+            inner = match (*inner).type_ {
+                pg_sys::NodeTag::T_ExplainStmt => super::utility_of((*(inner as *mut pg_sys::ExplainStmt)).query),
+                pg_sys::NodeTag::T_CreateTableAsStmt => {
+                    super::utility_of((*(inner as *mut pg_sys::CreateTableAsStmt)).query)
+                }
+                pg_sys::NodeTag::T_ExecuteStmt => break (*(inner as *mut pg_sys::ExecuteStmt)).name,
+                _ => return,
+            };
         }
-        (*(inner as *mut pg_sys::ExecuteStmt)).name
     };
     // SAFETY: a NUL-terminated name (or NULL).
     unsafe { running(name) };

@@ -114,9 +114,14 @@ mod tests {
             Some(format!("CHECK ((octet_length(wrapped) = {WRAPPED_LEN}))"))
         );
         let view = one::<String>("SELECT pg_get_viewdef('tenant.keys'::regclass)").unwrap();
-        // the view's definition as PostgreSQL deparses it: columns qualified by the table name
-        let kek_id = KEK_ID_SQL.replace("wrapped", "data_key.wrapped");
-        assert!(view.contains(&format!("encode({kek_id}, 'hex'::text) AS kek_id")), "{view}");
+        // the view's definition as PostgreSQL deparses it: columns qualified by the table name up to 16, not from 17
+        let qualified = KEK_ID_SQL.replace("wrapped", "data_key.wrapped");
+        assert!(
+            [KEK_ID_SQL, qualified.as_str()]
+                .iter()
+                .any(|k| view.contains(&format!("encode({k}, 'hex'::text) AS kek_id"))),
+            "{view}"
+        );
         let max = crate::issuers::MAX_ISSUER_BYTES;
         assert_eq!(
             one::<String>(

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real PostgreSQL 15 cluster with tenant_guard preloaded (started by
+"""End-to-end fixtures: a real PostgreSQL cluster (major $PG, default 15) with tenant_guard preloaded (started by
 tests/support/with-cluster.sh), tokens minted by PyJWT (an independent JWT library) with keys generated at test time,
 and an application role that is NOSUPERUSER NOBYPASSRLS and owns nothing it reads."""
 
@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+PG = os.environ.get("PG", "15")            # the PostgreSQL major under test
 HOST = os.environ.get("TG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("TG_PORT", "54329"))
 DB = "tg_e2e"

@@ -331,16 +331,23 @@ def test_truncate_granted_to_non_admin_roles(db):
     ]
 
 
-def test_server_older_than_15_14(db):
+@pytest.mark.parametrize("old,minimum", [(150013, "15.14"), (160009, "16.10"), (170005, "17.6")])
+def test_server_older_than_its_majors_minimum(db, old, minimum):
     this = int(db.execute("SHOW server_version_num").fetchone()[0])
-    assert this >= 150014 and audit(db, "server_version") == []
-    rows = db.execute("SELECT * FROM tenant._audit(150013) WHERE check_name = 'server_version'").fetchall()
+    assert audit(db, "server_version") == [], this
+    rows = db.execute("SELECT * FROM tenant._audit(%s) WHERE check_name = 'server_version'", (old,)).fetchall()
+    major = old // 10000
     assert rows == [(
         "critical", "server_version", "server",
-        "PostgreSQL 15.13 is older than 15.14: it leaks rows hidden by row-level security through planner statistics "
-        "(CVE-2025-8713) and has other fixed RLS bugs",
-        "upgrade to the latest PostgreSQL 15 minor release (15.14 or later)")]
-    assert db.execute("SELECT count(*) FROM tenant._audit(150014) WHERE check_name = 'server_version'"
+        f"PostgreSQL {major}.{old % 10000} is older than {minimum}: it leaks rows hidden by row-level security "
+        "through planner statistics (CVE-2025-8713) and has other fixed RLS bugs",
+        f"upgrade to the latest PostgreSQL {major} minor release ({minimum} or later)")]
+    assert db.execute("SELECT count(*) FROM tenant._audit(%s) WHERE check_name = 'server_version'",
+                      (old + 1,)).fetchone()[0] == 0
+
+
+def test_every_release_of_18_is_supported(db):
+    assert db.execute("SELECT count(*) FROM tenant._audit(180000) WHERE check_name = 'server_version'"
                       ).fetchone()[0] == 0
 
 

@@ -302,7 +302,7 @@ def test_admin_functions_are_not_executable_by_public(admin):
     # tenant.scoped_tables (with _policy_expression, a pure function of a column name); the trusted-code
     # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
-                       "protect", "_policy_intact", "_policy_expression",
+                       "protect", "_policy_intact", "_policy_expression", "_minimum_server_version",
                        "_trusted_function", "_callees", "_untrusted_code", "_crossing_foreign_keys",
                        "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
                        "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",

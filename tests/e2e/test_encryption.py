@@ -12,11 +12,11 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import APP, AUD, DB, HOST, ISS, PORT, dsn, sqlstate
+from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, sqlstate
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "..", "support")
 CLUSTER = os.path.join(SUPPORT, "cluster.sh")
-BIN = "/usr/lib/postgresql/15/bin"
+BIN = f"/usr/lib/postgresql/{PG}/bin"
 DESTROYED = ("55000", "keys destroyed: the data keys of the current tenant were shredded")
 NOT_AUTHENTIC = ("XX001", "ciphertext does not authenticate: it was altered, or belongs to another tenant or another "
                           "context")

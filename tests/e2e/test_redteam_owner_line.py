@@ -260,21 +260,55 @@ def scoped_schema(su):
      "rt34.users_tenant_id_email_excl", "rt34.users"),
     ("CREATE TABLE rt34.users (tenant_id uuid, email text, EXCLUDE USING gist (email WITH =, tenant_id WITH <>))",
      "rt34.users_email_tenant_id_excl", "rt34.users"),
+    # a default that only looks generated: clients write whatever they like into a text or numeric column
+    ("CREATE TABLE rt34.users (tenant_id uuid, email text DEFAULT gen_random_uuid() UNIQUE)",
+     "rt34.users_email_key", "rt34.users"),
+    ("CREATE TABLE rt34.users (tenant_id uuid, n numeric DEFAULT nextval('rt34.s') UNIQUE)",
+     "rt34.users_n_key", "rt34.users"),
+    # an exclusion constraint is never "generated": WITH <> conflicts with every other tenant's row
+    ("CREATE TABLE rt34.users (tenant_id uuid, ref uuid DEFAULT gen_random_uuid(), EXCLUDE USING gist (ref WITH <>))",
+     "rt34.users_ref_excl", "rt34.users"),
 ], ids=["unique", "primary key", "exclusion", "partition", "include", "tenant column with <>",
-        "tenant column with <> last"])
+        "tenant column with <> last", "text with a uuid default", "numeric from a sequence",
+        "exclusion on a generated column"])
 def test_A34_a_new_protected_table_cannot_come_with_a_unique_key_across_tenants(owner, scoped_schema, su, statement,
                                                                                  index, table):
     """A collision with another tenant's value fails, which tells the writer the value exists."""
     su.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")   # trusted: an owner with CREATE could install it
+    owner.execute("CREATE SEQUENCE rt34.s")
     assert fails(owner, statement) == ("42501", UNIQUE.format("CREATE TABLE", index, table))
 
 
 def test_A34_unique_keys_per_tenant_or_generated_by_the_server_stay_allowed(owner, scoped_schema, su):
     su.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     owner.execute("CREATE TABLE rt34.users (tenant_id uuid, id bigserial PRIMARY KEY, email text, "
-                  "ref uuid DEFAULT gen_random_uuid() UNIQUE, UNIQUE (tenant_id, email), "
-                  "EXCLUDE USING gist (email WITH <>, tenant_id WITH =))")
+                  "ref uuid DEFAULT gen_random_uuid() UNIQUE, n int GENERATED ALWAYS AS IDENTITY UNIQUE, "
+                  "UNIQUE (tenant_id, email), EXCLUDE USING gist (email WITH <>, tenant_id WITH =))")
     assert rows(su, "SELECT count(*) FROM tenant.scoped_tables WHERE table_name = 'rt34.users'::regclass") == [(1,)]
+
+
+@pytest.mark.parametrize("how", ["attach", "inherit"])
+def test_A34_a_table_attached_or_inherited_into_a_protected_one_cannot_bring_a_key_across_tenants(owner, su, how):
+    """A table made earlier with UNIQUE (email) becomes part of a protected table: its key now spans every tenant's
+    rows routed into it."""
+    if how == "attach":
+        owner.execute("CREATE TABLE app.rt34_accts (tenant_id uuid NOT NULL, id int, email text, region int NOT NULL) "
+                      "PARTITION BY LIST (region)")
+        owner.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.rt34_accts IS 'tenant_scoped'")
+        statement = "ALTER TABLE app.rt34_accts ATTACH PARTITION app.rt34_accts_2 FOR VALUES IN (2)"
+        what = "ALTER TABLE"
+    else:
+        owner.execute("CREATE TABLE app.rt34_accts (tenant_id uuid NOT NULL, id int, email text, region int NOT NULL)")
+        owner.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.rt34_accts IS 'tenant_scoped'")
+        statement = "ALTER TABLE app.rt34_accts_2 INHERIT app.rt34_accts"
+        what = "ALTER TABLE"
+    try:
+        owner.execute("CREATE TABLE app.rt34_accts_2 (tenant_id uuid NOT NULL DEFAULT tenant.current_id(), id int, "
+                      "email text, region int NOT NULL, UNIQUE (email))")
+        assert fails(owner, statement) == ("42501", UNIQUE.format(what, "app.rt34_accts_2_email_key",
+                                                                  "app.rt34_accts_2"))
+    finally:
+        su.execute("DROP TABLE IF EXISTS app.rt34_accts_2, app.rt34_accts")
 
 
 def test_A34_children_of_a_protected_inheritance_parent_are_protected_too(owner, su, attacker, keys):

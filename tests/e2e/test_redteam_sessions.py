@@ -76,9 +76,15 @@ def pq_fails(pgconn, result):
     raise AssertionError("the attack succeeded")
 
 
-@pytest.mark.parametrize("run", ["EXECUTE q", "EXPLAIN (COSTS OFF) EXECUTE q",
-                                 "CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE q"],
-                         ids=["execute", "explain", "create table as"])
+WRAPPED_EXECUTE = ["EXECUTE q", "EXPLAIN (COSTS OFF) EXECUTE q", "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE q",
+                   "CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE q",
+                   "EXPLAIN (COSTS OFF, VERBOSE) CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE q",
+                   "EXPLAIN (ANALYZE, COSTS OFF) CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE q"]
+WRAPPED_IDS = ["execute", "explain", "explain analyze", "create table as", "explain create table as",
+               "explain analyze create table as"]
+
+
+@pytest.mark.parametrize("run", WRAPPED_EXECUTE, ids=WRAPPED_IDS)
 def test_A35_sql_execute_runs_only_what_prepare_made_in_the_same_transaction(pooled_role, keys, run):
     """Behind a pooler, a statement from an earlier transaction may be another client's: replaced, or with literals
     another tenant wrote into it."""
@@ -417,6 +423,48 @@ def test_A35_the_unnamed_statement_runs_only_in_the_transaction_that_parsed_it(p
             "42501", "the unnamed prepared statement was parsed in an earlier transaction "
                      "(tenant_guard.allow_session_scope is off)")
         c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("run", WRAPPED_EXECUTE, ids=WRAPPED_IDS)
+def test_A35_a_statement_holding_a_token_never_runs_however_execute_is_wrapped(pooled_role, keys, run):
+    """A driver's failed authenticate left its statement, token literal included, on the server connection: the
+    next client must not run it (and become that tenant) or EXPLAIN it (and read the token)."""
+    token_b = keys.mint(B)
+    with connect_app() as c:
+        pq_rows(c.pgconn, c.pgconn.prepare(b"q", f"SELECT tenant.authenticate('{token_b}')".encode()))
+        c.execute("BEGIN")
+        assert fails(c, run) == ("42501", 'prepared statement "q" holds a token in its text '
+                                          "(tenant_guard.allow_session_scope is off)")
+        c.execute("ROLLBACK")
+        begin_as(c, keys, A)
+        assert rows(c, "SELECT tenant.current_id()") == [(A,)]
+        c.execute("ROLLBACK")
+
+
+def test_A35_two_stored_copies_of_a_text_and_a_savepoint_do_not_make_it_parsed_here(pooled_role, keys):
+    """The re-analysis of one copy is refused inside a savepoint; the other copy, same text, must be refused too."""
+    with connect_app() as c:
+        pg = c.pgconn
+        begin_as(c, keys, A)
+        pq_rows(pg, pg.prepare(b"s1", GOOD.encode()))
+        pq_rows(pg, pg.prepare(b"s2", GOOD.encode()))
+        c.execute("COMMIT")
+        begin_as(c, keys, B)
+        c.execute("SET LOCAL search_path = pg_catalog, public")
+        c.execute("SAVEPOINT x")
+        assert pq_fails(pg, pg.exec_prepared(b"s1", [])) == from_earlier("s1")
+        c.execute("ROLLBACK TO SAVEPOINT x")
+        assert pq_fails(pg, pg.exec_prepared(b"s2", [])) == from_earlier("s2")
+        c.execute("ROLLBACK")
+
+
+def test_A35_a_bind_that_starts_its_own_transaction_cannot_run_an_earlier_statement(pooled_role, keys):
+    """No BEGIN: the Bind itself starts the transaction (an implicit one, as a pooler in statement-per-transaction
+    use sends it)."""
+    with connect_app() as c:
+        pg = c.pgconn
+        pq_rows(pg, pg.prepare(b"vic", EVIL.encode()))     # Parse + Sync: the previous client's transaction
+        assert pq_fails(pg, pg.exec_prepared(b"vic", [])) == from_earlier("vic")
 
 
 def test_A35_a_named_statement_holding_a_token_is_never_run(pooled_role, keys):

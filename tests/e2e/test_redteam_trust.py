@@ -13,7 +13,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import AUD, HOST, ISS, PORT, Keys
+from conftest import AUD, HOST, ISS, PG, PORT, Keys
 from redteam import (A, A_ORDERS, B, B_ORDERS, DB, NO_CONTEXT, attacker, begin_as, dsn, fails, owner,  # noqa: F401
                      redteam_db, rows, su)
 
@@ -139,11 +139,11 @@ def test_A29_the_audit_warns_about_unscoped_issuers_beside_others(sso, su):
 def test_A29_scopes_survive_dump_and_restore(sso, su, tmp_path, keys):
     dump = tmp_path / "trust.dump"
     conn = ["-h", HOST, "-p", str(PORT), "-U", "postgres"]
-    subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", *conn, "-Fc", "-f", str(dump), DB], check=True)
+    subprocess.run([f"/usr/lib/postgresql/{PG}/bin/pg_dump", *conn, "-Fc", "-f", str(dump), DB], check=True)
     with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS tg_trust_restored WITH (FORCE)")
         c.execute("CREATE DATABASE tg_trust_restored")
-    out = subprocess.run(["/usr/lib/postgresql/15/bin/pg_restore", *conn, "--single-transaction", "--exit-on-error",
+    out = subprocess.run([f"/usr/lib/postgresql/{PG}/bin/pg_restore", *conn, "--single-transaction", "--exit-on-error",
                           "-d", "tg_trust_restored", str(dump)], capture_output=True, text=True)
     try:
         assert out.returncode == 0, out.stderr

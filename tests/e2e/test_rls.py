@@ -3,7 +3,7 @@ on tables it does not own, plus the tamper guard."""
 
 import psycopg
 import pytest
-from conftest import APP, NO_CONTEXT, TENANT_A, TENANT_B, dsn, sqlstate
+from conftest import APP, NO_CONTEXT, PG, TENANT_A, TENANT_B, dsn, sqlstate
 
 OWNER = "tg_owner"  # owns the protected tables; not a superuser, not an admin
 TENANT_C = "cccccccc-3333-4333-8333-cccccccccccc"
@@ -152,7 +152,8 @@ def test_forced_parallel_plans_return_the_same_rows(shop, app, keys):
         as_tenant(app, keys, TENANT_A)
         serial = rows(app, "SELECT id, total FROM shop.orders ORDER BY id")
     assert serial == [(10, 100), (11, 200)]
-    parallel = ["force_parallel_mode = on", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+    force = "force_parallel_mode" if int(PG) < 16 else "debug_parallel_query"   # renamed in PostgreSQL 16
+    parallel = [f"{force} = on", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
                 "min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 2",
                 "enable_indexscan = off", "enable_bitmapscan = off", "parallel_leader_participation = off"]
     explain = "EXPLAIN (ANALYZE, COSTS OFF) SELECT id, total FROM shop.orders"
@@ -380,7 +381,7 @@ def test_dump_and_restore_keeps_the_protection(shop, keys, tmp_path):
 
     from conftest import DB, HOST, PORT
 
-    bin_dir = "/usr/lib/postgresql/15/bin"
+    bin_dir = f"/usr/lib/postgresql/{PG}/bin"
     dump = tmp_path / "tg.dump"
     conn = ["-h", HOST, "-p", str(PORT), "-U", "postgres"]
     subprocess.run([f"{bin_dir}/pg_dump", *conn, "-Fc", "-f", str(dump), DB], check=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster with tenant_guard preloaded, for the end-to-end tests, the demo and the benchmarks.
+# A throwaway PostgreSQL cluster (major $PG, default 15) with tenant_guard preloaded, for the end-to-end tests, the demo and the benchmarks.
 #
 #   cluster.sh start DIR PORT   initdb (if needed) and start; listens on 127.0.0.1:PORT and a socket in DIR
 #   cluster.sh restart DIR      restart it (fast shutdown)
@@ -11,7 +11,7 @@
 # As root the server runs as the `postgres` OS user (PostgreSQL refuses to run as root). Authentication is `trust`
 # on loopback only: this cluster is for tests and demos, never for data.
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/${PG:-15}/bin}   # PG_BIN: another installation (the upgrade test)
 cmd=${1:?start|stop}; dir=${2:?data directory}; port=${3:-}
 
 as_owner() {
@@ -50,7 +50,7 @@ CONF
   # a hostile environment on purpose: tenant_guard must keep Rust backtraces out of error details whatever it says
   as_owner env -u RUST_LIB_BACKTRACE RUST_BACKTRACE=full "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log"; exit 1; }
-  echo "cluster: PostgreSQL 15 with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
+  echo "cluster: PostgreSQL ${PG:-15} with tenant_guard preloaded on 127.0.0.1:$port (data: $dir)"
   ;;
 restart)
   as_owner env -u RUST_LIB_BACKTRACE RUST_BACKTRACE=full "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing tenant_guard needs on Debian 12, and nothing that is already there:
-# apt packages (pgbouncer for the pooled-load test), cargo-pgrx 0.18.0, `cargo pgrx init` for the system PostgreSQL 15, and a Python venv for the
+# apt packages (pgbouncer for the pooled-load test), cargo-pgrx 0.18.0, `cargo pgrx init` for the system PostgreSQL ($PG, default 15), and a Python venv for the
 # end-to-end tests, the demo and the benchmarks. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PACKAGES="postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-venv python3-pip pgbouncer"
+PG=${PG:-15}                 # the PostgreSQL major (17 and 18 run in a root that has them: tests/support/pgroot.sh)
+VENV=${VENV:-.venv}
+PG_CONFIG=/usr/lib/postgresql/$PG/bin/pg_config
+APT_PACKAGES="postgresql-$PG postgresql-server-dev-$PG libclang-dev clang pkg-config sudo python3-venv python3-pip pgbouncer"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
@@ -25,14 +27,14 @@ if ! cargo pgrx --version 2>/dev/null | grep -q ' 0\.18\.0'; then
   cargo install cargo-pgrx --version 0.18.0 --locked
 fi
 
-if ! grep -qs "^pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  echo "deps: cargo pgrx init --pg15 $PG_CONFIG"
-  cargo pgrx init --pg15 "$PG_CONFIG"
+if ! grep -qs "^pg$PG *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  echo "deps: cargo pgrx init --pg$PG $PG_CONFIG"
+  cargo pgrx init "--pg$PG" "$PG_CONFIG"
 fi
 
-if ! .venv/bin/python -c 'import psycopg, jwt, cryptography, pytest' 2>/dev/null; then
-  echo "deps: creating .venv for the end-to-end tests, demo and benchmarks"
-  rm -rf .venv
-  /usr/bin/python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+if ! "$VENV/bin/python" -c 'import psycopg, jwt, cryptography, pytest' 2>/dev/null; then
+  echo "deps: creating $VENV for the end-to-end tests, demo and benchmarks"
+  rm -rf "$VENV"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 fi

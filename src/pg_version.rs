@@ -1,0 +1,21 @@
+//! What differs between the PostgreSQL majors tenant_guard supports (15, 17, 18), each difference in one place and
+//! commented. Everything else compiles against each major's headers unchanged.
+
+use pgrx::pg_sys;
+
+/// The backend's local transaction id: it changes with every top-level transaction, so per-transaction caches key
+/// on it. PostgreSQL 17 moved it into the backend's virtual transaction id (`PGPROC.vxid.lxid`, commit
+/// "Store the virtual transaction id in PGPROC"); 15 and 16 have `PGPROC.lxid`.
+pub fn local_transaction_id() -> u32 {
+    // SAFETY: MyProc is set for every backend that runs SQL, before any hook or function of ours can run.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            (*pg_sys::MyProc).lxid
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            (*pg_sys::MyProc).vxid.lxid
+        }
+    }
+}
