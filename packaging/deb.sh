@@ -16,7 +16,7 @@ min=$(grep -o "($PG, ${PG}00[0-9][0-9])" src/requirements.rs | sed 's/.*, \([0-9
 min="$PG.$((10#${min: -2}))"
 
 rm -rf "$out"; mkdir -p "$out"
-build="cargo pgrx package --release --pg-config /usr/lib/postgresql/$PG/bin/pg_config --out-dir $out/root"
+build="cargo pgrx package --pg-config /usr/lib/postgresql/$PG/bin/pg_config --out-dir $out/root"
 if [ "$PG" = 15 ] || [ -n "${TG_IN_ROOT:-}" ]; then $build; else tests/support/pgroot.sh "$PG" "$build"; fi
 
 so=$out/root/usr/lib/postgresql/$PG/lib/tenant_guard.so

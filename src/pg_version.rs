@@ -19,3 +19,10 @@ pub fn local_transaction_id() -> u32 {
         }
     }
 }
+
+/// The oid of the catalog `pg_statistic_ext` (fixed at 3381 in its catalog header since PostgreSQL 10). pgrx 0.18's
+/// bindings for 18 do not export the constant `StatisticExtRelationId`, so it is spelled out there.
+#[cfg(not(feature = "pg18"))]
+pub const STATISTIC_EXT_RELATION_ID: pg_sys::Oid = pg_sys::StatisticExtRelationId;
+#[cfg(feature = "pg18")]
+pub const STATISTIC_EXT_RELATION_ID: pg_sys::Oid = pg_sys::Oid::from_u32(3381);

@@ -51,7 +51,7 @@ fn can_be_temporary(class_id: pg_sys::Oid) -> bool {
         pg_sys::OperatorRelationId,
         CONVERSION,
         pg_sys::CollationRelationId,
-        pg_sys::StatisticExtRelationId,
+        crate::pg_version::STATISTIC_EXT_RELATION_ID,
         TS_CONFIG,
         TS_DICTIONARY,
     ]

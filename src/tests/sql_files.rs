@@ -104,6 +104,12 @@ mod tests {
     use crate::tests::support::*;
 
     #[pg_test]
+    fn the_catalog_oids_rust_spells_out_are_postgresqls() {
+        let oid = crate::pg_version::STATISTIC_EXT_RELATION_ID.to_u32() as i64;
+        assert_eq!(one::<i64>("SELECT 'pg_catalog.pg_statistic_ext'::regclass::oid::bigint"), Some(oid));
+    }
+
+    #[pg_test]
     fn the_installed_catalog_agrees_with_rust() {
         use crate::ciphertext::{KEK_ID_SQL, WRAPPED_LEN};
         assert_eq!(

@@ -488,8 +488,10 @@ def test_hot_standby_encrypts_and_decrypts_but_creates_no_key(baseline):
     subprocess.run([*run_as, "sh", "-c", f"echo \"port = {standby_port}\nunix_socket_directories = '{standby}'\" "
                                          f">> {standby}/postgresql.auto.conf"], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUST_")}
-    subprocess.run([*run_as, f"{BIN}/pg_ctl", "-D", standby, "-l", f"{standby}.log", "-w", "start"], check=True,
-                   env=env, stdout=subprocess.DEVNULL)
+    started = subprocess.run([*run_as, f"{BIN}/pg_ctl", "-D", standby, "-l", f"{standby}.log", "-w", "start"],
+                             env=env, stdout=subprocess.DEVNULL)
+    if started.returncode != 0:
+        raise AssertionError("the standby did not start:\n" + open(f"{standby}.log").read()[-3000:])
     try:
         with psycopg.connect(dsn(port=standby_port), autocommit=True) as s:
             assert s.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
