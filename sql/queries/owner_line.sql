@@ -120,6 +120,8 @@ scoped AS (                    -- the protected tables among those
      WHERE l.provider = 'tenant_guard' AND l.classoid = 'pg_class'::regclass AND l.objsubid = 0
        AND tenant._label_column(l.label) IS NOT NULL
        AND l.objoid IN (SELECT relid FROM placed UNION SELECT relid FROM columns UNION SELECT relid FROM labelled
+                        UNION SELECT a.attrelid FROM pg_attribute a       -- any column changed (a default dropped)
+                         WHERE tenant._xid_here(a.xmin) AND a.attnum > 0
                         UNION SELECT inhparent FROM links
                         UNION SELECT c.conrelid FROM placed p JOIN pg_constraint c ON c.oid = p.objid
                          WHERE p.classid = 'pg_constraint'::regclass
@@ -154,7 +156,12 @@ SELECT s.relid, 'unique_key', u.indexrelid::regclass::text, s.col
   FROM scoped s CROSS JOIN LATERAL tenant._unique_without_tenant(s.relid, s.col) u
  WHERE NOT u.generated
    AND (u.indexrelid IN (SELECT objid FROM placed WHERE classid = 'pg_class'::regclass)
-        OR s.relid IN (SELECT inhrelid FROM links))   -- a table attached or inherited: its rows are new to the key
+        OR s.relid IN (SELECT inhrelid FROM links)    -- a table attached or inherited: its rows are new to the key
+        -- a key column changed (its default dropped or replaced, its identity dropped): the key was allowed for
+        -- what the column was
+        OR EXISTS (SELECT 1 FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+                    WHERE i.indexrelid = u.indexrelid AND tenant._xid_here(a.xmin)))
 UNION ALL
 SELECT s.relid, 'unprotected_child', h.inhrelid::regclass::text, NULL
   FROM scoped s

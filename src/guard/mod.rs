@@ -188,6 +188,13 @@ unsafe extern "C-unwind" fn process_utility(
             // SAFETY: the node is the AlterTableStmt that has just run.
             labels::tables_altered(&unsafe { altered_tables(node as *mut pg_sys::AlterTableStmt) });
         }
+        if tag == pg_sys::NodeTag::T_AlterObjectSchemaStmt {
+            // a table moved into a tenant_scoped schema is protected like one created there
+            // SAFETY: the node is the AlterObjectSchemaStmt that has just run.
+            if let Some(relid) = unsafe { moved_table(node as *mut pg_sys::AlterObjectSchemaStmt) } {
+                labels::tables_altered(&[relid]);
+            }
+        }
     }
     if owner_line {
         post_check::verify(&what);
@@ -349,6 +356,30 @@ unsafe fn utility_of(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
             }
         }
         node
+    }
+}
+
+/// The table an `ALTER TABLE ... SET SCHEMA` that has run moved, under its new schema.
+///
+/// # Safety
+/// `stmt` is the AlterObjectSchemaStmt that has just run.
+unsafe fn moved_table(stmt: *mut pg_sys::AlterObjectSchemaStmt) -> Option<pg_sys::Oid> {
+    // SAFETY: as the caller promises; the table is looked up under its new schema (made visible first), without a
+    // lock, missing_ok.
+    unsafe {
+        if (*stmt).objectType != pg_sys::ObjectType::OBJECT_TABLE || (*stmt).relation.is_null() {
+            return None;
+        }
+        pg_sys::CommandCounterIncrement();
+        let moved = pg_sys::makeRangeVar((*stmt).newschema, (*(*stmt).relation).relname, -1);
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            moved,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (relid != pg_sys::InvalidOid).then_some(relid)
     }
 }
 
