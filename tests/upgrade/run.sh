@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The upgrade test (make test-upgrade): builds 0.1.0 from the commit that released it (once, cached in
-# target/upgrade), packages this tree, checks that sql/tenant_guard--0.1.0--0.2.0.sql is what make_script.py makes of
+# The upgrade test (make test-upgrade): builds 0.1.0 from the commit that released it (once, cached outside the
+# clone in $TG_CACHE, default /var/cache/tenant_guard, so that every clone of the same machine reuses it; inside the
+# repository cargo would take it for a member of this workspace), packages this tree, checks that sql/tenant_guard--0.1.0--0.2.0.sql is what make_script.py makes of
 # the two install scripts, and runs tests/upgrade/test_upgrade.py against a private copy of the PostgreSQL
 # installation that receives each version's files in turn.
 #
@@ -14,16 +15,19 @@ OLD_VERSION=0.1.0 OLD_COMMIT=5fae071
 NEW_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 PG_CONFIG=/usr/lib/postgresql/$PG/bin/pg_config
 work=$PWD/target/upgrade
+cache=${TG_CACHE:-/var/cache/tenant_guard}/upgrade-pg$PG
 ext=usr/share/postgresql/$PG/extension
+mkdir -p "$work" "$cache"
 
-if [ ! -f "$work/pkg-$OLD_VERSION/.done" ]; then
-  echo "upgrade: building $OLD_VERSION from commit $OLD_COMMIT (once)"
-  rm -rf "$work/src-$OLD_VERSION" "$work/pkg-$OLD_VERSION"; mkdir -p "$work/src-$OLD_VERSION"
-  git archive "$OLD_COMMIT" | tar -x -C "$work/src-$OLD_VERSION"
-  (cd "$work/src-$OLD_VERSION" && CARGO_TARGET_DIR="$work/target-$OLD_VERSION" \
-     cargo pgrx package --pg-config "$PG_CONFIG" --profile dev --out-dir "$work/pkg-$OLD_VERSION" >"$work/build-$OLD_VERSION.log" 2>&1) \
-    || { tail -30 "$work/build-$OLD_VERSION.log"; exit 1; }
-  touch "$work/pkg-$OLD_VERSION/.done"
+old_pkg=$cache/pkg-$OLD_VERSION
+if [ ! -f "$old_pkg/.done" ]; then
+  echo "upgrade: building $OLD_VERSION from commit $OLD_COMMIT (once, in $cache)"
+  rm -rf "$cache/src-$OLD_VERSION" "$old_pkg"; mkdir -p "$cache/src-$OLD_VERSION"
+  git archive "$OLD_COMMIT" | tar -x -C "$cache/src-$OLD_VERSION"
+  (cd "$cache/src-$OLD_VERSION" && CARGO_TARGET_DIR="$cache/target-$OLD_VERSION" \
+     cargo pgrx package --pg-config "$PG_CONFIG" --profile dev --out-dir "$old_pkg" >"$cache/build-$OLD_VERSION.log" 2>&1) \
+    || { tail -30 "$cache/build-$OLD_VERSION.log"; exit 1; }
+  touch "$old_pkg/.done"
 fi
 
 echo "upgrade: packaging $NEW_VERSION"
@@ -32,7 +36,7 @@ cargo pgrx package --pg-config "$PG_CONFIG" --profile dev --out-dir "$work/pkg-$
   || { tail -30 "$work/build-$NEW_VERSION.log"; exit 1; }
 
 script=sql/tenant_guard--$OLD_VERSION--$NEW_VERSION.sql
-python3 tests/upgrade/make_script.py "$work/pkg-$OLD_VERSION/$ext/tenant_guard--$OLD_VERSION.sql" \
+python3 tests/upgrade/make_script.py "$old_pkg/$ext/tenant_guard--$OLD_VERSION.sql" \
   "$work/pkg-$NEW_VERSION/$ext/tenant_guard--$NEW_VERSION.sql" "sql/upgrades/$OLD_VERSION--$NEW_VERSION.sql" \
   > "$work/expected.sql"
 if [ "${1:-}" = --write ]; then
@@ -51,6 +55,6 @@ server=/tmp/tenant_guard-upgrade-server
 rm -rf "$server"; mkdir -p "$server/usr/lib/postgresql" "$server/usr/share/postgresql"
 cp -a "/usr/lib/postgresql/$PG" "$server/usr/lib/postgresql/"
 cp -a "/usr/share/postgresql/$PG" "$server/usr/share/postgresql/"
-TG_OLD_PKG="$work/pkg-$OLD_VERSION" TG_NEW_PKG="$work/pkg-$NEW_VERSION" TG_SERVER="$server" \
+TG_OLD_PKG="$old_pkg" TG_NEW_PKG="$work/pkg-$NEW_VERSION" TG_SERVER="$server" \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/upgrade
 rm -rf "$server"
