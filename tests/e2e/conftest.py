@@ -24,6 +24,15 @@ TENANT_B = uuid.UUID("bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb")
 ALGS = ("HS256", "EdDSA", "ES256", "RS256")
 
 
+def free_port():
+    """A loopback port nothing listens on or connects from right now, for a server a test starts in the middle of
+    the suite (a fixed port in the ephemeral range can be some client connection's local port by then)."""
+    import socket
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
 def dsn(user="postgres", dbname=DB, **extra):
     parts = {"host": HOST, "port": PORT, "user": user, "dbname": dbname, **extra}
     return " ".join(f"{k}='{v}'" for k, v in parts.items())

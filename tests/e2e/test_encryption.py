@@ -12,7 +12,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, sqlstate
+from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, free_port, sqlstate
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "..", "support")
 CLUSTER = os.path.join(SUPPORT, "cluster.sh")
@@ -476,7 +476,7 @@ def test_A31_secret_bearing_settings_are_shown_to_superusers_only(baseline):
 
 def test_hot_standby_encrypts_and_decrypts_but_creates_no_key(baseline):
     own = baseline
-    standby_port = OWN_PORT + 1
+    standby_port = free_port()
     standby = f"{OWN_DIR}-standby"
     t, fresh = uuid.uuid4(), uuid.uuid4()
     with own.app(t) as c:

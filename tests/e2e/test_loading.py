@@ -4,13 +4,13 @@ import os
 import subprocess
 
 import psycopg
-from conftest import HOST, PORT
+from conftest import HOST, free_port
 
 CLUSTER = os.path.join(os.path.dirname(__file__), "..", "support", "cluster.sh")
 
 
 def test_create_extension_without_preload_names_the_fix():
-    port = PORT + 100
+    port = free_port()
     data = f"/tmp/tenant_guard-nopreload-{port}"
     env = dict(os.environ, TG_PRELOAD="")
     subprocess.run([CLUSTER, "stop", data], check=True)
