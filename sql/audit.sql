@@ -475,6 +475,8 @@ CREATE FUNCTION tenant.audit()
 RETURNS TABLE(severity text, check_name text, object text, detail text, fix text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     SELECT * FROM tenant._audit(pg_catalog.current_setting('server_version_num')::integer)
+    UNION ALL
+    SELECT * FROM tenant._audit_citus()
 $$;
 COMMENT ON FUNCTION tenant.audit() IS
     'Isolation linter: what the engine cannot enforce by itself (critical, warning, info), with the fix for each.';

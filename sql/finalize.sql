@@ -41,6 +41,8 @@ COMMENT ON FUNCTION tenant._label_column(text) IS
     'The tenant column a tenant_guard label names, or NULL for a label that protects nothing (internal).';
 COMMENT ON FUNCTION tenant._policy_expression(text) IS
     'The managed policies'' expression for a tenant column, as pg_get_expr shows it (internal).';
+COMMENT ON FUNCTION tenant._policy_expression_per_row(text) IS
+    'The managed policies'' expression on Citus tables (no subquery), as pg_get_expr shows it (internal).';
 COMMENT ON FUNCTION tenant._first_normal_oid() IS
     'PostgreSQL''s FirstNormalObjectId: objects below it are PostgreSQL''s own (internal).';
 COMMENT ON FUNCTION tenant._written_here(xid) IS

@@ -6,8 +6,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE p.polrelid = rel AND p.polcmd = '*' AND p.polroles = '{0}'
        AND ((p.polname = 'tenant_isolation' AND NOT p.polpermissive)
             OR (p.polname = 'tenant_access' AND p.polpermissive))
-       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = tenant._policy_expression(col)
-       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = tenant._policy_expression(col)
+       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid)
+           IN (tenant._policy_expression(col), tenant._policy_expression_per_row(col))
+       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = pg_catalog.pg_get_expr(p.polqual, p.polrelid)
 $$;
 
 CREATE VIEW tenant.scoped_tables AS

@@ -31,5 +31,5 @@ fn settings_with_credentials() -> SetOfIterator<'static, String> {
 extension_sql_file!(
     "../sql/audit.sql",
     name = "audit",
-    requires = ["labels_schema", "trusted_code", settings_with_credentials, minimum_server_version_sql]
+    requires = ["labels_schema", "trusted_code", "citus", settings_with_credentials, minimum_server_version_sql]
 );

@@ -234,6 +234,16 @@ pub fn current() -> Rc<Verified> {
     verified
 }
 
+/// The token to hand to other nodes of a Citus cluster, checked here first exactly as for a local query (where it
+/// came from, its validity, the transaction's seal: errors are raised here); None when no token is set.
+pub fn token_for_other_nodes() -> Option<Zeroizing<String>> {
+    if gucs::token_bytes().is_empty() {
+        return None;
+    }
+    current();
+    Some(Zeroizing::new(String::from_utf8_lossy(gucs::token_bytes()).into_owned()))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Transaction,
@@ -264,6 +274,10 @@ pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
     }
     seal(verified.tenant);
     set_token(token, scope);
+    // the workers already in this transaction get it now, later ones when Citus opens their transaction
+    if crate::citus::installed() {
+        crate::citus::context::forward();
+    }
     verified.tenant
 }
 

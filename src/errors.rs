@@ -13,8 +13,8 @@
 //! | 22021    | character_not_in_repertoire          | tenant.decrypt() of bytes that are not valid text     |
 //! | 25006    | read_only_sql_transaction            | a data key would be created, rotated or shredded in a read-only transaction or on a standby |
 //! | 40001    | serialization_failure                | another transaction created the tenant's key first (REPEATABLE READ) |
-//! | 0A000    | feature_not_supported                | CREATE EXTENSION in a database that is not UTF8       |
-//! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed |
+//! | 0A000    | feature_not_supported                | CREATE EXTENSION in a database that is not UTF8; issuers or keys changed on a Citus worker |
+//! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed; a Citus worker has no key for the tenant |
 //! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
@@ -780,5 +780,48 @@ pub fn wrapped_key_corrupt(version: u32) -> ! {
         format!("the stored data key version {version} does not unwrap: tenant.data_key was altered or damaged"),
         None,
         Some("Restore tenant.data_key from a backup; a data key cannot be recovered otherwise."),
+    )
+}
+
+/// 0A000: issuers and keys change on a Citus coordinator only, which applies the change on every node.
+pub fn citus_worker_refused(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("cannot {what} on a Citus worker"),
+        None,
+        Some("Run it on the coordinator: tenant_guard applies it on every node of the cluster in one transaction."),
+    )
+}
+
+/// 0A000: the functions that apply a coordinator's change run on Citus workers only.
+pub fn citus_replica_refused() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "this function applies a Citus coordinator's change on a worker, and runs on workers only".into(),
+        None,
+        Some("It is internal to tenant_guard."),
+    )
+}
+
+/// 55000: a Citus worker has no data key for the tenant and never creates one by itself.
+pub fn key_missing_on_worker(tenant: &uuid::Uuid) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("tenant {tenant} has no data key on this Citus worker, and workers do not create keys"),
+        None,
+        Some(
+            "Create the key on the coordinator with tenant.create_key(tenant) (it reaches every node), or encrypt \
+             where the coordinator evaluates the call (INSERT ... VALUES).",
+        ),
+    )
+}
+
+/// 0A000: Citus would copy a restrictive policy to the shards as a permissive one.
+pub fn citus_restrictive_policy_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("a restrictive policy on {table} is refused: Citus copies it to the shards as a permissive policy"),
+        Some("A permissive policy on the shards would widen what the other policies allow.".into()),
+        Some("Express the restriction in the queries or a view, or keep the table local."),
     )
 }

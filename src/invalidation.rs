@@ -131,6 +131,7 @@ fn _table_changed(relid: pg_sys::Oid) {
             Some("It is internal to tenant_guard."),
         )
     };
+    crate::citus::replication::table_changed(watched);
     let target = watched.relid();
     // SAFETY: queues a relcache invalidation of an existing relation (its trigger is running), sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) }

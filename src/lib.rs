@@ -10,6 +10,7 @@
 //! - [`privileged`]: internal queries under a pinned search_path, as the bootstrap superuser where needed;
 //! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
+//! - [`citus`]: the same isolation on every node of a Citus cluster (found at run time, never linked);
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting;
@@ -29,6 +30,7 @@ compile_error!("tenant_guard must be built with panic = \"unwind\" (see [profile
 use pgrx::prelude::*;
 
 pub mod audit;
+pub mod citus;
 pub use tenant_guard_core::{ciphertext, kek, token};
 pub mod context;
 pub mod encryption;

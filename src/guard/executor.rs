@@ -116,6 +116,8 @@ unsafe fn protected_table(query_desc: *mut pg_sys::QueryDesc) -> Option<pg_sys::
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     // SAFETY: a valid QueryDesc from the executor; its text is NUL-terminated.
     unsafe { super::prepared_statement_of((*query_desc).sourceText) };
+    // SAFETY: the QueryDesc's plan, valid for the executor's whole run.
+    unsafe { crate::citus::context::forward_for_plan((*query_desc).plannedstmt) };
     if let Some(what) = WATCHED.get() {
         let refused = match what {
             Watched::Explain => !gucs::explain_allowed(),
@@ -207,12 +209,38 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
+    let _depth = RunDepth::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count, execute_once)),
             None => pg_sys::standard_ExecutorRun(query_desc, direction, count, execute_once),
         }
+    }
+    drop(_depth);
+    if RUN_DEPTH.get() == 0 {
+        crate::labels::after_citus_conversion();
+    }
+}
+
+thread_local! {
+    /// How many ExecutorRun calls are in progress (statements run by functions nest).
+    static RUN_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a running ExecutorRun however it ends (an error unwinds through Drop).
+struct RunDepth;
+
+impl RunDepth {
+    fn enter() -> RunDepth {
+        RUN_DEPTH.set(RUN_DEPTH.get() + 1);
+        RunDepth
+    }
+}
+
+impl Drop for RunDepth {
+    fn drop(&mut self) {
+        RUN_DEPTH.set(RUN_DEPTH.get() - 1);
     }
 }
 
@@ -226,11 +254,16 @@ unsafe extern "C-unwind" fn executor_run(
 ) {
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
+    let _depth = RunDepth::enter();
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count)),
             None => pg_sys::standard_ExecutorRun(query_desc, direction, count),
         }
+    }
+    drop(_depth);
+    if RUN_DEPTH.get() == 0 {
+        crate::labels::after_citus_conversion();
     }
 }

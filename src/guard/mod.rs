@@ -80,7 +80,12 @@ unsafe extern "C-unwind" fn object_access(
                 labels::relation_created(object_id);
             }
         }
-        pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => functions::executing(object_id),
+        pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => {
+            functions::executing(object_id);
+            if crate::citus::converts_tables(object_id) {
+                labels::prepare_for_citus();
+            }
+        }
         pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
         _ => {}
     }
@@ -113,6 +118,9 @@ pub enum Verdict {
     Run,
     /// Skip it silently (a managed policy a restore re-creates).
     Skip,
+    /// Run it, then check that the policy it created is exactly tenant_guard's (Citus creating a managed policy on
+    /// a shard as the table's owner).
+    VerifyManagedPolicy(pg_sys::Oid, String),
 }
 
 #[pg_guard]
@@ -138,7 +146,8 @@ unsafe extern "C-unwind" fn process_utility(
     let internal = labels::in_internal_ddl();
     let _session = session::StatementScope::enter();
     // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
-    if !internal && unsafe { check(&mut pstmt, &mut read_only_tree, context) } == Verdict::Skip {
+    let verdict = if internal { Verdict::Run } else { unsafe { check(&mut pstmt, &mut read_only_tree, context) } };
+    if verdict == Verdict::Skip {
         return;
     }
     // SAFETY: reads the node tag only.
@@ -157,6 +166,10 @@ unsafe extern "C-unwind" fn process_utility(
     let what = if owner_line { unsafe { cstr(pg_sys::CreateCommandName(node)) } } else { String::new() };
     // SAFETY: node is the statement's parse tree (or NULL).
     let _mark = unsafe { executor::watch(node) };
+    if tag == pg_sys::NodeTag::T_CopyStmt && crate::citus::installed() {
+        // Citus runs COPY on the shards' nodes itself, without a plan: they need the token too
+        crate::citus::context::forward();
+    }
     // SAFETY: passes the (possibly qualified) statement on, to the previous hook or the standard implementation.
     unsafe {
         match PREV_PROCESS_UTILITY {
@@ -175,6 +188,11 @@ unsafe extern "C-unwind" fn process_utility(
                 qc,
             ),
         }
+    }
+    if let Verdict::VerifyManagedPolicy(relid, name) = &verdict {
+        // SAFETY: makes the policy just created visible to the check.
+        unsafe { pg_sys::CommandCounterIncrement() };
+        tamper::verify_managed_policy(*relid, name);
     }
     if is_seclabel {
         // the labelled table is closed again: apply what the label hook decided
@@ -234,6 +252,23 @@ unsafe fn check(
             && tamper::managed_policy_exists(node as *mut pg_sys::CreatePolicyStmt)
         {
             return Verdict::Skip;
+        }
+        if tag == pg_sys::NodeTag::T_CreatePolicyStmt && crate::citus::installed() {
+            let stmt = node as *mut pg_sys::CreatePolicyStmt;
+            if let tamper::CitusPolicy::Managed { relid, protected } = tamper::citus_policy(stmt) {
+                let name = cstr((*stmt).policy_name);
+                if name == labels::ISOLATION_POLICY {
+                    if *read_only_tree {
+                        // SAFETY: copyObject of a valid node tree, in the current (statement) memory context.
+                        *pstmt = pg_sys::copyObjectImpl(*pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+                        *read_only_tree = false;
+                    }
+                    (*((**pstmt).utilityStmt as *mut pg_sys::CreatePolicyStmt)).permissive = false;
+                }
+                if protected && !is_admin() {
+                    return Verdict::VerifyManagedPolicy(relid, name);
+                }
+            }
         }
     }
     if !is_guarded(tag) || is_admin() {

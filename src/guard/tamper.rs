@@ -104,6 +104,71 @@ pub unsafe fn managed_policy_exists(stmt: *mut pg_sys::CreatePolicyStmt) -> bool
     exists
 }
 
+pub enum CitusPolicy {
+    /// Nothing to change.
+    Other,
+    /// One of tenant_guard's policies on a Citus table or shard: `tenant_isolation` is made restrictive; on a
+    /// protected one, the policy is let through for the table owner that Citus runs it as, and checked once created
+    /// (see [`verify_managed_policy`]).
+    Managed { relid: pg_sys::Oid, protected: bool },
+}
+
+/// CREATE POLICY on a Citus table or shard. Citus (13.2) copies a policy to the shards and to the workers' copies of
+/// the table without `AS RESTRICTIVE`: `tenant_isolation` would arrive permissive, and another permissive policy
+/// could then widen it. So `tenant_isolation` on a Citus table or shard is always created restrictive, and a
+/// restrictive policy of an administrator's on a protected Citus table, which the shards would get as a permissive
+/// one, is refused.
+///
+/// # Safety
+/// `stmt` is the statement's CreatePolicyStmt.
+pub unsafe fn citus_policy(stmt: *mut pg_sys::CreatePolicyStmt) -> CitusPolicy {
+    // SAFETY: reads the statement; the lookup takes no lock (the statement takes its own before it changes anything).
+    let (name, permissive, relid) = unsafe {
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).table,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (super::cstr((*stmt).policy_name), (*stmt).permissive, relid)
+    };
+    if relid == pg_sys::InvalidOid {
+        return CitusPolicy::Other;
+    }
+    let shell = crate::citus::shell_of(relid);
+    let citus_table = shell.is_some() || crate::citus::is_citus_table(relid);
+    if !citus_table {
+        return CitusPolicy::Other;
+    }
+    if labels::is_managed_policy(&name) {
+        return CitusPolicy::Managed { relid, protected: labels::protected_column(relid).is_some() };
+    }
+    if !permissive && shell.is_none() && labels::protected_column(relid).is_some() {
+        errors::citus_restrictive_policy_refused(&super::display_name(relid));
+    }
+    CitusPolicy::Other
+}
+
+/// After Citus created one of tenant_guard's policies on a protected Citus table or shard (a table owner's session
+/// on a worker, creating shards or applying the coordinator's policies): it must be exactly tenant_guard's policy,
+/// or the statement fails and nothing of it stays.
+pub fn verify_managed_policy(relid: pg_sys::Oid, name: &str) {
+    let column = labels::protected_column(relid).unwrap_or_default();
+    let intact = crate::privileged::with_pinned_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            include_str!("../../sql/queries/managed_policy_intact.sql"),
+            &[relid.into(), name.into(), column.as_str().into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !intact {
+        errors::tamper_refused("CREATE POLICY", &super::display_name(relid));
+    }
+}
+
 /// Policies on a protected table are an administrator's: a restrictive policy is evaluated beside tenant_guard's
 /// own, in cost order, so a cheap expression in it could see (and by its errors reveal) other tenants' rows.
 ///

@@ -26,7 +26,7 @@ pub fn create(tenant: &Uuid) -> u32 {
 pub fn rotate(tenant: &Uuid) -> u32 {
     cache::sync();
     check_writable("rotate a data key");
-    with_tenant_locked(tenant, |client, rows| {
+    let version = with_tenant_locked(tenant, |client, rows| {
         if rows.iter().any(|r| r.state == State::Destroyed) {
             errors::keys_destroyed(Some(tenant));
         }
@@ -44,14 +44,16 @@ pub fn rotate(tenant: &Uuid) -> u32 {
             errors::key_creation_conflict();
         }
         version
-    })
+    });
+    crate::citus::replication::keys_changed(Some(&[*tenant]));
+    version
 }
 
 /// Destroys every data key version of the tenant and leaves a tombstone. Returns how many versions were destroyed.
 pub fn shred(tenant: &Uuid) -> i32 {
     cache::sync();
     check_writable("shred a tenant's keys");
-    with_tenant_locked(tenant, |client, rows| {
+    let live = with_tenant_locked(tenant, |client, rows| {
         let live = rows.iter().filter(|r| r.state != State::Destroyed).count() as i32;
         if rows.is_empty() {
             client
@@ -73,7 +75,9 @@ pub fn shred(tenant: &Uuid) -> i32 {
                 .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not shred the keys: {e}")));
         }
         live
-    })
+    });
+    crate::citus::replication::keys_changed(Some(&[*tenant]));
+    live
 }
 
 /// Rewraps every data key that the previous master key wrapped under the current one. Returns how many it rewrapped.
@@ -83,7 +87,7 @@ pub fn rewrap_all() -> i64 {
     cache::transaction_local();
     let current = current_kek(true);
     let previous = load_kek(KekSlot::Previous, true);
-    as_bootstrap_superuser(|| {
+    let rewrapped = as_bootstrap_superuser(|| {
         Spi::connect_mut(|client| {
             // Blocks key creation, rotation and shredding until commit, so no key is missed; reads go on.
             client
@@ -132,7 +136,11 @@ pub fn rewrap_all() -> i64 {
             }
             rewrapped.len() as i64
         })
-    })
+    });
+    if rewrapped > 0 {
+        crate::citus::replication::keys_changed(None);
+    }
+    rewrapped
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ pub(super) enum Ensured {
 /// tenant (the admin API) or say "the current tenant" (encryption).
 pub(super) fn ensure_key(tenant: &Uuid, named: bool) -> Ensured {
     check_writable("create a data key");
-    with_tenant_locked(tenant, |client, rows| {
+    let ensured = with_tenant_locked(tenant, |client, rows| {
         if rows.iter().any(|r| r.state == State::Destroyed) {
             errors::keys_destroyed(named.then_some(tenant));
         }
@@ -120,12 +120,17 @@ pub(super) fn ensure_key(tenant: &Uuid, named: bool) -> Ensured {
         if let Some(row) = rows.into_iter().find(|r| r.state == State::Active) {
             return Ensured::Existing(row);
         }
+        crate::citus::replication::check_key_creation(tenant);
         let (dek, wrapped) = new_dek(tenant, version);
         if !insert_key(client, tenant, version, wrapped) {
             errors::key_creation_conflict();
         }
         Ensured::Created(version, dek)
-    })
+    });
+    if matches!(ensured, Ensured::Created(..)) {
+        crate::citus::replication::keys_changed(Some(&[*tenant]));
+    }
+    ensured
 }
 
 /// Creates the tenant's first data key (on its first encryption).

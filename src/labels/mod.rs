@@ -20,7 +20,8 @@ mod policies;
 mod queue;
 
 pub use policies::{
-    deparsed_policy_predicate, in_internal_ddl, is_managed_policy, policy_predicate, ACCESS_POLICY, ISOLATION_POLICY,
+    after_citus_conversion, deparsed_per_row_predicate, deparsed_policy_predicate, in_internal_ddl, is_managed_policy,
+    policy_predicate, prepare_for_citus, ACCESS_POLICY, ISOLATION_POLICY,
 };
 pub use queue::{flush_actions, init_xact, label_created_relations, relation_created, tables_altered};
 
@@ -96,11 +97,16 @@ pub fn table_label(relid: pg_sys::Oid) -> Option<Label> {
     label_of(pg_sys::RelationRelationId, relid)
 }
 
-/// The tenant column of a protected table.
+/// The tenant column of a protected table, or of a Citus shard of one (a shard on a worker is protected like the
+/// table it is a shard of: the guard refuses the same statements on it).
 pub fn protected_column(relid: pg_sys::Oid) -> Option<String> {
     match table_label(relid) {
         Some(Label::TenantScoped { column }) => Some(column),
-        _ => None,
+        Some(_) => None,
+        None => match crate::citus::shell_of(relid).and_then(table_label) {
+            Some(Label::TenantScoped { column }) => Some(column),
+            _ => None,
+        },
     }
 }
 
@@ -309,5 +315,5 @@ fn protect(tbl: Option<pg_sys::Oid>, tenant_column: Option<&str>) {
 extension_sql_file!(
     "../../sql/labels.sql",
     name = "labels_schema",
-    requires = ["admin_role", protect, label_column, deparsed_policy_predicate]
+    requires = ["admin_role", protect, label_column, deparsed_policy_predicate, deparsed_per_row_predicate]
 );

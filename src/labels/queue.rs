@@ -173,6 +173,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             forget_pending();
             ACTIONS.with_borrow_mut(Vec::clear);
             CREATED.with_borrow_mut(Vec::clear);
+            super::policies::forget_prepared();
         }
         _ => {}
     }

@@ -1,0 +1,161 @@
+//! Issuers and data keys are the same on every node of a Citus cluster.
+//!
+//! On the coordinator, every change to the trusted issuers (whatever made it: `trust_issuer`, `untrust_issuer`,
+//! `scope_issuer`, an administrator's rows in `tenant.issuer_tenant`) and to a tenant's data keys (`create_key`,
+//! `rotate_key`, `shred`, `rewrap_keys`, the key an encryption creates) is sent to every worker in the same
+//! transaction, as the new contents of the changed rows; Citus commits it on all nodes with two-phase commit, or on
+//! none. Wrapped keys travel wrapped: every node has the same master key (`tenant_guard.kek_*`, set by the DBA on
+//! each node). A worker takes these changes only from the coordinator: anything else that would change its issuers
+//! or keys, an encryption that would create a key included, is refused there.
+
+use super::symbols;
+use crate::errors;
+use crate::invalidation::Watched;
+use crate::privileged::as_bootstrap_superuser;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::cell::Cell;
+use uuid::Uuid;
+
+thread_local! {
+    /// Set while a worker applies what the coordinator sent.
+    static APPLYING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// After a statement changed a table of issuers or keys (its statement trigger): a coordinator sends the issuers
+/// to the workers; a worker refuses the change unless it comes from the coordinator.
+pub fn table_changed(what: Watched) {
+    if !super::installed() {
+        return;
+    }
+    if super::is_worker() {
+        if !APPLYING.get() {
+            errors::citus_worker_refused(match what {
+                Watched::Issuers => "change trusted issuers",
+                Watched::Keys => "change data keys",
+            });
+        }
+    } else if what == Watched::Issuers && super::is_coordinator() {
+        let state =
+            as_bootstrap_superuser(|| Spi::get_one::<JsonB>(include_str!("../../sql/queries/issuer_state.sql")))
+                .ok()
+                .flatten()
+                .map(|j| j.0.to_string())
+                .unwrap_or_else(|| errors::internal("tenant_guard could not read the trusted issuers".into()));
+        send(&format!("SELECT tenant._replica_issuers({}::pg_catalog.jsonb)", spi::quote_literal(&state)));
+    }
+}
+
+/// Before a data key would be created on this node: a worker never creates one by itself.
+pub fn check_key_creation(tenant: &Uuid) {
+    if super::is_worker() && !APPLYING.get() {
+        errors::key_missing_on_worker(tenant);
+    }
+}
+
+/// After a change to data keys on the coordinator: the workers get the rows of these tenants (all when None).
+pub fn keys_changed(tenants: Option<&[Uuid]>) {
+    if !super::is_coordinator() {
+        return;
+    }
+    let ids: Option<Vec<pgrx::Uuid>> = tenants.map(|t| t.iter().map(crate::uuids::to_pg).collect());
+    let rows = as_bootstrap_superuser(|| {
+        Spi::get_one_with_args::<JsonB>(include_str!("../../sql/queries/key_rows.sql"), &[ids.clone().into()])
+    })
+    .ok()
+    .flatten()
+    .map(|j| j.0.to_string())
+    .unwrap_or_else(|| errors::internal("tenant_guard could not read tenant.data_key".into()));
+    let tenants_sql = match &ids {
+        None => "NULL".to_string(),
+        Some(ids) => format!(
+            "ARRAY[{}]::pg_catalog.uuid[]",
+            ids.iter()
+                .map(|u| spi::quote_literal(uuid::Uuid::from_bytes(*u.as_bytes()).to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    send(&format!("SELECT tenant._replica_keys({tenants_sql}, {}::pg_catalog.jsonb)", spi::quote_literal(&rows)));
+}
+
+fn send(command: &str) {
+    let Some(symbols) = symbols::get() else { return };
+    let command = std::ffi::CString::new(command).expect("JSON text has no NUL");
+    // As the bootstrap superuser: Citus connects to the workers as the current user, and only a superuser may run
+    // the functions that apply the change there.
+    as_bootstrap_superuser(|| {
+        // SAFETY: a NUL-terminated command that outlives the call; Citus may raise a PostgreSQL ERROR (a worker
+        // down, or refusing the command), which aborts this transaction on every node.
+        unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.send_to_workers)(command.as_ptr())) }
+    })
+}
+
+fn applying<R>(f: impl FnOnce() -> R) -> R {
+    if !super::is_worker() {
+        errors::citus_replica_refused();
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            APPLYING.set(false);
+        }
+    }
+    APPLYING.set(true);
+    let _reset = Reset;
+    f()
+}
+
+/// On a worker: replaces the trusted issuers with the coordinator's (SQL: superusers only; the coordinator calls it).
+#[pg_extern(volatile, parallel_unsafe, name = "_replica_issuers")]
+fn replica_issuers(state: JsonB) {
+    apply(
+        &[
+            "DELETE FROM tenant.trusted_issuer",
+            "INSERT INTO tenant.trusted_issuer SELECT * FROM pg_catalog.jsonb_populate_recordset(\
+             NULL::tenant.trusted_issuer, $1 OPERATOR(pg_catalog.->) 'issuers')",
+            "INSERT INTO tenant.issuer_tenant SELECT * FROM pg_catalog.jsonb_populate_recordset(\
+             NULL::tenant.issuer_tenant, $1 OPERATOR(pg_catalog.->) 'tenants')",
+        ],
+        vec![state.into()],
+    )
+}
+
+/// On a worker: replaces the data keys of these tenants (all when NULL) with the coordinator's rows.
+#[pg_extern(volatile, parallel_unsafe, name = "_replica_keys")]
+fn replica_keys(tenants: Option<Vec<pgrx::Uuid>>, rows: JsonB) {
+    apply(
+        &[
+            "DELETE FROM tenant.data_key WHERE $1 IS NULL OR tenant OPERATOR(pg_catalog.=) ANY ($1)",
+            "INSERT INTO tenant.data_key SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::tenant.data_key, $2)",
+        ],
+        vec![tenants.into(), rows.into()],
+    )
+}
+
+/// Runs the statements (each may use any of `args`) as the bootstrap superuser, marked as the coordinator's change.
+fn apply(statements: &[&str], args: Vec<pgrx::datum::DatumWithOid<'_>>) {
+    applying(|| {
+        as_bootstrap_superuser(|| {
+            Spi::connect_mut(|client| {
+                for sql in statements {
+                    client.update(*sql, None, &args).unwrap_or_else(|e| {
+                        errors::internal(format!("tenant_guard could not apply a change from the coordinator: {e}"))
+                    });
+                }
+            })
+        })
+    })
+}
+
+/// Whether this node is the coordinator of a Citus cluster (SQL: `tenant._citus_coordinator()`, for the audit).
+#[pg_extern(stable, parallel_safe, name = "_citus_coordinator")]
+fn citus_coordinator() -> bool {
+    super::is_coordinator()
+}
+
+extension_sql_file!(
+    "../../sql/citus.sql",
+    name = "citus",
+    requires = [replica_issuers, replica_keys, citus_coordinator, "keys_schema", "issuers_schema", "labels_schema"]
+);
