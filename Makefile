@@ -41,12 +41,12 @@ else
   INSTALL_SUDO := --sudo
 endif
 
-.PHONY: deps install install-release test test-unit test-docs test-pg test-e2e test-upgrade upgrade-script test-fuzz demo bench soak fuzz fmt lint package test-package clean
+.PHONY: deps install install-release test test-unit test-docs test-pg test-e2e test-citus test-upgrade upgrade-script test-fuzz demo bench soak fuzz fmt lint package test-package clean
 
 # Another major than the machine's: every target runs in the root that has it (see tests/support/pgroot.sh).
 ifneq ($(PG),15)
 ifndef TG_IN_ROOT
-ROOTED_TARGETS := deps install install-release test test-unit test-docs test-pg test-e2e test-fuzz demo bench soak
+ROOTED_TARGETS := deps install install-release test test-unit test-docs test-pg test-e2e test-citus test-fuzz demo bench soak
 $(ROOTED_TARGETS):
 	tests/support/pgroot.sh $(PG) make $@
 else
@@ -91,6 +91,12 @@ test-pg: deps
 ## end-to-end tests (several connections, COMMIT, session scope, connection options, PyJWT interop)
 test-e2e: install
 	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) $(VENV)/bin/python -m pytest -q tests/e2e
+
+## the Citus suite (tests/citus/): a coordinator and two workers on this machine. Runs where Citus is installed in
+## the PostgreSQL under test, and says it was skipped elsewhere; not part of `make test` (no package registry here has
+## Citus: DEVELOPERS.md says how to get it)
+test-citus: install
+	PG=$(PG) tests/citus/run.sh $(VENV)/bin/python -m pytest -q tests/citus
 
 ## the upgrade from 0.1.0 (built from the commit that released it): ALTER EXTENSION UPDATE keeps every row, key and
 ## label, keeps enforcing, and leaves the catalog equal to a fresh install's. PostgreSQL 15 (0.1.0 supported no other)

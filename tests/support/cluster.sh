@@ -5,7 +5,8 @@
 #   cluster.sh restart DIR      restart it (fast shutdown)
 #   cluster.sh stop DIR         stop it and remove DIR
 #
-# TG_PRELOAD overrides shared_preload_libraries (the tests use an empty one to check the error).
+# TG_PRELOAD overrides shared_preload_libraries (the tests use an empty one to check the error; the Citus suite
+# 'citus,tenant_guard'). TG_KEK_FROM: copy the master key from that file instead of making a new one.
 # The master key is a fresh random key in DIR.kek (beside the data directory, never inside it: base backups copy the
 # data directory), owned by the server's OS user with mode 0600, named by tenant_guard.kek_file.
 # As root the server runs as the `postgres` OS user (PostgreSQL refuses to run as root). Authentication is `trust`
@@ -30,7 +31,11 @@ start)
     as_owner "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
       || { cat "$dir.initdb.log"; exit 1; }
     rm -f "$dir.kek"
-    as_owner sh -c 'umask 077; od -An -tx1 -N32 /dev/urandom | tr -d " \n" > "$1"' sh "$dir.kek"
+    if [ -n "${TG_KEK_FROM:-}" ]; then   # the nodes of one Citus cluster share a master key
+      as_owner sh -c 'umask 077; cat "$1" > "$2"' sh "$TG_KEK_FROM" "$dir.kek"
+    else
+      as_owner sh -c 'umask 077; od -An -tx1 -N32 /dev/urandom | tr -d " \n" > "$1"' sh "$dir.kek"
+    fi
     as_owner tee -a "$dir/postgresql.conf" >/dev/null <<CONF
 # tenant_guard test cluster
 port = $port
