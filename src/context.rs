@@ -234,6 +234,23 @@ pub fn current() -> Rc<Verified> {
     verified
 }
 
+/// The tenant the current token would yield, without raising anything or sealing the transaction: None where
+/// [`current`] would refuse. For the planner, which may plan ahead of use (the statement itself checks again).
+pub fn peek_tenant() -> Option<Uuid> {
+    let token = gucs::token_bytes();
+    if token.is_empty() {
+        return None;
+    }
+    match gucs::token_origin() {
+        TokenOrigin::Transaction => {}
+        TokenOrigin::Session | TokenOrigin::ConnectionOption if gucs::session_scope_allowed() => {}
+        _ => return None,
+    }
+    let verified = resolve(token).ok()?;
+    with_policy(|p| verified.check_time(check_time(), p)).ok()?;
+    Some(verified.tenant)
+}
+
 /// The token to hand to other nodes of a Citus cluster, checked here first exactly as for a local query (where it
 /// came from, its validity, the transaction's seal: errors are raised here); None when no token is set.
 pub fn token_for_other_nodes() -> Option<Zeroizing<String>> {

@@ -46,7 +46,7 @@ pub const MAX_CLOCK_SKEW: i32 = 300;
 pub const MAX_LIFETIME_LIMIT: i32 = 7 * 24 * 3600;
 
 pub fn init() {
-    // SAFETY: check_token is a #[pg_guard] function with the signature PostgreSQL expects.
+    // SAFETY: check_token and assign_token are #[pg_guard] functions with the signatures PostgreSQL expects.
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             TOKEN_NAME,
@@ -58,7 +58,7 @@ pub fn init() {
             GucContext::Userset,
             GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
             Some(check_token),
-            None,
+            Some(assign_token),
             None,
         );
     }
@@ -317,6 +317,13 @@ unsafe extern "C-unwind" fn check_token(
     }
     errors::token_default_refused();
     false
+}
+
+/// A new token (set, or reverted at the end of a transaction or savepoint): plans made for another tenant's shards
+/// must be made again (see `citus::pruning`). Reads nothing; may not fail.
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_token(_newval: *const std::ffi::c_char, _extra: *mut std::ffi::c_void) {
+    crate::citus::pruning::token_changed();
 }
 
 /// Where the current value of `tenant_guard.token` came from.

@@ -4,6 +4,7 @@
 //! in the database, tenant_guard looks up three of its exported functions ([`symbols`]) and uses them to
 //! - forward the signed token to the workers of every distributed statement, where each worker verifies it itself
 //!   ([`context`]): a bare tenant id never travels between nodes;
+//! - prune shards: a tenant's query on a distributed table reaches only its shard ([`pruning`]);
 //! - apply issuer and data-key changes on every node in the coordinator's transaction, committed by Citus's two-phase
 //!   commit, so that all nodes change or none does ([`replication`]).
 //!
@@ -13,6 +14,7 @@
 //! off.
 
 pub mod context;
+pub mod pruning;
 pub mod replication;
 mod symbols;
 
@@ -90,15 +92,16 @@ fn node() -> (bool, i32) {
 
 /// Whether a table is in Citus's metadata (distributed, reference or Citus local table) on this node.
 pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
-    installed() && with_pinned_search_path(|| {
-        Spi::get_one_with_args::<bool>(
+    installed()
+        && with_pinned_search_path(|| {
+            Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1)",
             &[relid.into()],
         )
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Whether a function is one of Citus's that turn a table into a Citus table (its policies must then have the form

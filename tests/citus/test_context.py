@@ -121,19 +121,20 @@ def test_workers_verify_the_token_themselves(orders):
     """A worker that would refuse the token (a shorter lifetime limit there) refuses it, though the coordinator
     accepts it: the worker gets the signed token, never a tenant id it would have to trust."""
     long_lived = mint(TENANT_A, lifetime=3000)
-    port = WORKERS[0]
-    with connect(port) as w:
-        w.execute("ALTER SYSTEM SET tenant_guard.max_token_lifetime = 600")
-        w.execute("SELECT pg_reload_conf()")
+    for port in WORKERS:
+        with connect(port) as w:
+            w.execute("ALTER SYSTEM SET tenant_guard.max_token_lifetime = 600")
+            w.execute("SELECT pg_reload_conf()")
     try:
         with app_conn() as c:
             with c.transaction():
                 c.execute("SELECT tenant.authenticate(%s)", (long_lived,))   # the coordinator accepts it
-                assert sqlstate(c, "SELECT item FROM ctx_orders") == "42501"   # a worker does not
+                assert sqlstate(c, "SELECT item FROM ctx_orders") == "42501"   # the tenant's worker does not
     finally:
-        with connect(port) as w:
-            w.execute("ALTER SYSTEM RESET tenant_guard.max_token_lifetime")
-            w.execute("SELECT pg_reload_conf()")
+        for port in WORKERS:
+            with connect(port) as w:
+                w.execute("ALTER SYSTEM RESET tenant_guard.max_token_lifetime")
+                w.execute("SELECT pg_reload_conf()")
 
 
 def test_writes_isolated(orders):
