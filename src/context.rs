@@ -343,8 +343,17 @@ fn authenticate_scoped(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
 }
 
 /// The verified tenant id, or SQLSTATE 42501 "no tenant context".
+///
+/// Without any token, the nil uuid (which no token yields, so it matches no tenant's rows) in two cases where an
+/// error would be wrong: while a query is planned (the planner evaluates STABLE calls only to estimate a condition's
+/// selectivity, such as the per-row policy of a Citus table; the execution evaluates the call again and fails there
+/// without a context), and while a Citus function converts a protected table (it checks as its caller whether the
+/// table is empty, then copies the rows itself).
 #[pg_extern(stable, parallel_safe)]
 fn current_id() -> pgrx::Uuid {
+    if gucs::token_bytes().is_empty() && (crate::citus::pruning::planning() || crate::citus::converting()) {
+        return crate::uuids::to_pg(&Uuid::nil());
+    }
     crate::uuids::to_pg(&current().tenant)
 }
 

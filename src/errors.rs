@@ -825,3 +825,32 @@ pub fn citus_restrictive_policy_refused(table: &str) -> ! {
         Some("Express the restriction in the queries or a view, or keep the table local."),
     )
 }
+
+/// 0A000: COPY FROM into a table that row-level security confines for this role.
+pub fn copy_from_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("COPY FROM into {table} is refused: the table is protected by tenant_guard"),
+        Some("PostgreSQL does not check row-level security policies during COPY FROM.".into()),
+        Some(
+            "Load the tenant's rows with INSERT ... VALUES (many rows per statement), or COPY into a staging table \
+             and INSERT ... SELECT from it, in a transaction with the tenant's context.",
+        ),
+    )
+}
+
+/// 0A000: an UPDATE of a protected Citus table computes a value with a VOLATILE function (tenant.encrypt()).
+pub fn citus_volatile_update(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "UPDATE of {table} with a VOLATILE function (such as tenant.encrypt()) is refused: Citus runs the \
+                 UPDATE on the workers, where it does not allow VOLATILE functions"
+        ),
+        None,
+        Some(
+            "Compute the value first (SELECT tenant.encrypt(...)) and pass it as a parameter \
+             (UPDATE ... SET col = $1), or write new rows with INSERT ... VALUES, where the coordinator evaluates it.",
+        ),
+    )
+}

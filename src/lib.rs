@@ -63,6 +63,7 @@ pub extern "C-unwind" fn _PG_init() {
     labels::init();
     labels::init_xact();
     guard::init();
+    citus::init();
     citus::pruning::init();
     redaction::init();
     requirements::check_server_version();

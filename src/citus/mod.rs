@@ -24,6 +24,10 @@ use std::cell::Cell;
 use std::ffi::CStr;
 
 thread_local! {
+    /// Set while a Citus function that converts tables runs (see [`converting`]).
+    static CONVERTING: Cell<bool> = const { Cell::new(false) };
+    /// Relations created in the current transaction (a worker's new shards among them).
+    static CREATED: std::cell::RefCell<Vec<pg_sys::Oid>> = const { std::cell::RefCell::new(Vec::new()) };
     /// (local transaction id, installed, group id) of the last lookup: one catalog read per transaction.
     static NODE: Cell<(u32, bool, i32)> = const { Cell::new((u32::MAX, false, -1)) };
     /// Set while `node` or `shell_of` reads the catalogs.
@@ -203,4 +207,74 @@ pub fn shell_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
             && pg_sys::get_rel_namespace(shell) == pg_sys::get_rel_namespace(relid)
     };
     same.then_some(shell)
+}
+
+/// Registers the end-of-transaction callback. Called once from `_PG_init`.
+pub fn init() {
+    // SAFETY: registering a backend-lifetime callback with a static function and no argument.
+    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE) {
+        CREATED.with_borrow_mut(Vec::clear);
+        CONVERTING.set(false);
+    }
+}
+
+/// Called for each relation created (OAT_POST_CREATE).
+pub fn relation_created(relid: pg_sys::Oid) {
+    if symbols::loaded() {
+        CREATED.with_borrow_mut(|c| c.push(relid));
+    }
+}
+
+/// Whether `relid` is a relation this transaction created on a worker: Citus building a shard there (as the table's
+/// owner, before the worker's metadata lists the shard) recreates the table's keys, constraints, policies and label
+/// on it, which the coordinator's guard judged on the table. A relation created in this transaction holds no rows
+/// but those this transaction put there, which its role could read anyway.
+pub fn is_new_shard(relid: pg_sys::Oid) -> bool {
+    CREATED.with_borrow(|c| c.contains(&relid)) && (is_worker() || named_like_a_shard(relid))
+}
+
+/// Whether a relation is named `<a table>_<digits>` in that table's schema (a shard Citus is creating on the
+/// coordinator, before pg_dist_shard lists it).
+fn named_like_a_shard(relid: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups by oid and by name.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        if name.is_null() {
+            return false;
+        }
+        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+        let Some((table, shard)) = name.rsplit_once('_') else { return false };
+        if table.is_empty() || shard.is_empty() || !shard.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let Ok(table) = std::ffi::CString::new(table) else { return false };
+        // (the table may not be in Citus's metadata yet: a reference table's shard on the coordinator comes first)
+        pg_sys::get_relname_relid(table.as_ptr(), pg_sys::get_rel_namespace(relid)) != pg_sys::InvalidOid
+    }
+}
+
+/// Whether the session propagates DDL to the workers (`citus.enable_ddl_propagation`).
+pub fn ddl_propagation_on() -> bool {
+    // SAFETY: reads a setting by name; missing_ok returns NULL when Citus did not define it.
+    let value = unsafe { pg_sys::GetConfigOption(c"citus.enable_ddl_propagation".as_ptr(), true, false) };
+    // SAFETY: not NULL, so a NUL-terminated string owned by the GUC machinery.
+    value.is_null() || unsafe { CStr::from_ptr(value) }.to_bytes() == b"on"
+}
+
+/// Marks the start (a Citus function that converts tables is about to run) and the end (its statement is done) of a
+/// conversion.
+pub fn set_converting(on: bool) {
+    CONVERTING.set(on);
+}
+
+/// Whether a Citus function that converts tables is running. Citus reads the table then (whether it is empty) as the
+/// caller, whom the table's policies confine: without a token, that read matches no tenant instead of failing.
+pub fn converting() -> bool {
+    CONVERTING.get()
 }

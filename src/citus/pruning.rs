@@ -14,6 +14,7 @@
 //! without a tenant context carries the item too, and gets pruned once a token is set.
 
 use crate::context;
+use crate::errors;
 use crate::labels;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -54,6 +55,33 @@ unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     });
 }
 
+thread_local! {
+    /// How many plannings are in progress in this backend.
+    static PLANNING: Cell<u32> = const { Cell::new(0) };
+}
+
+struct Planning;
+
+impl Planning {
+    fn enter() -> Planning {
+        PLANNING.set(PLANNING.get() + 1);
+        Planning
+    }
+}
+
+impl Drop for Planning {
+    fn drop(&mut self) {
+        PLANNING.set(PLANNING.get() - 1);
+    }
+}
+
+/// Whether a query is being planned. The planner calls STABLE functions while it plans only to estimate how many
+/// rows a condition selects (the per-row policy `tenant_id = tenant.current_id()` of a Citus table, for instance);
+/// Citus evaluates the calls it routes by at execution.
+pub fn planning() -> bool {
+    PLANNING.get() > 0
+}
+
 /// The token changed: plans made for the previous one are made again at their next use.
 pub fn token_changed() {
     if MARKED.get() {
@@ -78,6 +106,9 @@ unsafe extern "C-unwind" fn planner(
         // it anyway), and the nodes added are allocated in the current memory context.
         unsafe { add_tenant_quals(parse, &mut tenant) }
     };
+    // SAFETY: the Query about to be planned.
+    unsafe { refuse_volatile_update(parse) };
+    let _planning = Planning::enter();
     // SAFETY: passes the arguments on, to the previous hook or the standard planner.
     let planned = unsafe {
         match PREV_PLANNER {
@@ -152,6 +183,25 @@ unsafe fn add_tenant_quals(query: *mut pg_sys::Query, tenant: &mut Tenant) -> bo
         }
     }
     touched
+}
+
+/// An UPDATE of a protected distributed table that computes a value with a VOLATILE function: tenant_guard's error
+/// says what to do instead of Citus's.
+///
+/// # Safety
+/// `query` is a valid Query.
+unsafe fn refuse_volatile_update(query: *mut pg_sys::Query) {
+    // SAFETY: a valid Query; the result relation's entry is in its range table.
+    unsafe {
+        let q = &*query;
+        if q.commandType != pg_sys::CmdType::CMD_UPDATE || q.resultRelation <= 0 || BUSY.get() || !super::installed() {
+            return;
+        }
+        let rte = pg_sys::list_nth(q.rtable, q.resultRelation - 1) as *mut pg_sys::RangeTblEntry;
+        if prunable_column((*rte).relid).is_some() && pg_sys::contain_volatile_functions(q.targetList.cast()) {
+            errors::citus_volatile_update(&labels::qualified_name((*rte).relid).unwrap_or_default());
+        }
+    }
 }
 
 /// The current tenant, looked up once per planning and only when a query reads a prunable table.

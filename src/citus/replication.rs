@@ -46,6 +46,13 @@ pub fn table_changed(what: Watched) {
     }
 }
 
+/// Before an administrator's key change (create, rotate, shred, rewrap): a worker takes them from the coordinator.
+pub fn check_admin_here(what: &str) {
+    if super::is_worker() && !APPLYING.get() {
+        errors::citus_worker_refused(what);
+    }
+}
+
 /// Before a data key would be created on this node: a worker never creates one by itself.
 pub fn check_key_creation(tenant: &Uuid) {
     if super::is_worker() && !APPLYING.get() {
@@ -77,6 +84,25 @@ pub fn keys_changed(tenants: Option<&[Uuid]>) {
         ),
     };
     send(&format!("SELECT tenant._replica_keys({tenants_sql}, {}::pg_catalog.jsonb)", spi::quote_literal(&rows)));
+}
+
+/// A Citus table's label on every worker's copy of the table, where the session does not propagate DDL (Citus
+/// propagates SECURITY LABEL itself otherwise): the workers' guard protects the shards of a labelled table.
+pub fn label_on_workers(table: &str, label: Option<&str>) {
+    if !super::is_coordinator() || super::ddl_propagation_on() {
+        return;
+    }
+    let label = label.map_or("NULL".to_string(), spi::quote_literal);
+    send_as_caller("SET LOCAL citus.enable_ddl_propagation TO off");
+    send_as_caller(&format!("SECURITY LABEL FOR tenant_guard ON TABLE {table} IS {label}"));
+}
+
+fn send_as_caller(command: &str) {
+    let Some(symbols) = symbols::get() else { return };
+    let command = std::ffi::CString::new(command).expect("no NUL");
+    // SAFETY: a NUL-terminated command that outlives the call; Citus may raise a PostgreSQL ERROR, which aborts
+    // this transaction on every node.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.send_to_workers)(command.as_ptr())) }
 }
 
 fn send(command: &str) {

@@ -77,13 +77,16 @@ unsafe extern "C-unwind" fn object_access(
         pg_sys::ObjectAccessType::OAT_POST_CREATE => {
             session::object_created(class_id, object_id, sub_id);
             if class_id == pg_sys::RelationRelationId && sub_id == 0 {
+                crate::citus::relation_created(object_id);
                 labels::relation_created(object_id);
             }
         }
         pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => {
             functions::executing(object_id);
             if crate::citus::converts_tables(object_id) {
+                // (in this order: what prepare_for_citus runs ends like a statement, and would end the conversion)
                 labels::prepare_for_citus();
+                crate::citus::set_converting(true);
             }
         }
         pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
@@ -146,7 +149,12 @@ unsafe extern "C-unwind" fn process_utility(
     let internal = labels::in_internal_ddl();
     let _session = session::StatementScope::enter();
     // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
-    let verdict = if internal { Verdict::Run } else { unsafe { check(&mut pstmt, &mut read_only_tree, context) } };
+    let verdict = if internal {
+        // SAFETY: as below.
+        unsafe { citus_managed_policy(&mut pstmt, &mut read_only_tree) }.unwrap_or(Verdict::Run)
+    } else {
+        unsafe { check(&mut pstmt, &mut read_only_tree, context) }
+    };
     if verdict == Verdict::Skip {
         return;
     }
@@ -219,6 +227,34 @@ unsafe extern "C-unwind" fn process_utility(
     }
 }
 
+/// One of tenant_guard's policies created on a Citus table or shard, whoever runs it (tenant_guard's own DDL
+/// included: Citus creates the coordinator's shards inside it): `tenant_isolation` is made restrictive, which Citus
+/// forgets when it copies a policy; a table owner's (Citus on a worker, creating shards) is checked once created.
+///
+/// # Safety
+/// `pstmt` points to the statement's PlannedStmt, whose utility statement is a CreatePolicyStmt or another node.
+unsafe fn citus_managed_policy(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_tree: &mut bool) -> Option<Verdict> {
+    // SAFETY: as the caller promises; the tree is copied before it is changed.
+    unsafe {
+        let node = (**pstmt).utilityStmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_CreatePolicyStmt || !crate::citus::installed() {
+            return None;
+        }
+        let stmt = node as *mut pg_sys::CreatePolicyStmt;
+        let tamper::CitusPolicy::Managed { relid, protected } = tamper::citus_policy(stmt) else { return None };
+        let name = cstr((*stmt).policy_name);
+        if name == labels::ISOLATION_POLICY {
+            if *read_only_tree {
+                // SAFETY: copyObject of a valid node tree, in the current (statement) memory context.
+                *pstmt = pg_sys::copyObjectImpl(*pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+                *read_only_tree = false;
+            }
+            (*((**pstmt).utilityStmt as *mut pg_sys::CreatePolicyStmt)).permissive = false;
+        }
+        (protected && !labels::in_internal_ddl() && !is_admin()).then(|| Verdict::VerifyManagedPolicy(relid, name))
+    }
+}
+
 /// Checks one utility statement before it runs. Raises 42501 when a rule refuses it.
 ///
 /// # Safety
@@ -253,22 +289,11 @@ unsafe fn check(
         {
             return Verdict::Skip;
         }
-        if tag == pg_sys::NodeTag::T_CreatePolicyStmt && crate::citus::installed() {
-            let stmt = node as *mut pg_sys::CreatePolicyStmt;
-            if let tamper::CitusPolicy::Managed { relid, protected } = tamper::citus_policy(stmt) {
-                let name = cstr((*stmt).policy_name);
-                if name == labels::ISOLATION_POLICY {
-                    if *read_only_tree {
-                        // SAFETY: copyObject of a valid node tree, in the current (statement) memory context.
-                        *pstmt = pg_sys::copyObjectImpl(*pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
-                        *read_only_tree = false;
-                    }
-                    (*((**pstmt).utilityStmt as *mut pg_sys::CreatePolicyStmt)).permissive = false;
-                }
-                if protected && !is_admin() {
-                    return Verdict::VerifyManagedPolicy(relid, name);
-                }
-            }
+        if tag == pg_sys::NodeTag::T_CopyStmt {
+            tamper::copy_from(node as *mut pg_sys::CopyStmt);
+        }
+        if let Some(verdict) = citus_managed_policy(pstmt, read_only_tree) {
+            return verdict;
         }
     }
     if !is_guarded(tag) || is_admin() {
@@ -309,7 +334,10 @@ unsafe fn check(
             pg_sys::NodeTag::T_CreateStmt => reach::create_table(node as *mut pg_sys::CreateStmt),
             pg_sys::NodeTag::T_CreatePolicyStmt => tamper::create_policy(node as *mut pg_sys::CreatePolicyStmt),
             pg_sys::NodeTag::T_AlterPolicyStmt => tamper::alter_policy(node as *mut pg_sys::AlterPolicyStmt),
-            pg_sys::NodeTag::T_DropStmt => tamper::drop_policy(node as *mut pg_sys::DropStmt),
+            pg_sys::NodeTag::T_DropStmt => {
+                tamper::drop_policy(node as *mut pg_sys::DropStmt);
+                tamper::drop_shard(node as *mut pg_sys::DropStmt);
+            }
             pg_sys::NodeTag::T_RuleStmt => owner_code::rule(node as *mut pg_sys::RuleStmt),
             pg_sys::NodeTag::T_IndexStmt => owner_code::index(node as *mut pg_sys::IndexStmt),
             pg_sys::NodeTag::T_CreateStatsStmt => owner_code::statistics(node as *mut pg_sys::CreateStatsStmt),
@@ -483,6 +511,9 @@ pub struct Guarded {
 /// `relid` if it is protected.
 fn guarded(relid: pg_sys::Oid) -> Option<Guarded> {
     let column = labels::protected_column(relid)?;
+    if crate::citus::is_new_shard(relid) {
+        return None;
+    }
     Some(Guarded { relid, column, name: display_name(relid) })
 }
 

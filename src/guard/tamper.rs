@@ -104,6 +104,68 @@ pub unsafe fn managed_policy_exists(stmt: *mut pg_sys::CreatePolicyStmt) -> bool
     exists
 }
 
+/// COPY FROM into a protected table that row-level security confines for the current role: PostgreSQL refuses it
+/// too (and Citus, for a distributed table, on the workers); tenant_guard's error says what to do instead.
+///
+/// # Safety
+/// `stmt` is the statement's CopyStmt.
+pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt) {
+    // SAFETY: reads the statement; the lookup takes no lock (COPY takes its own before it reads a row).
+    let relid = unsafe {
+        if !(*stmt).is_from || (*stmt).relation.is_null() {
+            return;
+        }
+        pg_sys::RangeVarGetRelidExtended(
+            (*stmt).relation,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    if relid == pg_sys::InvalidOid || labels::protected_column(relid).is_none() {
+        return;
+    }
+    // SAFETY: a plain catalog check of the current role against an existing relation.
+    let confined = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) }
+        == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+    if confined {
+        errors::copy_from_refused(&super::display_name(relid));
+    }
+}
+
+/// DROP TABLE of a shard of a protected Citus table, on a worker: a table recreated under the shard's name would
+/// take the tenants' new rows without row-level security. Dropping a protected distributed table (which drops its
+/// shards on every worker) is for administrators.
+///
+/// # Safety
+/// `stmt` is the statement's DropStmt.
+pub unsafe fn drop_shard(stmt: *mut pg_sys::DropStmt) {
+    // SAFETY: DROP TABLE's objects are name lists `[schema.]table`; the lookup takes no lock (DROP takes its own).
+    unsafe {
+        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_TABLE || !crate::citus::installed() {
+            return;
+        }
+        for names in pgrx::PgList::<pg_sys::List>::from_pg((*stmt).objects).iter_ptr() {
+            let rv = pg_sys::makeRangeVarFromNameList(names);
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if relid != pg_sys::InvalidOid
+                && crate::citus::shell_of(relid).is_some()
+                && labels::protected_column(relid).is_some()
+                && !crate::citus::is_new_shard(relid)
+            {
+                errors::tamper_refused("DROP TABLE", &super::display_name(relid));
+            }
+        }
+    }
+}
+
 pub enum CitusPolicy {
     /// Nothing to change.
     Other,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 /// Creates the tenant's first data key if it has none. Returns the active version.
 pub fn create(tenant: &Uuid) -> u32 {
+    crate::citus::replication::check_admin_here("create a data key");
     cache::sync();
     match ensure_key(tenant, true) {
         Ensured::Created(version, _) => version,
@@ -24,6 +25,7 @@ pub fn create(tenant: &Uuid) -> u32 {
 
 /// Adds a new active version; the previous one is retired (it still decrypts). Returns the new version.
 pub fn rotate(tenant: &Uuid) -> u32 {
+    crate::citus::replication::check_admin_here("rotate a data key");
     cache::sync();
     check_writable("rotate a data key");
     let version = with_tenant_locked(tenant, |client, rows| {
@@ -51,6 +53,7 @@ pub fn rotate(tenant: &Uuid) -> u32 {
 
 /// Destroys every data key version of the tenant and leaves a tombstone. Returns how many versions were destroyed.
 pub fn shred(tenant: &Uuid) -> i32 {
+    crate::citus::replication::check_admin_here("shred a tenant's keys");
     cache::sync();
     check_writable("shred a tenant's keys");
     let live = with_tenant_locked(tenant, |client, rows| {
@@ -82,6 +85,7 @@ pub fn shred(tenant: &Uuid) -> i32 {
 
 /// Rewraps every data key that the previous master key wrapped under the current one. Returns how many it rewrapped.
 pub fn rewrap_all() -> i64 {
+    crate::citus::replication::check_admin_here("rewrap data keys");
     cache::sync();
     check_writable("rewrap data keys");
     cache::transaction_local();

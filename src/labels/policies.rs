@@ -158,7 +158,11 @@ pub(super) fn apply_protection(t: &Table, column: &str) {
             "CREATE POLICY {ACCESS_POLICY} ON {tbl} AS PERMISSIVE FOR ALL TO PUBLIC USING ({pred}) WITH CHECK ({pred})"
         ),
     );
-    protect_partitions(t.relid, &Label::TenantScoped { column: column.to_owned() });
+    let label = Label::TenantScoped { column: column.to_owned() };
+    if reach == Reach::Shards && !CONVERTING.get() {
+        citus::replication::label_on_workers(tbl, Some(&label.canonical()));
+    }
+    protect_partitions(t.relid, &label);
 }
 
 /// Gives the policies of every protected table that is not yet a Citus table the form Citus accepts: called when
@@ -192,6 +196,7 @@ pub fn prepare_for_citus() {
 
 /// After the statement that converted tables: those that did not become Citus tables get their InitPlan form back.
 pub fn after_citus_conversion() {
+    citus::set_converting(false);
     let prepared = PREPARED.take();
     for (relid, column) in prepared {
         if let (Some(t), false) = (super::table(relid), citus::is_citus_table(relid)) {
@@ -232,6 +237,10 @@ pub(super) fn remove_protection(t: &Table, column: &str) {
     if !others {
         ddl(reach, &format!("ALTER TABLE {tbl} NO FORCE ROW LEVEL SECURITY"));
         ddl(reach, &format!("ALTER TABLE {tbl} DISABLE ROW LEVEL SECURITY"));
+    }
+    if reach == Reach::Shards {
+        let label = super::table_label(t.relid).map(|l| l.canonical());
+        citus::replication::label_on_workers(tbl, label.as_deref());
     }
 }
 

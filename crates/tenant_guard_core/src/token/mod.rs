@@ -295,7 +295,10 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
     let claim_name = issuer.tenant_claim.as_deref().unwrap_or(policy.default_tenant_claim);
     let tenant = match claims.get(claim_name) {
         None => return Err(Rejection::MissingTenant(claim_name.to_owned())),
-        Some(Value::String(s)) => parse_uuid(s).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?,
+        // the nil uuid is nobody's: tenant_guard uses it where no tenant may match (see current_id in the extension)
+        Some(Value::String(s)) => {
+            parse_uuid(s).filter(|t| !t.is_nil()).ok_or_else(|| Rejection::BadTenant(claim_name.to_owned()))?
+        }
         Some(_) => return Err(Rejection::BadTenant(claim_name.to_owned())),
     };
     store.speaks_for(issuer, &tenant)?;

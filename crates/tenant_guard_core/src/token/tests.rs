@@ -359,6 +359,7 @@ fn tenant_claim_must_be_a_canonical_uuid() {
         json!(TENANT.to_uppercase()),
         json!(TENANT.replacen('f', "F", 1)),
         json!(format!("urn:uuid:{TENANT}")),
+        json!("00000000-0000-0000-0000-000000000000"),
     ] {
         assert_eq!(rejects(&hs(&with(claims(), "tenant_id", bad))), Rejection::BadTenant("tenant_id".into()));
     }
