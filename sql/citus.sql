@@ -112,3 +112,4 @@ COMMENT ON FUNCTION tenant._citus_digest(text) IS
 REVOKE ALL ON FUNCTION tenant._citus_digest(text) FROM PUBLIC;
 COMMENT ON FUNCTION tenant._citus_coordinator() IS
     'Whether this node is the coordinator of a Citus cluster (internal, for the audit).';
+

@@ -854,3 +854,13 @@ pub fn citus_volatile_update(table: &str) -> ! {
         ),
     )
 }
+
+/// 42501: Citus's internal functions that delete or change shard metadata, called by a confined role.
+pub fn citus_metadata_refused() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "changing Citus's shard metadata is refused: it could detach a shard from its table's protection".into(),
+        None,
+        Some("Move, split or drop shards of protected tables as a superuser or a member of tenant_guard_admin."),
+    )
+}

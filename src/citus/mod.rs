@@ -163,12 +163,38 @@ pub fn with_ddl_propagation<R>(on: bool, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The Citus table a shard belongs to, when `relid` is a shard on this node (`<table>_<shard id>` in the table's
-/// schema, listed in pg_dist_shard).
+/// The Citus table a shard belongs to, when `relid` is named like one of its shards on this node: `<anything>_<shard
+/// id>` where pg_dist_shard lists that shard id. Only the id counts, not the rest of the name: renaming the table's
+/// copy on a worker must not make its shards look like something else. (Shards of protected tables also carry the
+/// table's label themselves, which no metadata change takes away: see `labels::policies`.)
 pub fn shell_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     if !installed() {
         return None;
     }
+    let shard = shard_id_in_name(relid)?;
+    if LOOKING.replace(true) {
+        return None;
+    }
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            LOOKING.set(false);
+        }
+    }
+    let _done = Done;
+    with_pinned_search_path(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT logicalrelid::pg_catalog.oid FROM pg_catalog.pg_dist_shard WHERE shardid OPERATOR(pg_catalog.=) $1",
+            &[shard.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .filter(|shell| *shell != relid)
+}
+
+/// The shard id a relation's name ends with (`..._<digits>`).
+fn shard_id_in_name(relid: pg_sys::Oid) -> Option<i64> {
     // SAFETY: syscache lookup by oid; NULL when the relation does not exist.
     let name = unsafe { pg_sys::get_rel_name(relid) };
     if name.is_null() {
@@ -180,39 +206,29 @@ pub fn shell_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     if table.is_empty() || shard.is_empty() || !shard.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let shard: i64 = shard.parse().ok()?;
-    if LOOKING.replace(true) {
-        return None;
-    }
-    struct Done;
-    impl Drop for Done {
-        fn drop(&mut self) {
-            LOOKING.set(false);
-        }
-    }
-    let _done = Done;
-    let shell = with_pinned_search_path(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT logicalrelid::pg_catalog.oid FROM pg_catalog.pg_dist_shard WHERE shardid OPERATOR(pg_catalog.=) $1",
-            &[shard.into()],
-        )
-    })
-    .ok()
-    .flatten()?;
-    // SAFETY: syscache lookups by oid.
-    let same = unsafe {
-        let shell_name = pg_sys::get_rel_name(shell);
-        !shell_name.is_null()
-            && CStr::from_ptr(shell_name).to_bytes() == table.as_bytes()
-            && pg_sys::get_rel_namespace(shell) == pg_sys::get_rel_namespace(relid)
-    };
-    same.then_some(shell)
+    shard.parse().ok()
 }
 
 /// Registers the end-of-transaction callback. Called once from `_PG_init`.
 pub fn init() {
-    // SAFETY: registering a backend-lifetime callback with a static function and no argument.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut()) }
+    // SAFETY: registering backend-lifetime callbacks with static functions and no argument.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
+}
+
+/// A conversion that failed inside a savepoint is over too.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _mine: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        CONVERTING.set(false);
+    }
 }
 
 #[pg_guard]
@@ -277,4 +293,61 @@ pub fn set_converting(on: bool) {
 /// caller, whom the table's policies confine: without a token, that read matches no tenant instead of failing.
 pub fn converting() -> bool {
     CONVERTING.get()
+}
+
+/// After tenant_guard's restrictive policy was created on a shard (Citus applying the coordinator's policies, on
+/// one of its parallel connections, which may not see the table's label yet): the shard takes the label that the
+/// policy's tenant column makes.
+pub fn label_policed_shard(relid: pg_sys::Oid) {
+    if !installed() || crate::labels::table_label(relid).is_some() || shard_id_in_name(relid).is_none() {
+        return;
+    }
+    let column = with_pinned_search_path(|| {
+        Spi::get_one_with_args::<String>(include_str!("../../sql/queries/policy_tenant_column.sql"), &[relid.into()])
+    })
+    .ok()
+    .flatten();
+    if let Some(column) = column {
+        set_label(relid, &crate::labels::grammar::Label::TenantScoped { column });
+    }
+}
+
+fn set_label(relid: pg_sys::Oid, label: &crate::labels::grammar::Label) {
+    let address = pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: 0 };
+    let text = std::ffi::CString::new(label.canonical()).expect("labels have no NUL");
+    // SAFETY: a valid address of an existing relation and NUL-terminated provider and label strings.
+    unsafe { pg_sys::SetSecurityLabel(&address, crate::labels::PROVIDER.as_ptr(), text.as_ptr()) }
+}
+
+/// After an ALTER TABLE on a shard of a protected table (Citus applying the coordinator's DDL, tenant_guard's
+/// `FORCE ROW LEVEL SECURITY` among it): the shard takes the table's label itself, so that it stays protected
+/// whatever later happens to its name or to Citus's metadata. Written directly (the statement holds the shard's
+/// lock already; a SECURITY LABEL statement would wait for it on another connection of the same transaction).
+pub fn label_altered_shard(relid: pg_sys::Oid) {
+    if !installed() || crate::labels::table_label(relid).is_some() {
+        return;
+    }
+    let Some(shell) = shell_of(relid) else { return };
+    let Some(label) = crate::labels::table_label(shell) else { return };
+    set_label(relid, &label);
+}
+
+/// Whether a function is one of Citus's internal ones that delete or change shard metadata
+/// (`citus_internal.delete_shard_metadata`, `update_placement_metadata`, ...). Citus lets a table's owner call them
+/// from a session that names itself a Citus connection (`application_name`), which any client can; tenant_guard
+/// refuses them to roles it confines, so that a shard cannot be detached from its table's protection.
+pub fn changes_shard_metadata(fn_oid: pg_sys::Oid) -> bool {
+    if !installed() {
+        return false;
+    }
+    // SAFETY: syscache lookups by oid; NULL when the function or schema does not exist.
+    unsafe {
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_func_namespace(fn_oid));
+        let name = pg_sys::get_func_name(fn_oid);
+        if nsp.is_null() || name.is_null() || CStr::from_ptr(nsp).to_bytes() != b"citus_internal" {
+            return false;
+        }
+        let name = CStr::from_ptr(name).to_bytes();
+        name.windows(6).any(|w| w == b"delete") || name.windows(6).any(|w| w == b"update")
+    }
 }

@@ -36,6 +36,7 @@ pub mod user_code;
 
 pub use owner_code::refuse_untrusted_code_on;
 
+use crate::errors;
 use crate::labels;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -83,6 +84,9 @@ unsafe extern "C-unwind" fn object_access(
         }
         pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => {
             functions::executing(object_id);
+            if crate::citus::changes_shard_metadata(object_id) && !is_admin() {
+                errors::citus_metadata_refused();
+            }
             if crate::citus::converts_tables(object_id) {
                 // (in this order: what prepare_for_citus runs ends like a statement, and would end the conversion)
                 labels::prepare_for_citus();
@@ -202,6 +206,14 @@ unsafe extern "C-unwind" fn process_utility(
         unsafe { pg_sys::CommandCounterIncrement() };
         tamper::verify_managed_policy(*relid, name);
     }
+    if tag == pg_sys::NodeTag::T_CreatePolicyStmt && crate::citus::installed() {
+        // SAFETY: the node is the CreatePolicyStmt that has just run.
+        if let Some(relid) = unsafe { tamper::isolation_policy_target(node as *mut pg_sys::CreatePolicyStmt) } {
+            // SAFETY: makes the policy just created visible to the lookup.
+            unsafe { pg_sys::CommandCounterIncrement() };
+            crate::citus::label_policed_shard(relid);
+        }
+    }
     if is_seclabel {
         // the labelled table is closed again: apply what the label hook decided
         labels::flush_actions();
@@ -212,7 +224,9 @@ unsafe extern "C-unwind" fn process_utility(
         labels::label_created_relations();
         if tag == pg_sys::NodeTag::T_AlterTableStmt {
             // SAFETY: the node is the AlterTableStmt that has just run.
-            labels::tables_altered(&unsafe { altered_tables(node as *mut pg_sys::AlterTableStmt) });
+            let altered = unsafe { altered_tables(node as *mut pg_sys::AlterTableStmt) };
+            altered.iter().for_each(|relid| crate::citus::label_altered_shard(*relid));
+            labels::tables_altered(&altered);
         }
         if tag == pg_sys::NodeTag::T_AlterObjectSchemaStmt {
             // a table moved into a tenant_scoped schema is protected like one created there
@@ -329,6 +343,13 @@ unsafe fn check(
                     owner_code::alter_type((*stmt).relation);
                 } else {
                     tamper::rename(stmt);
+                }
+            }
+            pg_sys::NodeTag::T_AlterObjectSchemaStmt => {
+                let stmt = node as *mut pg_sys::AlterObjectSchemaStmt;
+                if (*stmt).objectType == pg_sys::ObjectType::OBJECT_TABLE && !(*stmt).relation.is_null() {
+                    let relid = lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock);
+                    tamper::refuse_moving_a_shard(relid, "moving a shard to another schema");
                 }
             }
             pg_sys::NodeTag::T_CreateStmt => reach::create_table(node as *mut pg_sys::CreateStmt),
@@ -498,6 +519,7 @@ fn is_guarded(tag: pg_sys::NodeTag) -> bool {
             | pg_sys::NodeTag::T_CreatePublicationStmt
             | pg_sys::NodeTag::T_AlterPublicationStmt
             | pg_sys::NodeTag::T_CreateStmt
+            | pg_sys::NodeTag::T_AlterObjectSchemaStmt
     )
 }
 

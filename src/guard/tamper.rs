@@ -47,6 +47,11 @@ pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
 pub unsafe fn rename(stmt: *mut pg_sys::RenameStmt) {
     // SAFETY: reads the statement; pins the relation it names under the lock the rename takes.
     unsafe {
+        if (*stmt).renameType == pg_sys::ObjectType::OBJECT_TABLE {
+            let relid = lookup::pin((*stmt).relation, pg_sys::AccessExclusiveLock);
+            refuse_moving_a_shard(relid, "renaming a shard");
+            return;
+        }
         let what = match (*stmt).renameType {
             pg_sys::ObjectType::OBJECT_COLUMN => "renaming the tenant column",
             pg_sys::ObjectType::OBJECT_POLICY => "renaming a policy",
@@ -58,6 +63,18 @@ pub unsafe fn rename(stmt: *mut pg_sys::RenameStmt) {
         if (*stmt).renameType == pg_sys::ObjectType::OBJECT_POLICY || sub == table.column {
             errors::tamper_refused(what, &table.name);
         }
+    }
+}
+
+/// A Citus shard is known by its name (`<table>_<shard id>` in the table's schema): renamed or moved to another
+/// schema, a shard of a protected table would leave the guard, and a table created under its old name would take
+/// the tenants' rows without row-level security. Refused to every role but administrators.
+pub fn refuse_moving_a_shard(relid: pg_sys::Oid, what: &str) {
+    if relid != pg_sys::InvalidOid
+        && crate::citus::shell_of(relid).is_some()
+        && labels::protected_column(relid).is_some()
+    {
+        errors::tamper_refused(what, &super::display_name(relid));
     }
 }
 
@@ -210,6 +227,27 @@ pub unsafe fn citus_policy(stmt: *mut pg_sys::CreatePolicyStmt) -> CitusPolicy {
         errors::citus_restrictive_policy_refused(&super::display_name(relid));
     }
     CitusPolicy::Other
+}
+
+/// The relation a CREATE POLICY tenant_isolation named (after it ran), if any.
+///
+/// # Safety
+/// `stmt` is the statement's CreatePolicyStmt.
+pub unsafe fn isolation_policy_target(stmt: *mut pg_sys::CreatePolicyStmt) -> Option<pg_sys::Oid> {
+    // SAFETY: reads the statement; the relation is locked by the statement that has just run.
+    unsafe {
+        if super::cstr((*stmt).policy_name) != labels::ISOLATION_POLICY {
+            return None;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).table,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (relid != pg_sys::InvalidOid).then_some(relid)
+    }
 }
 
 /// After Citus created one of tenant_guard's policies on a protected Citus table or shard (a table owner's session

@@ -1,0 +1,120 @@
+"""The tamper guard on the workers' shards, and the audit over every shard: a shard is protected like its table,
+whoever connects to the worker, whatever Citus settings they set."""
+
+import psycopg
+import pytest
+
+from conftest import (OWNER, TENANT_A, TENANT_B, WORKERS, app_conn, connect, fill, make_table, mint, rows, sqlstate)
+
+MANUAL = "SET citus.enable_manual_changes_to_shards = on"
+
+
+@pytest.fixture(scope="module")
+def shards(cluster):
+    with connect(user=OWNER) as owner:
+        make_table(owner, "tam_orders")
+        owner.execute("GRANT TRUNCATE ON tam_orders TO tg_app")   # a grant the audit warns about
+    fill("tam_orders")
+    with connect() as admin:
+        placed = rows(admin, "SELECT p.nodeport, shard_name(s.logicalrelid, s.shardid) FROM pg_dist_shard s "
+                             "JOIN pg_dist_placement pl USING (shardid) JOIN pg_dist_node p USING (groupid) "
+                             "WHERE s.logicalrelid = 'tam_orders'::regclass ORDER BY s.shardid")
+    return placed
+
+
+def on_worker(port, user, *statements, options=None):
+    """The SQLSTATE of the last statement, run after the others on a fresh connection to a worker."""
+    with connect(port, user=user, **({"options": options} if options else {})) as c:
+        for s in statements[:-1]:
+            c.execute(s)
+        return sqlstate(c, statements[-1])
+
+
+@pytest.mark.parametrize("user", ["tg_app", OWNER])
+def test_truncate_a_shard_is_refused(shards, user):
+    port, shard = shards[0]
+    assert on_worker(port, user, MANUAL, f"TRUNCATE {shard}") == "42501"
+
+
+@pytest.mark.parametrize("statement", [
+    "ALTER TABLE {s} DISABLE ROW LEVEL SECURITY",
+    "ALTER TABLE {s} NO FORCE ROW LEVEL SECURITY",
+    "DROP POLICY tenant_isolation ON {s}",
+    "ALTER POLICY tenant_access ON {s} USING (true)",
+    "CREATE POLICY wide ON {s} USING (true)",
+    "ALTER TABLE {s} RENAME TO hidden",
+    "ALTER TABLE {s} SET SCHEMA pg_temp",
+    "ALTER TABLE {s} OWNER TO tg_app",
+    "ALTER TABLE {s} DROP COLUMN tenant_id",
+    "ALTER TABLE {s} ADD CONSTRAINT oracle CHECK (item <> 'b0')",
+    "DROP TABLE {s}",
+])
+def test_the_owner_cannot_weaken_a_shard(shards, statement):
+    port, shard = shards[0]
+    assert on_worker(port, OWNER, MANUAL, statement.format(s=shard)) in ("42501",)
+
+
+def test_spoofed_internal_application_name_changes_nothing(shards):
+    port, shard = shards[0]
+    assert on_worker(port, OWNER, "SET application_name = 'citus_internal gpid=10000000001'",
+                     f"ALTER TABLE {shard} NO FORCE ROW LEVEL SECURITY") == "42501"
+
+
+def test_shards_carry_the_label_themselves(shards):
+    """Renaming the worker's copy of the table or deleting Citus's shard metadata leaves every shard protected."""
+    for port, shard in shards:
+        with connect(port) as w:
+            assert rows(w, "SELECT label FROM pg_seclabel WHERE provider = 'tenant_guard' AND objoid = %s::regclass",
+                        (shard,)) == [("tenant_scoped",)], shard
+
+
+def test_metadata_gone_shard_still_guarded(shards):
+    port, shard = shards[0]
+    shard_id = int(shard.rsplit("_", 1)[1])
+    with connect(port, user=OWNER) as c:
+        with c.transaction():
+            c.execute("SET LOCAL application_name = 'citus_internal gpid=10000000001'")
+            assert sqlstate(c, "SELECT citus_internal.delete_shard_metadata(%s)", (shard_id,)) == "42501"
+    with connect(port) as c:   # a superuser did it: the shard still carries its own label
+        with c.transaction():
+            c.execute("SET LOCAL application_name = 'citus_internal gpid=10000000001'")
+            c.execute("SELECT citus_internal.delete_shard_metadata(%s)", (shard_id,))
+            c.execute("SET LOCAL ROLE tg_owner")
+            assert sqlstate(c, f"ALTER TABLE {shard} NO FORCE ROW LEVEL SECURITY") == "42501"
+            c.execute("SET LOCAL citus.enable_ddl_propagation = off")
+            assert sqlstate(c, "ALTER TABLE tam_orders RENAME TO tam_elsewhere") in (None, "42501")
+            assert sqlstate(c, f"ALTER TABLE {shard} NO FORCE ROW LEVEL SECURITY") == "42501"
+            raise psycopg.Rollback()
+
+
+def test_reading_a_shard_directly_is_confined(shards):
+    for port, shard in shards:
+        with app_conn(port) as c:
+            assert sqlstate(c, f"SELECT * FROM {shard}") == "42501"   # no context
+            with c.transaction():
+                c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+                assert {r[0] for r in rows(c, f"SELECT tenant_id FROM {shard}")} <= {TENANT_A}
+
+
+def test_the_worker_copy_is_confined_too(shards):
+    with app_conn(WORKERS[0]) as c, c.transaction():
+        c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_B),))
+        assert sorted(r[0] for r in rows(c, "SELECT item FROM tam_orders")) == ["b0", "b1", "b2"]
+
+
+def test_audit_reports_an_unprotected_shard(shards, admin):
+    port, shard = shards[-1]
+    with connect(port) as w:   # a superuser on the worker, going around everything
+        w.execute(MANUAL)
+        w.execute(f"ALTER TABLE {shard} NO FORCE ROW LEVEL SECURITY")
+    try:
+        found = [r for r in rows(admin, "SELECT severity, check_name, object FROM tenant.audit()")
+                 if r[1] == "citus_shard_unprotected"]
+        shard_id = shard.rsplit("_", 1)[1]
+        assert found == [("critical", "citus_shard_unprotected",
+                          f"shard {shard_id} of public.tam_orders on 127.0.0.1:{port}")]
+    finally:
+        with connect(port) as w:
+            w.execute(MANUAL)
+            w.execute(f"ALTER TABLE {shard} FORCE ROW LEVEL SECURITY")
+    assert [r for r in rows(admin, "SELECT check_name FROM tenant.audit()") if r[0] == "citus_shard_unprotected"] == []
