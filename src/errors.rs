@@ -864,3 +864,13 @@ pub fn citus_metadata_refused() -> ! {
         Some("Move, split or drop shards of protected tables as a superuser or a member of tenant_guard_admin."),
     )
 }
+
+/// 0A000: an outer join that Citus 13 crashes on under row-level security.
+pub fn citus_outer_join_refused(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("an outer join from a table that is not distributed to the distributed table {table} is refused"),
+        Some("Citus 13 crashes the server process planning such a join under row-level security.".into()),
+        Some("Put the distributed table on the preserved side of the join, or use an inner join."),
+    )
+}

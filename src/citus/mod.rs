@@ -351,3 +351,18 @@ pub fn changes_shard_metadata(fn_oid: pg_sys::Oid) -> bool {
         name.windows(6).any(|w| w == b"delete") || name.windows(6).any(|w| w == b"update")
     }
 }
+
+/// Whether a table is hash-distributed (not a reference or Citus local table).
+pub fn is_distributed(relid: pg_sys::Oid) -> bool {
+    installed()
+        && with_pinned_search_path(|| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition \
+                  WHERE logicalrelid OPERATOR(pg_catalog.=) $1 AND partmethod OPERATOR(pg_catalog.=) 'h')",
+                &[relid.into()],
+            )
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}

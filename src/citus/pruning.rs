@@ -108,6 +108,11 @@ unsafe extern "C-unwind" fn planner(
     };
     // SAFETY: the Query about to be planned.
     unsafe { refuse_volatile_update(parse) };
+    if !BUSY.get() {
+        let _busy = Busy::enter();
+        // SAFETY: as above.
+        unsafe { refuse_recurring_outer_join(parse) };
+    }
     let _planning = Planning::enter();
     // SAFETY: passes the arguments on, to the previous hook or the standard planner.
     let planned = unsafe {
@@ -201,6 +206,129 @@ unsafe fn refuse_volatile_update(query: *mut pg_sys::Query) {
         if prunable_column((*rte).relid).is_some() && pg_sys::contain_volatile_functions(q.targetList.cast()) {
             errors::citus_volatile_update(&labels::qualified_name((*rte).relid).unwrap_or_default());
         }
+    }
+}
+
+/// An outer join from relations that are not distributed (a reference or local table, a function, VALUES) to a
+/// protected distributed table, for a role that row-level security confines: Citus 13.2 crashes the server process
+/// (SIGSEGV in its recursive planning of such joins under row-level security), which restarts every session of the
+/// server. Refused until Citus fixes it.
+///
+/// # Safety
+/// `query` is a valid Query.
+unsafe fn refuse_recurring_outer_join(query: *mut pg_sys::Query) {
+    if !super::installed() {
+        return;
+    }
+    // SAFETY: a valid Query and its join tree.
+    unsafe {
+        let q = &*query;
+        for cte in pgrx::PgList::<pg_sys::CommonTableExpr>::from_pg(q.cteList).iter_ptr() {
+            let inner = (*cte).ctequery as *mut pg_sys::Query;
+            if !inner.is_null() && (*inner).type_ == pg_sys::NodeTag::T_Query {
+                refuse_recurring_outer_join(inner);
+            }
+        }
+        for rte in pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg(q.rtable).iter_ptr() {
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_SUBQUERY && !(*rte).subquery.is_null() {
+                refuse_recurring_outer_join((*rte).subquery);
+            }
+        }
+        check_joins(q, q.jointree as *mut pg_sys::Node);
+    }
+}
+
+/// # Safety
+/// `node` is NULL or a join tree node of `q`.
+unsafe fn check_joins(q: &pg_sys::Query, node: *mut pg_sys::Node) {
+    if node.is_null() {
+        return;
+    }
+    // SAFETY: each cast matches the node's tag.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_FromExpr => {
+                for n in pgrx::PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::FromExpr)).fromlist).iter_ptr() {
+                    check_joins(q, n);
+                }
+            }
+            pg_sys::NodeTag::T_JoinExpr => {
+                let join = &*(node as *mut pg_sys::JoinExpr);
+                let (preserved, nullable) = match join.jointype {
+                    pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_ANTI => (join.larg, join.rarg),
+                    pg_sys::JoinType::JOIN_RIGHT => (join.rarg, join.larg),
+                    _ => (std::ptr::null_mut(), std::ptr::null_mut()),
+                };
+                if !preserved.is_null() && !has_distributed(q, preserved) {
+                    if let Some(relid) = confined_protected_distributed(q, nullable) {
+                        errors::citus_outer_join_refused(&labels::qualified_name(relid).unwrap_or_default());
+                    }
+                }
+                check_joins(q, join.larg);
+                check_joins(q, join.rarg);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The range table entries a join tree node covers.
+///
+/// # Safety
+/// `node` is a join tree node.
+unsafe fn entries(node: *mut pg_sys::Node, out: &mut Vec<i32>) {
+    // SAFETY: each cast matches the node's tag.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_RangeTblRef => out.push((*(node as *mut pg_sys::RangeTblRef)).rtindex),
+            pg_sys::NodeTag::T_FromExpr => {
+                for n in pgrx::PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::FromExpr)).fromlist).iter_ptr() {
+                    entries(n, out);
+                }
+            }
+            pg_sys::NodeTag::T_JoinExpr => {
+                entries((*(node as *mut pg_sys::JoinExpr)).larg, out);
+                entries((*(node as *mut pg_sys::JoinExpr)).rarg, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a join tree node reads a hash-distributed table.
+///
+/// # Safety
+/// `node` is a join tree node of `q`.
+unsafe fn has_distributed(q: &pg_sys::Query, node: *mut pg_sys::Node) -> bool {
+    let mut found = Vec::new();
+    // SAFETY: as the caller promises; the indexes are the range table's.
+    unsafe {
+        entries(node, &mut found);
+        found.into_iter().any(|i| {
+            let rte = pg_sys::list_nth(q.rtable, i - 1) as *mut pg_sys::RangeTblEntry;
+            (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION && super::is_distributed((*rte).relid)
+        })
+    }
+}
+
+/// A protected distributed table that a join tree node reads and that row-level security confines for the role.
+///
+/// # Safety
+/// `node` is a join tree node of `q`.
+unsafe fn confined_protected_distributed(q: &pg_sys::Query, node: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
+    let mut found = Vec::new();
+    // SAFETY: as the caller promises; the indexes are the range table's.
+    unsafe {
+        entries(node, &mut found);
+        found.into_iter().find_map(|i| {
+            let rte = pg_sys::list_nth(q.rtable, i - 1) as *mut pg_sys::RangeTblEntry;
+            let relid = (*rte).relid;
+            ((*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                && prunable_column(relid).is_some()
+                && pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
+                    == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32)
+                .then_some(relid)
+        })
     }
 }
 

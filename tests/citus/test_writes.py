@@ -53,3 +53,19 @@ def test_update_with_a_ciphertext_parameter_works(orders):
         ciphertext = rows(c, "SELECT tenant.encrypt('new secret')")[0][0]
         c.execute(f"UPDATE {orders} SET secret = %s WHERE item = 'one'", (ciphertext,))
         assert rows(c, f"SELECT tenant.decrypt(secret) FROM {orders} WHERE item = 'one'") == [("new secret",)]
+
+
+def test_outer_join_from_a_reference_table_is_refused_not_a_crash(orders):
+    """Citus 13.2 crashes the server process on this join under row-level security (every session of the server
+    with it): tenant_guard refuses it first."""
+    with connect(user=OWNER) as owner:
+        make_table(owner, "wr_ref", distribute="reference")
+    with app_conn() as c, c.transaction():
+        c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+        assert sqlstate(c, f"SELECT count(*) FROM wr_ref r LEFT JOIN {orders} o ON true") == "0A000"
+        assert sqlstate(c, f"SELECT count(*) FROM {orders} o RIGHT JOIN wr_ref r ON true") == "0A000"
+        assert sqlstate(c, f"SELECT count(*) FROM (VALUES (1)) v(x) LEFT JOIN {orders} o ON true") == "0A000"
+        # the other way round is fine
+        assert sqlstate(c, f"SELECT count(*) FROM {orders} o LEFT JOIN wr_ref r ON true") is None
+    with connect() as admin:   # the server is still up, no crash recovery happened
+        assert rows(admin, "SELECT 1") == [(1,)]
