@@ -129,6 +129,7 @@ demo: install-release
 
 bench: install-release
 	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/run.py
+	PG=$(PG) CITUS_DIR=/tmp/tenant_guard-bench-citus tests/citus/run.sh $(VENV)/bin/python bench/citus.py
 
 fmt:
 	cargo fmt
