@@ -35,7 +35,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:78
+-- src/lib.rs:82
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -45,7 +45,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:79
+-- src/lib.rs:83
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -63,6 +63,16 @@ COMMENT ON ROLE tenant_guard_admin IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/citus/replication.rs:178
+-- tenant_guard::citus::replication::_citus_coordinator
+CREATE OR REPLACE FUNCTION "_citus_coordinator"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'citus_coordinator_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/guard/user_code.rs:68
 -- tenant_guard::guard::user_code::_first_normal_oid
 CREATE OR REPLACE FUNCTION "_first_normal_oid"() RETURNS bigint /* i64 */
@@ -73,7 +83,7 @@ AS 'MODULE_PATHNAME', 'first_normal_oid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/labels/mod.rs:75
+-- src/labels/mod.rs:76
 -- tenant_guard::labels::_label_column
 CREATE OR REPLACE FUNCTION "_label_column"(
 	"label" TEXT /* & str */
@@ -97,7 +107,7 @@ AS 'MODULE_PATHNAME', 'minimum_server_version_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/labels/policies.rs:72
+-- src/labels/policies.rs:127
 -- tenant_guard::labels::policies::_policy_expression
 CREATE OR REPLACE FUNCTION "_policy_expression"(
 	"column" TEXT /* & str */
@@ -109,7 +119,19 @@ AS 'MODULE_PATHNAME', 'deparsed_policy_predicate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/labels/mod.rs:294
+-- src/labels/policies.rs:133
+-- tenant_guard::labels::policies::_policy_expression_per_row
+CREATE OR REPLACE FUNCTION "_policy_expression_per_row"(
+	"column" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deparsed_per_row_predicate_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/labels/mod.rs:300
 -- tenant_guard::labels::_protect
 CREATE OR REPLACE FUNCTION "_protect"(
 	"tbl" oid, /* Option < pg_sys :: Oid > */
@@ -122,12 +144,13 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/labels/mod.rs:309
+-- src/labels/mod.rs:315
 -- requires:
 --   admin_role
 --   protect
 --   label_column
 --   deparsed_policy_predicate
+--   deparsed_per_row_predicate
 
 -- Protected tables: the check of their managed policies, the view of their state, and tenant.protect().
 CREATE OR REPLACE FUNCTION tenant._policy_intact(rel oid, col name) RETURNS boolean
@@ -137,8 +160,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE p.polrelid = rel AND p.polcmd = '*' AND p.polroles = '{0}'
        AND ((p.polname = 'tenant_isolation' AND NOT p.polpermissive)
             OR (p.polname = 'tenant_access' AND p.polpermissive))
-       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = tenant._policy_expression(col)
-       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = tenant._policy_expression(col)
+       AND pg_catalog.pg_get_expr(p.polqual, p.polrelid)
+           IN (tenant._policy_expression(col), tenant._policy_expression_per_row(col))
+       AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = pg_catalog.pg_get_expr(p.polqual, p.polrelid)
 $$;
 
 CREATE OR REPLACE VIEW tenant.scoped_tables AS
@@ -166,6 +190,31 @@ AS $$ SELECT tenant._protect(tbl::oid, tenant_column::text) $$;
 
 COMMENT ON FUNCTION tenant.protect(regclass, name) IS
     'Protects a table: the same as SECURITY LABEL FOR tenant_guard ON TABLE tbl IS ''tenant_scoped column=...''.';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/citus/replication.rs:136
+-- tenant_guard::citus::replication::_replica_issuers
+CREATE OR REPLACE FUNCTION "_replica_issuers"(
+	"state" jsonb /* JsonB */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replica_issuers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/citus/replication.rs:151
+-- tenant_guard::citus::replication::_replica_keys
+CREATE OR REPLACE FUNCTION "_replica_keys"(
+	"tenants" uuid[], /* :: std :: option :: Option < Vec < pgrx :: Uuid > > */
+	"rows" jsonb /* JsonB */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'replica_keys_wrapper';
 
 /* </end connected objects> */
 
@@ -623,10 +672,535 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/context.rs:332
+-- tenant_guard::context::authenticate
+CREATE OR REPLACE FUNCTION "authenticate"(
+	"token" TEXT /* Option < & str > */
+) RETURNS uuid /* pgrx :: Uuid */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'authenticate_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:339
+-- tenant_guard::context::authenticate
+CREATE OR REPLACE FUNCTION "authenticate"(
+	"token" TEXT, /* Option < & str > */
+	"scope" TEXT /* Option < & str > */
+) RETURNS uuid /* pgrx :: Uuid */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:367
+-- tenant_guard::context::claim
+CREATE OR REPLACE FUNCTION "claim"(
+	"name" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'claim_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:361
+-- tenant_guard::context::claims
+CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'claims_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/keys/admin.rs:154
+-- tenant_guard::keys::admin::create_key
+CREATE OR REPLACE FUNCTION "create_key"(
+	"tenant" uuid /* pgrx :: Uuid */
+) RETURNS INT /* i32 */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_key_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:352
+-- tenant_guard::context::current_id
+CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:55
+-- tenant_guard::encryption::decrypt
+CREATE OR REPLACE FUNCTION "decrypt"(
+	"ciphertext" bytea, /* Option < & [u8] > */
+	"context" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'decrypt_text_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:67
+-- tenant_guard::encryption::decrypt_bytea
+CREATE OR REPLACE FUNCTION "decrypt_bytea"(
+	"ciphertext" bytea, /* Option < & [u8] > */
+	"context" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'decrypt_bytea_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:49
+-- tenant_guard::encryption::encrypt
+CREATE OR REPLACE FUNCTION "encrypt"(
+	"data" TEXT, /* Option < & str > */
+	"context" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'encrypt_text_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:61
+-- tenant_guard::encryption::encrypt_bytea
+CREATE OR REPLACE FUNCTION "encrypt_bytea"(
+	"data" bytea, /* Option < & [u8] > */
+	"context" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:82
+-- tenant_guard::encryption::key_version
+CREATE OR REPLACE FUNCTION "key_version"(
+	"ciphertext" bytea /* & [u8] */
+) RETURNS bigint /* i64 */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'key_version_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:76
+-- tenant_guard::encryption::reencrypt
+CREATE OR REPLACE FUNCTION "reencrypt"(
+	"ciphertext" bytea, /* Option < & [u8] > */
+	"context" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'reencrypt_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:87
+-- requires:
+--   admin_role
+--   reencrypt_sql
+
+-- tenant.reencrypt() moves a ciphertext to the active key version: administrators only.
+REVOKE ALL ON FUNCTION tenant.reencrypt(bytea, text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:383
+-- tenant_guard::context::reset
+CREATE OR REPLACE FUNCTION "reset"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'reset_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/keys/admin.rs:175
+-- tenant_guard::keys::admin::rewrap_keys
+CREATE OR REPLACE FUNCTION "rewrap_keys"() RETURNS bigint /* i64 */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rewrap_keys_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/keys/admin.rs:161
+-- tenant_guard::keys::admin::rotate_key
+CREATE OR REPLACE FUNCTION "rotate_key"(
+	"tenant" uuid /* pgrx :: Uuid */
+) RETURNS INT /* i32 */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/issuers.rs:127
+-- tenant_guard::issuers::scope_issuer
+CREATE OR REPLACE FUNCTION "scope_issuer"(
+	"issuer" TEXT, /* Option < & str > */
+	"tenants" uuid[] /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+) RETURNS bigint /* i64 */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'scope_issuer_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/keys/admin.rs:168
+-- tenant_guard::keys::admin::shred
+CREATE OR REPLACE FUNCTION "shred"(
+	"tenant" uuid /* pgrx :: Uuid */
+) RETURNS INT /* i32 */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'shred_tenant_wrapper';
+
+COMMENT ON TABLE tenant.data_key IS
+    'Per-tenant data keys, wrapped by the master key. Superusers only. Use tenant.create_key(), rotate_key(), shred().';
+
+REVOKE ALL ON tenant.data_key FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.data_key', '');
+
+CREATE OR REPLACE VIEW tenant.keys AS
+SELECT tenant, version, state, created_at, retired_at, destroyed_at,
+       pg_catalog.encode(pg_catalog.substr(wrapped, 2, 8), 'hex') AS kek_id
+  FROM tenant.data_key;
+
+COMMENT ON VIEW tenant.keys IS
+    'Data key versions per tenant: state, timestamps, and the id of the master key that wraps each. No key material.';
+
+REVOKE ALL ON tenant.keys FROM PUBLIC;
+
+GRANT SELECT ON tenant.keys TO tenant_guard_admin;
+
+REVOKE ALL ON FUNCTION tenant.create_key(uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.rotate_key(uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.shred(uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.rewrap_keys() FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tenant.shred(uuid), tenant.rewrap_keys()
+    TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:377
+-- tenant_guard::context::subject
+CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'subject_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/issuers.rs:167
+-- tenant_guard::issuers::untrust_issuer
+CREATE OR REPLACE FUNCTION "untrust_issuer"(
+	"issuer" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'untrust_issuer_wrapper';
+
+COMMENT ON TABLE tenant.trusted_issuer IS
+    'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
+
+REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
+
+-- Which tenants an issuer may speak for. An issuer with rows here speaks for those tenants only, and a tenant with
+-- rows here is reserved to the issuers listed for it; an issuer without rows speaks for every tenant nobody lists.
+CREATE TABLE tenant.issuer_tenant (
+    issuer text NOT NULL REFERENCES tenant.trusted_issuer (issuer) ON UPDATE CASCADE ON DELETE CASCADE,
+    tenant uuid NOT NULL,
+    PRIMARY KEY (issuer, tenant)
+);
+
+CREATE INDEX issuer_tenant_tenant ON tenant.issuer_tenant (tenant);
+
+COMMENT ON TABLE tenant.issuer_tenant IS
+    'The tenants each scoped issuer may speak for; a listed tenant is reserved to its issuers. '
+    'Use tenant.trust_issuer(..., tenants => ...) or tenant.scope_issuer(), or write rows directly for many tenants.';
+
+REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
+
+CREATE OR REPLACE VIEW tenant.issuers AS
+SELECT i.issuer,
+       k.value ->> 'kid' AS kid,
+       k.value ->> 'alg' AS alg,
+       k.value ->> 'kty' AS kty,
+       i.audience,
+       i.tenant_claim,
+       i.updated_at,
+       (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants
+  FROM tenant.trusted_issuer i
+ CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
+
+COMMENT ON VIEW tenant.issuers IS
+    'Trusted issuers: one row per key, without key material; scoped_tenants = 0 means it speaks for every tenant '
+    'that no issuer lists.';
+
+REVOKE ALL ON tenant.issuers FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
+                                    tenants uuid[] DEFAULT NULL)
+RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants) $$;
+
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) IS
+    'Registers or replaces the key set (JWKS) of a trusted token issuer, and the tenants it may speak for when '
+    'tenants is not NULL. Returns the number of keys.';
+
+COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
+    'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
+
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
+
+-- what administrators may do with issuers
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
+    tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
+
+GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
+
+GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/invalidation.rs:140
+-- requires:
+--   _table_changed
+--   issuers_schema
+--   keys_schema
+
+-- Every backend caches trusted issuers (with their scopes) and data keys: a statement trigger on each table tells
+-- them all when it changes (see src/invalidation.rs). The trigger function is SECURITY DEFINER: administrators
+-- write tenant.issuer_tenant directly, and may not call tenant._table_changed themselves.
+CREATE OR REPLACE FUNCTION tenant._table_changed_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM tenant._table_changed(TG_RELID);
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION tenant._table_changed_trigger() IS
+    'Statement trigger on tenant_guard''s cached tables: tells every backend to drop what it cached (internal).';
+
+COMMENT ON FUNCTION tenant._table_changed(oid) IS
+    'Queues the invalidation that makes every backend drop its cached issuers or keys (internal; called by the '
+    'triggers only).';
+
+REVOKE ALL ON FUNCTION tenant._table_changed_trigger() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant._table_changed(oid) FROM PUBLIC;
+
+CREATE TRIGGER issuers_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER issuer_scope_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.issuer_tenant
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.data_key
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/citus/replication.rs:183
+-- requires:
+--   replica_issuers
+--   replica_keys
+--   citus_coordinator
+--   keys_schema
+--   issuers_schema
+--   labels_schema
+
+-- Citus: what a coordinator sends its workers (see src/citus/replication.rs). Superusers only: the coordinator runs
+-- them through Citus's connections, as the superuser that owns the SECURITY DEFINER admin functions.
+REVOKE ALL ON FUNCTION tenant._replica_issuers(jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION tenant._replica_keys(uuid[], jsonb) FROM PUBLIC;
+
+COMMENT ON FUNCTION tenant._replica_issuers(jsonb) IS
+    'On a Citus worker: the trusted issuers become the coordinator''s (internal; the coordinator calls it).';
+
+COMMENT ON FUNCTION tenant._replica_keys(uuid[], jsonb) IS
+    'On a Citus worker: the data keys of these tenants become the coordinator''s (internal; the coordinator calls it).';
+
+-- The audit's Citus checks (run on a coordinator; nothing elsewhere): every shard of every protected Citus table is
+-- under the managed policies on its node, every worker's copy of the table is protected, and every worker has the
+-- coordinator's issuers and data keys. Dynamic SQL, so that it compiles where Citus is not installed. SECURITY
+-- DEFINER: it compares the issuer and key tables, which only superusers read, and runs its fixed queries on the
+-- workers through Citus as their owner.
+CREATE OR REPLACE FUNCTION tenant._audit_citus()
+RETURNS TABLE(severity text, check_name text, object text, detail text, fix text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $audit$
+DECLARE
+    t record;
+    r record;
+    here text;
+BEGIN
+    IF NOT tenant._citus_coordinator() THEN
+        RETURN;
+    END IF;
+    FOR t IN
+        SELECT c.oid::pg_catalog.regclass AS rel, tenant._label_column(l.label) AS col, l.label
+          FROM pg_catalog.pg_seclabel l
+          JOIN pg_catalog.pg_class c ON l.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND l.objoid = c.oid
+         WHERE l.provider = 'tenant_guard' AND l.objsubid = 0 AND tenant._label_column(l.label) IS NOT NULL
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = c.oid)
+         ORDER BY 1
+    LOOP
+        -- 1. every shard placement: RLS enabled and forced, the managed policies intact (tenant_isolation restrictive)
+        FOR r IN EXECUTE pg_catalog.format(
+            'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements(%L, %L)',
+            t.rel,
+            pg_catalog.format('SELECT (c.relrowsecurity AND c.relforcerowsecurity AND tenant._policy_intact(c.oid, %L))::text '
+                              'FROM pg_catalog.pg_class c WHERE c.oid = %L::pg_catalog.regclass', t.col, '%1$s'))
+        LOOP
+            CONTINUE WHEN r.success AND r.result = 'true';
+            severity := 'critical'; check_name := 'citus_shard_unprotected';
+            object := pg_catalog.format('shard %s of %s on %s:%s', r.shardid, t.rel, r.nodename, r.nodeport);
+            detail := CASE WHEN r.success
+                           THEN 'the shard is not under tenant_guard''s policies (row-level security enabled and '
+                                'forced, the restrictive tenant_isolation and the permissive tenant_access)'
+                           ELSE 'the shard could not be checked: ' || r.result END;
+            fix := pg_catalog.format('on the coordinator: SECURITY LABEL FOR tenant_guard ON TABLE %s IS %L', t.rel, t.label);
+            RETURN NEXT;
+        END LOOP;
+        -- 2. every worker's copy of the table (what queries sent to that worker plan against)
+        FOR r IN EXECUTE pg_catalog.format(
+            'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%L)',
+            pg_catalog.format('SELECT COALESCE((SELECT (rls_enabled AND rls_forced AND policy_intact)::text '
+                              'FROM tenant.scoped_tables WHERE table_name = %L::pg_catalog.regclass), ''unlabelled'')',
+                              t.rel::text))
+        LOOP
+            CONTINUE WHEN r.success AND r.result = 'true';
+            severity := 'critical'; check_name := 'citus_worker_table_unprotected';
+            object := pg_catalog.format('%s on %s:%s', t.rel, r.nodename, r.nodeport);
+            detail := CASE WHEN NOT r.success THEN 'the worker could not be checked: ' || r.result
+                           WHEN r.result = 'unlabelled' THEN 'the worker''s copy of the table has no tenant_guard label'
+                           ELSE 'the worker''s copy of the table is not under tenant_guard''s policies' END;
+            fix := pg_catalog.format('on the coordinator: SECURITY LABEL FOR tenant_guard ON TABLE %s IS %L', t.rel, t.label);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+    -- 3. every worker has the coordinator's issuers and data keys
+    FOR t IN SELECT * FROM (VALUES ('issuers', 'trusted issuers', 'SELECT tenant._citus_digest(''issuers'')'),
+                                   ('keys', 'data keys', 'SELECT tenant._citus_digest(''keys'')')) v(what, words, query)
+    LOOP
+        EXECUTE t.query INTO here;
+        FOR r IN EXECUTE pg_catalog.format(
+            'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%L)', t.query)
+        LOOP
+            CONTINUE WHEN r.success AND r.result = here;
+            severity := 'critical'; check_name := 'citus_' || t.what || '_differ';
+            object := pg_catalog.format('%s:%s', r.nodename, r.nodeport);
+            detail := CASE WHEN r.success THEN 'the worker''s ' || t.words || ' differ from the coordinator''s'
+                           ELSE 'the worker could not be checked: ' || r.result END;
+            fix := CASE t.what WHEN 'issuers' THEN 'on the coordinator: call tenant.trust_issuer() again for each issuer'
+                               ELSE 'on the coordinator: SELECT tenant.create_key(tenant) for each tenant listed '
+                                    'in tenant.keys (it sends the tenant''s keys to every worker)' END;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$audit$;
+
+COMMENT ON FUNCTION tenant._audit_citus() IS
+    'The Citus checks of tenant.audit(), on a coordinator (internal).';
+
+REVOKE ALL ON FUNCTION tenant._audit_citus() FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant._audit_citus() TO tenant_guard_admin;
+
+-- A digest of the issuers or the data keys (what the coordinator sends the workers, without timestamps), to compare
+-- nodes. Superusers only; the audit calls it.
+CREATE OR REPLACE FUNCTION tenant._citus_digest(what text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.md5(COALESCE(CASE what
+        WHEN 'issuers' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', i.issuer, i.jwks::text, i.audience,
+                                    i.tenant_claim, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
+                                                       FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
+                                    E'\n' ORDER BY i.issuer)
+                               FROM tenant.trusted_issuer i)
+        WHEN 'keys' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', k.tenant, k.version, k.state,
+                                                                           pg_catalog.encode(k.wrapped, 'hex')),
+                                                        E'\n' ORDER BY k.tenant, k.version)
+                            FROM tenant.data_key k)
+    END, ''))
+$$;
+
+COMMENT ON FUNCTION tenant._citus_digest(text) IS
+    'A digest of the trusted issuers or the data keys, to compare Citus nodes (internal).';
+
+REVOKE ALL ON FUNCTION tenant._citus_digest(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION tenant._citus_coordinator() IS
+    'Whether this node is the coordinator of a Citus cluster (internal, for the audit).';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/audit.rs:31
 -- requires:
 --   labels_schema
 --   trusted_code
+--   citus
 --   settings_with_credentials
 --   minimum_server_version_sql
 
@@ -1109,6 +1683,8 @@ CREATE OR REPLACE FUNCTION tenant.audit()
 RETURNS TABLE(severity text, check_name text, object text, detail text, fix text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
     SELECT * FROM tenant._audit(pg_catalog.current_setting('server_version_num')::integer)
+    UNION ALL
+    SELECT * FROM tenant._audit_citus()
 $$;
 
 COMMENT ON FUNCTION tenant.audit() IS
@@ -1122,395 +1698,7 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:301
--- tenant_guard::context::authenticate
-CREATE OR REPLACE FUNCTION "authenticate"(
-	"token" TEXT /* Option < & str > */
-) RETURNS uuid /* pgrx :: Uuid */
-VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'authenticate_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:308
--- tenant_guard::context::authenticate
-CREATE OR REPLACE FUNCTION "authenticate"(
-	"token" TEXT, /* Option < & str > */
-	"scope" TEXT /* Option < & str > */
-) RETURNS uuid /* pgrx :: Uuid */
-VOLATILE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:327
--- tenant_guard::context::claim
-CREATE OR REPLACE FUNCTION "claim"(
-	"name" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'claim_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:321
--- tenant_guard::context::claims
-CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'claims_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/keys/admin.rs:142
--- tenant_guard::keys::admin::create_key
-CREATE OR REPLACE FUNCTION "create_key"(
-	"tenant" uuid /* pgrx :: Uuid */
-) RETURNS INT /* i32 */
-STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_key_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:315
--- tenant_guard::context::current_id
-CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'current_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:55
--- tenant_guard::encryption::decrypt
-CREATE OR REPLACE FUNCTION "decrypt"(
-	"ciphertext" bytea, /* Option < & [u8] > */
-	"context" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-STABLE PARALLEL RESTRICTED 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'decrypt_text_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:67
--- tenant_guard::encryption::decrypt_bytea
-CREATE OR REPLACE FUNCTION "decrypt_bytea"(
-	"ciphertext" bytea, /* Option < & [u8] > */
-	"context" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
-STABLE PARALLEL RESTRICTED
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'decrypt_bytea_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:49
--- tenant_guard::encryption::encrypt
-CREATE OR REPLACE FUNCTION "encrypt"(
-	"data" TEXT, /* Option < & str > */
-	"context" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
-VOLATILE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'encrypt_text_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:61
--- tenant_guard::encryption::encrypt_bytea
-CREATE OR REPLACE FUNCTION "encrypt_bytea"(
-	"data" bytea, /* Option < & [u8] > */
-	"context" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
-VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:82
--- tenant_guard::encryption::key_version
-CREATE OR REPLACE FUNCTION "key_version"(
-	"ciphertext" bytea /* & [u8] */
-) RETURNS bigint /* i64 */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'key_version_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:76
--- tenant_guard::encryption::reencrypt
-CREATE OR REPLACE FUNCTION "reencrypt"(
-	"ciphertext" bytea, /* Option < & [u8] > */
-	"context" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
-VOLATILE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'reencrypt_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/encryption.rs:87
--- requires:
---   admin_role
---   reencrypt_sql
-
--- tenant.reencrypt() moves a ciphertext to the active key version: administrators only.
-REVOKE ALL ON FUNCTION tenant.reencrypt(bytea, text) FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:343
--- tenant_guard::context::reset
-CREATE OR REPLACE FUNCTION "reset"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'reset_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/keys/admin.rs:163
--- tenant_guard::keys::admin::rewrap_keys
-CREATE OR REPLACE FUNCTION "rewrap_keys"() RETURNS bigint /* i64 */
-STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'rewrap_keys_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/keys/admin.rs:149
--- tenant_guard::keys::admin::rotate_key
-CREATE OR REPLACE FUNCTION "rotate_key"(
-	"tenant" uuid /* pgrx :: Uuid */
-) RETURNS INT /* i32 */
-STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/issuers.rs:127
--- tenant_guard::issuers::scope_issuer
-CREATE OR REPLACE FUNCTION "scope_issuer"(
-	"issuer" TEXT, /* Option < & str > */
-	"tenants" uuid[] /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
-) RETURNS bigint /* i64 */
-VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'scope_issuer_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/keys/admin.rs:156
--- tenant_guard::keys::admin::shred
-CREATE OR REPLACE FUNCTION "shred"(
-	"tenant" uuid /* pgrx :: Uuid */
-) RETURNS INT /* i32 */
-STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'shred_tenant_wrapper';
-
-COMMENT ON TABLE tenant.data_key IS
-    'Per-tenant data keys, wrapped by the master key. Superusers only. Use tenant.create_key(), rotate_key(), shred().';
-
-REVOKE ALL ON tenant.data_key FROM PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('tenant.data_key', '');
-
-CREATE OR REPLACE VIEW tenant.keys AS
-SELECT tenant, version, state, created_at, retired_at, destroyed_at,
-       pg_catalog.encode(pg_catalog.substr(wrapped, 2, 8), 'hex') AS kek_id
-  FROM tenant.data_key;
-
-COMMENT ON VIEW tenant.keys IS
-    'Data key versions per tenant: state, timestamps, and the id of the master key that wraps each. No key material.';
-
-REVOKE ALL ON tenant.keys FROM PUBLIC;
-
-GRANT SELECT ON tenant.keys TO tenant_guard_admin;
-
-REVOKE ALL ON FUNCTION tenant.create_key(uuid) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.rotate_key(uuid) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.shred(uuid) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.rewrap_keys() FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tenant.shred(uuid), tenant.rewrap_keys()
-    TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/context.rs:337
--- tenant_guard::context::subject
-CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'subject_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/issuers.rs:167
--- tenant_guard::issuers::untrust_issuer
-CREATE OR REPLACE FUNCTION "untrust_issuer"(
-	"issuer" TEXT /* & str */
-) RETURNS bool /* bool */
-STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'untrust_issuer_wrapper';
-
-COMMENT ON TABLE tenant.trusted_issuer IS
-    'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
-
-REVOKE ALL ON tenant.trusted_issuer FROM PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('tenant.trusted_issuer', '');
-
--- Which tenants an issuer may speak for. An issuer with rows here speaks for those tenants only, and a tenant with
--- rows here is reserved to the issuers listed for it; an issuer without rows speaks for every tenant nobody lists.
-CREATE TABLE tenant.issuer_tenant (
-    issuer text NOT NULL REFERENCES tenant.trusted_issuer (issuer) ON UPDATE CASCADE ON DELETE CASCADE,
-    tenant uuid NOT NULL,
-    PRIMARY KEY (issuer, tenant)
-);
-
-CREATE INDEX issuer_tenant_tenant ON tenant.issuer_tenant (tenant);
-
-COMMENT ON TABLE tenant.issuer_tenant IS
-    'The tenants each scoped issuer may speak for; a listed tenant is reserved to its issuers. '
-    'Use tenant.trust_issuer(..., tenants => ...) or tenant.scope_issuer(), or write rows directly for many tenants.';
-
-REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
-
-CREATE OR REPLACE VIEW tenant.issuers AS
-SELECT i.issuer,
-       k.value ->> 'kid' AS kid,
-       k.value ->> 'alg' AS alg,
-       k.value ->> 'kty' AS kty,
-       i.audience,
-       i.tenant_claim,
-       i.updated_at,
-       (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants
-  FROM tenant.trusted_issuer i
- CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
-
-COMMENT ON VIEW tenant.issuers IS
-    'Trusted issuers: one row per key, without key material; scoped_tenants = 0 means it speaks for every tenant '
-    'that no issuer lists.';
-
-REVOKE ALL ON tenant.issuers FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
-                                    tenants uuid[] DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants) $$;
-
-COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) IS
-    'Registers or replaces the key set (JWKS) of a trusted token issuer, and the tenants it may speak for when '
-    'tenants is not NULL. Returns the number of keys.';
-
-COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
-    'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
-
-REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
-
--- what administrators may do with issuers
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
-    tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
-
-GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
-
-GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/invalidation.rs:139
--- requires:
---   _table_changed
---   issuers_schema
---   keys_schema
-
--- Every backend caches trusted issuers (with their scopes) and data keys: a statement trigger on each table tells
--- them all when it changes (see src/invalidation.rs). The trigger function is SECURITY DEFINER: administrators
--- write tenant.issuer_tenant directly, and may not call tenant._table_changed themselves.
-CREATE OR REPLACE FUNCTION tenant._table_changed_trigger() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM tenant._table_changed(TG_RELID);
-    RETURN NULL;
-END
-$$;
-
-COMMENT ON FUNCTION tenant._table_changed_trigger() IS
-    'Statement trigger on tenant_guard''s cached tables: tells every backend to drop what it cached (internal).';
-
-COMMENT ON FUNCTION tenant._table_changed(oid) IS
-    'Queues the invalidation that makes every backend drop its cached issuers or keys (internal; called by the '
-    'triggers only).';
-
-REVOKE ALL ON FUNCTION tenant._table_changed_trigger() FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION tenant._table_changed(oid) FROM PUBLIC;
-
-CREATE TRIGGER issuers_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.trusted_issuer
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
-
-CREATE TRIGGER issuer_scope_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.issuer_tenant
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
-
-CREATE TRIGGER keys_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.data_key
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:80
+-- src/lib.rs:84
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 
@@ -1576,6 +1764,9 @@ COMMENT ON FUNCTION tenant._label_column(text) IS
 
 COMMENT ON FUNCTION tenant._policy_expression(text) IS
     'The managed policies'' expression for a tenant column, as pg_get_expr shows it (internal).';
+
+COMMENT ON FUNCTION tenant._policy_expression_per_row(text) IS
+    'The managed policies'' expression on Citus tables (no subquery), as pg_get_expr shows it (internal).';
 
 COMMENT ON FUNCTION tenant._first_normal_oid() IS
     'PostgreSQL''s FirstNormalObjectId: objects below it are PostgreSQL''s own (internal).';
