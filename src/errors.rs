@@ -874,3 +874,13 @@ pub fn citus_outer_join_refused(table: &str) -> ! {
         Some("Put the distributed table on the preserved side of the join, or use an inner join."),
     )
 }
+
+/// 42501: a Citus function that rewrites, moves or drops shards, called by a confined role where tables are protected.
+pub fn citus_shard_rewrite_refused(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{function}() is refused: it rewrites or drops shards, and this database has tables protected by tenant_guard"),
+        Some("Citus copies the rows as its caller, whom the tenant policies confine, before it drops the old shards.".into()),
+        Some("Run it as a superuser or a member of tenant_guard_admin."),
+    )
+}

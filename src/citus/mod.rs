@@ -247,12 +247,27 @@ pub fn relation_created(relid: pg_sys::Oid) {
     }
 }
 
-/// Whether `relid` is a relation this transaction created on a worker: Citus building a shard there (as the table's
-/// owner, before the worker's metadata lists the shard) recreates the table's keys, constraints, policies and label
-/// on it, which the coordinator's guard judged on the table. A relation created in this transaction holds no rows
-/// but those this transaction put there, which its role could read anyway.
+/// Whether `relid` is a relation this transaction created on a worker (or named like a shard on the coordinator),
+/// with no relation inheriting from it: Citus building a shard there (as the table's owner, before the worker's
+/// metadata lists the shard) recreates the table's keys and constraints on it, which the coordinator's guard judged
+/// on the table. Such a relation holds no rows but those this transaction put there, which its role could read
+/// anyway, so the rules that protect other tenants' rows from validations do not apply to it; the tamper rules
+/// (row-level security, policies, identity) still do.
 pub fn is_new_shard(relid: pg_sys::Oid) -> bool {
-    CREATED.with_borrow(|c| c.contains(&relid)) && (is_worker() || named_like_a_shard(relid))
+    CREATED.with_borrow(|c| c.contains(&relid)) && (is_worker() || named_like_a_shard(relid)) && !has_children(relid)
+}
+
+/// Whether any relation inherits from `relid` (a validation on it would read its children's rows too).
+fn has_children(relid: pg_sys::Oid) -> bool {
+    with_pinned_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent OPERATOR(pg_catalog.=) $1)",
+            &[relid.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(true)
 }
 
 /// Whether a relation is named `<a table>_<digits>` in that table's schema (a shard Citus is creating on the
@@ -365,4 +380,57 @@ pub fn is_distributed(relid: pg_sys::Oid) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+/// Whether a function is one of Citus's that rewrite, move, split or drop a table's shards (undistribute_table,
+/// alter_distributed_table, shard moves and splits, rebalancing, dropping shards). They copy rows as their caller and
+/// drop the old shards: run by a role that the policies confine, they would lose every other tenant's rows.
+pub fn rewrites_shards(fn_oid: pg_sys::Oid) -> bool {
+    const REWRITERS: [&CStr; 18] = [
+        c"undistribute_table",
+        c"alter_distributed_table",
+        c"alter_table_set_access_method",
+        c"alter_old_partitions_set_access_method",
+        c"isolate_tenant_to_new_shard",
+        c"citus_split_shard_by_split_points",
+        c"citus_move_shard_placement",
+        c"master_move_shard_placement",
+        c"citus_copy_shard_placement",
+        c"rebalance_table_shards",
+        c"citus_rebalance_start",
+        c"citus_drain_node",
+        c"citus_drop_all_shards",
+        c"master_drop_all_shards",
+        c"worker_drop_distributed_table",
+        c"worker_drop_shell_table",
+        c"drop_old_time_partitions",
+        c"replicate_table_shards",
+    ];
+    if !installed() {
+        return false;
+    }
+    // SAFETY: syscache lookups by oid; NULL when the function does not exist.
+    unsafe {
+        let name = pg_sys::get_func_name(fn_oid);
+        !name.is_null()
+            && pg_sys::get_func_namespace(fn_oid) == pg_sys::PG_CATALOG_NAMESPACE.into()
+            && REWRITERS.contains(&CStr::from_ptr(name))
+    }
+}
+
+/// Whether this database has a protected Citus table.
+pub fn has_protected_tables() -> bool {
+    installed()
+        && with_pinned_search_path(|| {
+            Spi::get_one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d JOIN pg_catalog.pg_seclabel l \
+                   ON l.objoid OPERATOR(pg_catalog.=) d.logicalrelid \
+                  AND l.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                  AND l.provider OPERATOR(pg_catalog.=) 'tenant_guard' \
+                  AND tenant._label_column(l.label) IS NOT NULL)",
+            )
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(true)
 }

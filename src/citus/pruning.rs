@@ -56,30 +56,31 @@ unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
 }
 
 thread_local! {
-    /// How many plannings are in progress in this backend.
-    static PLANNING: Cell<u32> = const { Cell::new(0) };
+    /// While a query is planned: the executor entry count when the innermost planning began.
+    static PLANNING: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-struct Planning;
+struct Planning(Option<u64>);
 
 impl Planning {
     fn enter() -> Planning {
-        PLANNING.set(PLANNING.get() + 1);
-        Planning
+        Planning(PLANNING.replace(Some(crate::guard::executor::executor_entries())))
     }
 }
 
 impl Drop for Planning {
     fn drop(&mut self) {
-        PLANNING.set(PLANNING.get() - 1);
+        PLANNING.set(self.0);
     }
 }
 
-/// Whether a query is being planned. The planner calls STABLE functions while it plans only to estimate how many
-/// rows a condition selects (the per-row policy `tenant_id = tenant.current_id()` of a Citus table, for instance);
-/// Citus evaluates the calls it routes by at execution.
+/// Whether a query is being planned, and nothing was executed since its planning began. The planner evaluates
+/// STABLE calls to estimate how many rows a condition selects (the per-row policy `tenant_id = tenant.current_id()`
+/// of a Citus table, for instance), and Citus evaluates the calls it routes by at execution. A function the planner
+/// folds (an IMMUTABLE one) may execute SQL: from its first statement on, this is false for the rest of that
+/// planning.
 pub fn planning() -> bool {
-    PLANNING.get() > 0
+    PLANNING.get().is_some_and(|at| at == crate::guard::executor::executor_entries())
 }
 
 /// The token changed: plans made for the previous one are made again at their next use.

@@ -114,6 +114,7 @@ unsafe fn protected_table(query_desc: *mut pg_sys::QueryDesc) -> Option<pg_sys::
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    ENTRIES.set(ENTRIES.get() + 1);
     // SAFETY: a valid QueryDesc from the executor; its text is NUL-terminated.
     unsafe { super::prepared_statement_of((*query_desc).sourceText) };
     // SAFETY: the QueryDesc's plan, valid for the executor's whole run.
@@ -210,6 +211,7 @@ unsafe extern "C-unwind" fn executor_run(
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
+    ENTRIES.set(ENTRIES.get() + 1);
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {
@@ -223,7 +225,14 @@ unsafe extern "C-unwind" fn executor_run(
     }
 }
 
+/// How many times this backend entered the executor (ExecutorStart or ExecutorRun): a change tells that something
+/// was executed in between.
+pub fn executor_entries() -> u64 {
+    ENTRIES.get()
+}
+
 thread_local! {
+    static ENTRIES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// How many ExecutorRun calls are in progress (statements run by functions nest).
     static RUN_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
@@ -255,6 +264,7 @@ unsafe extern "C-unwind" fn executor_run(
     redact_reported_text(query_desc);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
+    ENTRIES.set(ENTRIES.get() + 1);
     // SAFETY: passes the arguments on unchanged, to the previous hook or the standard implementation.
     unsafe {
         match PREV_EXECUTOR_RUN {

@@ -87,13 +87,22 @@ unsafe extern "C-unwind" fn object_access(
             if crate::citus::changes_shard_metadata(object_id) && !is_admin() {
                 errors::citus_metadata_refused();
             }
+            if crate::citus::rewrites_shards(object_id) && !is_admin() && crate::citus::has_protected_tables() {
+                // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
+                errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) });
+            }
             if crate::citus::converts_tables(object_id) {
                 // (in this order: what prepare_for_citus runs ends like a statement, and would end the conversion)
                 labels::prepare_for_citus();
-                crate::citus::set_converting(true);
+                if is_admin() {
+                    crate::citus::set_converting(true);
+                }
             }
         }
         pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
+        pg_sys::ObjectAccessType::OAT_DROP if class_id == pg_sys::RelationRelationId && sub_id == 0 => {
+            tamper::shard_dropped(object_id)
+        }
         _ => {}
     }
     // SAFETY: passes the arguments on unchanged to the previous hook.
@@ -333,7 +342,11 @@ unsafe fn check(
                 let relid = lookup::pin((*stmt).relation, lockmode);
                 if let Some(table) = reached_protected(relid, (*stmt).relation) {
                     tamper::alter_table(&table, stmt);
-                    owner_code::alter_table(&table, stmt);
+                    // a shard Citus is building in this transaction holds no other transaction's rows: its keys
+                    // and constraints (the table's, which the coordinator judged) validate nothing of anyone else's
+                    if !crate::citus::is_new_shard(table.relid) {
+                        owner_code::alter_table(&table, stmt);
+                    }
                 }
                 reach::alter_table(relid, stmt);
             }
@@ -533,9 +546,6 @@ pub struct Guarded {
 /// `relid` if it is protected.
 fn guarded(relid: pg_sys::Oid) -> Option<Guarded> {
     let column = labels::protected_column(relid)?;
-    if crate::citus::is_new_shard(relid) {
-        return None;
-    }
     Some(Guarded { relid, column, name: display_name(relid) })
 }
 

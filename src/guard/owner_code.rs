@@ -148,6 +148,9 @@ pub unsafe fn index(stmt: *mut pg_sys::IndexStmt) {
         let lockmode = if (*stmt).concurrent { pg_sys::ShareUpdateExclusiveLock } else { pg_sys::ShareLock };
         let relid = lookup::pin((*stmt).relation, lockmode);
         let Some(table) = guarded(relid) else { return };
+        if crate::citus::is_new_shard(relid) {
+            return; // see citus::is_new_shard
+        }
         if (*stmt).unique {
             errors::validation_refused("CREATE UNIQUE INDEX", &table.name);
         }

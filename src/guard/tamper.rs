@@ -183,6 +183,21 @@ pub unsafe fn drop_shard(stmt: *mut pg_sys::DropStmt) {
     }
 }
 
+/// A shard of a protected Citus table about to be dropped, however (DROP TABLE, Citus's own functions that drop
+/// shards: undistributing, altering or dropping the table, moving shards): for administrators only. Citus copies a
+/// table's rows as its caller, whom the policies confine, before it drops the old shards: a confined role would
+/// lose every other tenant's rows. A shard built in this transaction may go.
+pub fn shard_dropped(relid: pg_sys::Oid) {
+    if !crate::citus::installed() || super::is_admin() || crate::citus::is_new_shard(relid) {
+        return;
+    }
+    let shard = labels::table_label(relid).is_some() && crate::citus::shell_of(relid).is_some()
+        || crate::citus::shell_of(relid).is_some_and(|shell| labels::protected_column(shell).is_some());
+    if shard && labels::protected_column(relid).is_some() {
+        errors::tamper_refused("dropping a shard", &super::display_name(relid));
+    }
+}
+
 pub enum CitusPolicy {
     /// Nothing to change.
     Other,

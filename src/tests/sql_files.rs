@@ -7,10 +7,11 @@
 #[cfg(test)]
 mod files {
     /// Every SQL file of the extension, by name.
-    const SQL_FILES: [(&str, &str); 15] = [
+    const SQL_FILES: [(&str, &str); 21] = [
         ("admin_role.sql", include_str!("../../sql/admin_role.sql")),
         ("audit.sql", include_str!("../../sql/audit.sql")),
         ("bootstrap.sql", include_str!("../../sql/bootstrap.sql")),
+        ("citus.sql", include_str!("../../sql/citus.sql")),
         ("encryption.sql", include_str!("../../sql/encryption.sql")),
         ("finalize.sql", include_str!("../../sql/finalize.sql")),
         ("invalidation.sql", include_str!("../../sql/invalidation.sql")),
@@ -19,7 +20,12 @@ mod files {
         ("labels.sql", include_str!("../../sql/labels.sql")),
         ("requirements.sql", include_str!("../../sql/requirements.sql")),
         ("trusted_code.sql", include_str!("../../sql/trusted_code.sql")),
+        ("queries/issuer_state.sql", include_str!("../../sql/queries/issuer_state.sql")),
+        ("queries/key_rows.sql", include_str!("../../sql/queries/key_rows.sql")),
+        ("queries/managed_policy_intact.sql", include_str!("../../sql/queries/managed_policy_intact.sql")),
         ("queries/owner_line.sql", include_str!("../../sql/queries/owner_line.sql")),
+        ("queries/policy_tenant_column.sql", include_str!("../../sql/queries/policy_tenant_column.sql")),
+        ("queries/protected_local_tables.sql", include_str!("../../sql/queries/protected_local_tables.sql")),
         ("queries/schema_tables.sql", include_str!("../../sql/queries/schema_tables.sql")),
         ("queries/temp_leftovers.sql", include_str!("../../sql/queries/temp_leftovers.sql")),
         ("queries/type_users.sql", include_str!("../../sql/queries/type_users.sql")),
@@ -172,7 +178,9 @@ mod tests {
             )
             .as_deref(),
             Some(
-                "tenant._table_changed_trigger() search_path=pg_catalog, pg_temp; \
+                "tenant._audit_citus() search_path=pg_catalog, pg_temp; \
+                 tenant._citus_digest(text) search_path=pg_catalog, pg_temp; \
+                 tenant._table_changed_trigger() search_path=pg_catalog, pg_temp; \
                  tenant.create_key(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.rewrap_keys() search_path=pg_catalog, pg_temp; \
                  tenant.rotate_key(uuid) search_path=pg_catalog, pg_temp; \

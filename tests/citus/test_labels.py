@@ -55,7 +55,12 @@ def test_table_created_in_a_scoped_schema_then_distributed(admin, owner):
     admin.execute("SECURITY LABEL FOR tenant_guard ON SCHEMA lbl_scoped IS 'tenant_scoped'")
     owner.execute("CREATE TABLE lbl_scoped.orders (tenant_id uuid NOT NULL, id bigint, item text, "
                   "PRIMARY KEY (tenant_id, id))")
-    owner.execute("SELECT create_distributed_table('lbl_scoped.orders', 'tenant_id')")
+    # a table owner that is not an administrator distributes a protected table with a token (any tenant's): Citus
+    # checks as its caller whether the table is empty, under the policies
+    assert sqlstate(owner, "SELECT create_distributed_table('lbl_scoped.orders', 'tenant_id')") == "42501"
+    with owner.transaction():
+        owner.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+        owner.execute("SELECT create_distributed_table('lbl_scoped.orders', 'tenant_id')")
     assert_every_shard_protected(admin, "lbl_scoped.orders")
     assert_every_worker_copy_protected("lbl_scoped.orders")
 

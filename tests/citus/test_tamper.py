@@ -118,3 +118,53 @@ def test_audit_reports_an_unprotected_shard(shards, admin):
             w.execute(MANUAL)
             w.execute(f"ALTER TABLE {shard} FORCE ROW LEVEL SECURITY")
     assert [r for r in rows(admin, "SELECT check_name FROM tenant.audit()") if r[0] == "citus_shard_unprotected"] == []
+
+
+def test_a_new_parent_cannot_open_a_shard(shards):
+    """A relation created in the transaction is exempt only from the rules on validations, and only while nothing
+    inherits from it: it cannot be made an unprotected parent of a shard (red team, round 2)."""
+    port, shard = shards[0]
+    with connect(port, user=OWNER) as c:
+        c.execute("SET citus.override_table_visibility = off")
+        with c.transaction():
+            c.execute("CREATE TABLE rt_evil (LIKE tam_orders)")
+            c.execute("SECURITY LABEL FOR tenant_guard ON TABLE rt_evil IS 'tenant_scoped'")
+            assert sqlstate(c, "ALTER TABLE rt_evil DISABLE ROW LEVEL SECURITY") == "42501"
+            assert sqlstate(c, "ALTER TABLE rt_evil NO FORCE ROW LEVEL SECURITY") == "42501"
+            raise psycopg.Rollback()
+        with c.transaction():
+            c.execute("CREATE TABLE rt_evil (LIKE tam_orders)")
+            assert sqlstate(c, f"ALTER TABLE {shard} INHERIT rt_evil") == "42501"   # an unprotected parent
+            raise psycopg.Rollback()
+
+
+def test_nil_tenant_cannot_be_written_through_a_folded_function(shards):
+    """tenant.current_id() is the nil uuid only while a query is planned and nothing was executed since: a function
+    the planner folds cannot write or read under it (red team, round 2)."""
+    with app_conn(WORKERS[0]) as c:
+        c.execute("SET citus.enable_ddl_propagation = off")
+        c.execute("CREATE FUNCTION pg_temp.ins() RETURNS int VOLATILE LANGUAGE plpgsql AS $$ BEGIN "
+                  "INSERT INTO tam_orders (tenant_id, item) VALUES ('00000000-0000-0000-0000-000000000000', 'nil'); "
+                  "RETURN 1; END $$")
+        c.execute("CREATE FUNCTION pg_temp.imm() RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM pg_temp.ins(); RETURN 1; END $$")
+        assert sqlstate(c, "SELECT pg_temp.imm()") == "42501"
+        c.execute("CREATE FUNCTION pg_temp.cid() RETURNS uuid IMMUTABLE LANGUAGE sql AS $$ SELECT tenant.current_id() $$")
+        assert sqlstate(c, "SELECT pg_temp.cid()") == "42501"
+    with connect() as admin:
+        assert rows(admin, "SELECT count(*) FROM tam_orders WHERE item = 'nil'") == [(0,)]
+
+
+@pytest.mark.parametrize("call", [
+    "SELECT undistribute_table('tam_orders')",
+    "SELECT alter_distributed_table('tam_orders', shard_count := 4)",
+    "SELECT isolate_tenant_to_new_shard('tam_orders', '" + str(TENANT_A) + "')",
+])
+def test_shard_rewrites_are_for_administrators(shards, call):
+    """Citus copies the rows as its caller, whom the policies confine, then drops the old shards (red team, round 2:
+    the owner with one tenant's token undistributed a table and lost every other tenant's rows)."""
+    with connect(user=OWNER) as c, c.transaction():
+        c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+        assert sqlstate(c, call) == "42501"
+    with connect() as admin:
+        assert rows(admin, "SELECT count(DISTINCT tenant_id) FROM tam_orders") == [(3,)]
