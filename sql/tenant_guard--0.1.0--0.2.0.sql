@@ -1109,15 +1109,20 @@ BEGIN
         FOR r IN EXECUTE pg_catalog.format(
             'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements(%L, %L)',
             t.rel,
-            pg_catalog.format('SELECT (c.relrowsecurity AND c.relforcerowsecurity AND tenant._policy_intact(c.oid, %L))::text '
-                              'FROM pg_catalog.pg_class c WHERE c.oid = %L::pg_catalog.regclass', t.col, '%1$s'))
+            pg_catalog.format('SELECT (c.relrowsecurity AND c.relforcerowsecurity AND tenant._policy_intact(c.oid, %1$L) '
+                              '  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i '
+                              '                    JOIN pg_catalog.pg_class p ON p.oid = i.inhparent '
+                              '                   WHERE i.inhrelid = c.oid AND NOT (p.relrowsecurity AND p.relforcerowsecurity '
+                              '                         AND tenant._policy_intact(p.oid, %1$L))))::text '
+                              'FROM pg_catalog.pg_class c WHERE c.oid = %2$L::pg_catalog.regclass', t.col, '%1$s'))
         LOOP
             CONTINUE WHEN r.success AND r.result = 'true';
             severity := 'critical'; check_name := 'citus_shard_unprotected';
             object := pg_catalog.format('shard %s of %s on %s:%s', r.shardid, t.rel, r.nodename, r.nodeport);
             detail := CASE WHEN r.success
-                           THEN 'the shard is not under tenant_guard''s policies (row-level security enabled and '
-                                'forced, the restrictive tenant_isolation and the permissive tenant_access)'
+                           THEN 'the shard, or a table it inherits from, is not under tenant_guard''s policies '
+                                '(row-level security enabled and forced, the restrictive tenant_isolation and the '
+                                'permissive tenant_access)'
                            ELSE 'the shard could not be checked: ' || r.result END;
             fix := pg_catalog.format('on the coordinator: SECURITY LABEL FOR tenant_guard ON TABLE %s IS %L', t.rel, t.label);
             RETURN NEXT;
