@@ -1,10 +1,10 @@
 -- Citus: what a coordinator sends its workers (see src/citus/replication.rs). Superusers only: the coordinator runs
 -- them through Citus's connections, as the superuser that owns the SECURITY DEFINER admin functions.
-REVOKE ALL ON FUNCTION tenant._replica_issuers(jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant._replica_keys(uuid[], jsonb) FROM PUBLIC;
-COMMENT ON FUNCTION tenant._replica_issuers(jsonb) IS
+REVOKE ALL ON FUNCTION tenant._replica_issuers(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._replica_keys(uuid[], text) FROM PUBLIC;
+COMMENT ON FUNCTION tenant._replica_issuers(text) IS
     'On a Citus worker: the trusted issuers become the coordinator''s (internal; the coordinator calls it).';
-COMMENT ON FUNCTION tenant._replica_keys(uuid[], jsonb) IS
+COMMENT ON FUNCTION tenant._replica_keys(uuid[], text) IS
     'On a Citus worker: the data keys of these tenants become the coordinator''s (internal; the coordinator calls it).';
 
 -- The audit's Citus checks (run on a coordinator; nothing elsewhere): every shard of every protected Citus table is

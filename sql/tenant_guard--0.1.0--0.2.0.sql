@@ -63,7 +63,7 @@ COMMENT ON ROLE tenant_guard_admin IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:178
+-- src/citus/replication.rs:189
 -- tenant_guard::citus::replication::_citus_coordinator
 CREATE OR REPLACE FUNCTION "_citus_coordinator"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE 
@@ -197,20 +197,20 @@ COMMENT ON FUNCTION tenant.protect(regclass, name) IS
 -- src/citus/replication.rs:136
 -- tenant_guard::citus::replication::_replica_issuers
 CREATE OR REPLACE FUNCTION "_replica_issuers"(
-	"state" jsonb /* JsonB */
+	"state" TEXT /* Option < & str > */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE 
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'replica_issuers_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:151
+-- src/citus/replication.rs:152
 -- tenant_guard::citus::replication::_replica_keys
 CREATE OR REPLACE FUNCTION "_replica_keys"(
-	"tenants" uuid[], /* :: std :: option :: Option < Vec < pgrx :: Uuid > > */
-	"rows" jsonb /* JsonB */
+	"tenants" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"rows" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -1060,7 +1060,7 @@ CREATE TRIGGER keys_changed
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:183
+-- src/citus/replication.rs:194
 -- requires:
 --   replica_issuers
 --   replica_keys
@@ -1071,14 +1071,14 @@ CREATE TRIGGER keys_changed
 
 -- Citus: what a coordinator sends its workers (see src/citus/replication.rs). Superusers only: the coordinator runs
 -- them through Citus's connections, as the superuser that owns the SECURITY DEFINER admin functions.
-REVOKE ALL ON FUNCTION tenant._replica_issuers(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._replica_issuers(text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION tenant._replica_keys(uuid[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._replica_keys(uuid[], text) FROM PUBLIC;
 
-COMMENT ON FUNCTION tenant._replica_issuers(jsonb) IS
+COMMENT ON FUNCTION tenant._replica_issuers(text) IS
     'On a Citus worker: the trusted issuers become the coordinator''s (internal; the coordinator calls it).';
 
-COMMENT ON FUNCTION tenant._replica_keys(uuid[], jsonb) IS
+COMMENT ON FUNCTION tenant._replica_keys(uuid[], text) IS
     'On a Citus worker: the data keys of these tenants become the coordinator''s (internal; the coordinator calls it).';
 
 -- The audit's Citus checks (run on a coordinator; nothing elsewhere): every shard of every protected Citus table is

@@ -42,7 +42,7 @@ pub fn table_changed(what: Watched) {
                 .flatten()
                 .map(|j| j.0.to_string())
                 .unwrap_or_else(|| errors::internal("tenant_guard could not read the trusted issuers".into()));
-        send(&format!("SELECT tenant._replica_issuers({}::pg_catalog.jsonb)", spi::quote_literal(&state)));
+        send(&format!("SELECT tenant._replica_issuers({})", spi::quote_literal(&state)));
     }
 }
 
@@ -83,7 +83,7 @@ pub fn keys_changed(tenants: Option<&[Uuid]>) {
                 .join(",")
         ),
     };
-    send(&format!("SELECT tenant._replica_keys({tenants_sql}, {}::pg_catalog.jsonb)", spi::quote_literal(&rows)));
+    send(&format!("SELECT tenant._replica_keys({tenants_sql}, {})", spi::quote_literal(&rows)));
 }
 
 /// A Citus table's label on every worker's copy of the table, where the session does not propagate DDL (Citus
@@ -134,14 +134,15 @@ fn applying<R>(f: impl FnOnce() -> R) -> R {
 
 /// On a worker: replaces the trusted issuers with the coordinator's (SQL: superusers only; the coordinator calls it).
 #[pg_extern(volatile, parallel_unsafe, name = "_replica_issuers")]
-fn replica_issuers(state: JsonB) {
+fn replica_issuers(state: Option<&str>) {
+    let state = not_null(state);
     apply(
         &[
             "DELETE FROM tenant.trusted_issuer",
             "INSERT INTO tenant.trusted_issuer SELECT * FROM pg_catalog.jsonb_populate_recordset(\
-             NULL::tenant.trusted_issuer, $1 OPERATOR(pg_catalog.->) 'issuers')",
+             NULL::tenant.trusted_issuer, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'issuers')",
             "INSERT INTO tenant.issuer_tenant SELECT * FROM pg_catalog.jsonb_populate_recordset(\
-             NULL::tenant.issuer_tenant, $1 OPERATOR(pg_catalog.->) 'tenants')",
+             NULL::tenant.issuer_tenant, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'tenants')",
         ],
         vec![state.into()],
     )
@@ -149,14 +150,24 @@ fn replica_issuers(state: JsonB) {
 
 /// On a worker: replaces the data keys of these tenants (all when NULL) with the coordinator's rows.
 #[pg_extern(volatile, parallel_unsafe, name = "_replica_keys")]
-fn replica_keys(tenants: Option<Vec<pgrx::Uuid>>, rows: JsonB) {
+fn replica_keys(tenants: Option<Vec<Option<pgrx::Uuid>>>, rows: Option<&str>) {
+    let rows = not_null(rows);
     apply(
         &[
             "DELETE FROM tenant.data_key WHERE $1 IS NULL OR tenant OPERATOR(pg_catalog.=) ANY ($1)",
-            "INSERT INTO tenant.data_key SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::tenant.data_key, $2)",
+            "INSERT INTO tenant.data_key SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::tenant.data_key, \
+             $2::pg_catalog.jsonb)",
         ],
         vec![tenants.into(), rows.into()],
     )
+}
+
+/// The coordinator's change, which is never NULL (checked after the node: elsewhere these functions refuse first).
+fn not_null(value: Option<&str>) -> &str {
+    if !super::is_worker() {
+        errors::citus_replica_refused();
+    }
+    value.unwrap_or_else(|| errors::invalid_parameter("the coordinator's change must not be NULL".into(), None))
 }
 
 /// Runs the statements (each may use any of `args`) as the bootstrap superuser, marked as the coordinator's change.

@@ -161,11 +161,11 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe { prepared_statement_of(query_string) };
     let internal = labels::in_internal_ddl();
     let _session = session::StatementScope::enter();
-    // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
     let verdict = if internal {
-        // SAFETY: as below.
+        // SAFETY: pstmt is the statement PostgreSQL is about to run; the tree is copied before it is changed.
         unsafe { citus_managed_policy(&mut pstmt, &mut read_only_tree) }.unwrap_or(Verdict::Run)
     } else {
+        // SAFETY: pstmt is the statement PostgreSQL is about to run; `check` copies it before changing it.
         unsafe { check(&mut pstmt, &mut read_only_tree, context) }
     };
     if verdict == Verdict::Skip {
@@ -274,7 +274,7 @@ unsafe fn citus_managed_policy(pstmt: &mut *mut pg_sys::PlannedStmt, read_only_t
             }
             (*((**pstmt).utilityStmt as *mut pg_sys::CreatePolicyStmt)).permissive = false;
         }
-        (protected && !labels::in_internal_ddl() && !is_admin()).then(|| Verdict::VerifyManagedPolicy(relid, name))
+        (protected && !labels::in_internal_ddl() && !is_admin()).then_some(Verdict::VerifyManagedPolicy(relid, name))
     }
 }
 

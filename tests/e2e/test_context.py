@@ -300,9 +300,11 @@ def test_admin_functions_are_not_executable_by_public(admin):
     allowed = {name for name, ok in rows if ok}
     # protect() runs SECURITY LABEL as the caller (PostgreSQL checks ownership); _policy_intact backs
     # tenant.scoped_tables (with _policy_expression, a pure function of a column name); the trusted-code
-    # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks
+    # helpers read only catalogs every role can read, and the tamper guard runs them as the role it checks;
+    # _citus_coordinator says whether this node is a Citus coordinator
     assert allowed == {"authenticate", "claim", "claims", "current_id", "reset", "subject",
-                       "protect", "_policy_intact", "_policy_expression", "_minimum_server_version",
+                       "protect", "_policy_intact", "_policy_expression", "_policy_expression_per_row",
+                       "_citus_coordinator", "_minimum_server_version",
                        "_trusted_function", "_callees", "_untrusted_code", "_crossing_foreign_keys",
                        "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
                        "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",

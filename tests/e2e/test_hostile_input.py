@@ -76,10 +76,11 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
                   ('{"keys":[{"kty":"oct","kid":"k","k":"' + "A" * 43 + '"}]}',))
     fns = functions(admin)
     assert sorted({f[0] for f in fns}) == sorted([
-        "_audit", "_callees", "_code_nodes", "_code_objects", "_crossing_foreign_keys", "_first_normal_oid",
+        "_audit", "_audit_citus", "_callees", "_citus_coordinator", "_citus_digest", "_code_nodes", "_code_objects", "_crossing_foreign_keys", "_first_normal_oid",
         "_label_column", "_minimum_server_version", "_node_code", "_protect", "_settings_with_credentials",
         "_trust_issuer", "_trusted_function", "_unique_without_tenant", "_untrusted_calls", "_untrusted_code", "_untrusted_partition_keys",
-        "_untrusted_column_calls", "_policy_expression", "_policy_intact", "_table_changed", "_written_here", "_xid_here", "audit",
+        "_untrusted_column_calls", "_policy_expression", "_policy_expression_per_row", "_policy_intact",
+        "_replica_issuers", "_replica_keys", "_table_changed", "_written_here", "_xid_here", "audit",
         "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
         "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "scope_issuer", "shred",
         "subject",

@@ -548,7 +548,8 @@ def test_copy_from_into_a_protected_table_is_refused(attacker, keys):
         with attacker.cursor().copy("COPY app.orders (tenant_id, id, customer_id) FROM STDIN") as copy:
             copy.write(f"{B}\t9\t1\n")
     assert (e.value.sqlstate, e.value.diag.message_primary) == (
-        "0A000", "COPY FROM not supported with row-level security")
+        "0A000", "COPY FROM into app.orders is refused: the table is protected by tenant_guard")
+    assert "INSERT ... VALUES" in e.value.diag.message_hint
 
 
 def test_subqueries_and_joins_count_only_the_tenants_rows(attacker, keys):
