@@ -1065,8 +1065,7 @@ CREATE TRIGGER keys_changed
 --   replica_issuers
 --   replica_keys
 --   citus_coordinator
---   keys_schema
---   issuers_schema
+--   invalidation
 --   labels_schema
 
 -- Citus: what a coordinator sends its workers (see src/citus/replication.rs). Superusers only: the coordinator runs

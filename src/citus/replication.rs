@@ -194,5 +194,5 @@ fn citus_coordinator() -> bool {
 extension_sql_file!(
     "../../sql/citus.sql",
     name = "citus",
-    requires = [replica_issuers, replica_keys, citus_coordinator, "keys_schema", "issuers_schema", "labels_schema"]
+    requires = [replica_issuers, replica_keys, citus_coordinator, "invalidation", "labels_schema"]
 );
