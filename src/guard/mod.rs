@@ -349,6 +349,7 @@ unsafe fn check(
                     }
                 }
                 reach::alter_table(relid, stmt);
+                owner_code::attach_partition(stmt);
             }
             pg_sys::NodeTag::T_RenameStmt => {
                 let stmt = node as *mut pg_sys::RenameStmt;

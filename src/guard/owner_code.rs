@@ -28,6 +28,34 @@ use pgrx::PgList;
 ///
 /// # Safety
 /// `stmt` is the statement's (writable) AlterTableStmt; `table` its resolved, locked relation.
+/// ATTACH PARTITION of a protected table: PostgreSQL checks the partition bound against every row of the table
+/// being attached, so a bound chosen by the caller (a LIST over an expression of another tenant's values) answers
+/// yes or no about other tenants' rows. Refused whatever the parent, unless the table holds no rows from before this
+/// transaction (see `citus::is_new_shard`: Citus attaching the shards of a new partition).
+///
+/// # Safety
+/// `stmt` is the statement's AlterTableStmt.
+pub unsafe fn attach_partition(stmt: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: the subcommands are AlterTableCmd nodes; an ATTACH's `def` is a PartitionCmd naming the table.
+    unsafe {
+        for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
+            if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition || (*cmd).def.is_null() {
+                continue;
+            }
+            let child = (*((*cmd).def as *mut pg_sys::PartitionCmd)).name;
+            let relid = lookup::pin(child, pg_sys::ShareUpdateExclusiveLock);
+            if let Some(table) = guarded(relid) {
+                if !crate::citus::is_new_shard(relid) {
+                    errors::validation_refused(
+                        "ATTACH PARTITION (its bound is checked against every row)",
+                        &table.name,
+                    );
+                }
+            }
+        }
+    }
+}
+
 pub unsafe fn alter_table(table: &Guarded, stmt: *mut pg_sys::AlterTableStmt) {
     // SAFETY: the subcommands are AlterTableCmd nodes whose `def` has the type their subtype implies.
     for cmd in unsafe { PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() } {
@@ -69,6 +97,9 @@ unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
             return;
         }
         let column = super::cstr((*def).colname);
+        if crate::citus::shell_of(table.relid).is_some() && is_serial((*def).typeName) {
+            errors::validation_refused(&format!("adding serial column \"{column}\" to a shard"), &table.name);
+        }
         if (*def).generated != 0 {
             errors::validation_refused(&format!("adding generated column \"{column}\""), &table.name);
         }
@@ -85,10 +116,56 @@ unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
                     &format!("adding column \"{column}\" with a {} constraint", constraint_kind((*c).contype)),
                     &table.name,
                 ),
+                // A Citus shard holds the rows of the few tenants hashed to it: a sequence that numbers its rows
+                // (an identity, a DEFAULT that draws from one) counts them. Citus refuses both on a distributed
+                // table, so only a direct change of the shard brings them.
+                pg_sys::ConstrType::CONSTR_IDENTITY | pg_sys::ConstrType::CONSTR_DEFAULT
+                    if crate::citus::shell_of(table.relid).is_some()
+                        && ((*c).contype == pg_sys::ConstrType::CONSTR_IDENTITY
+                            || draws_from_a_sequence((*c).raw_expr)) =>
+                {
+                    errors::validation_refused(
+                        &format!("adding column \"{column}\" with an identity or a default to a shard"),
+                        &table.name,
+                    )
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// Whether a column's type is one of the serial pseudo-types (a sequence DEFAULT, made during ALTER TABLE).
+///
+/// # Safety
+/// `name` is NULL or a TypeName node.
+unsafe fn is_serial(name: *mut pg_sys::TypeName) -> bool {
+    // SAFETY: a TypeName's `names` list holds String nodes; only the last is read.
+    unsafe {
+        if name.is_null() {
+            return false;
+        }
+        let names = PgList::<pg_sys::Node>::from_pg((*name).names);
+        names.iter_ptr().last().is_some_and(|n| {
+            let last = pg_sys::nodeToString(n.cast());
+            let text = std::ffi::CStr::from_ptr(last).to_string_lossy().to_ascii_lowercase();
+            ["serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"]
+                .iter()
+                .any(|s| text.contains(&format!("\"{s}\"")))
+        })
+    }
+}
+
+/// Whether a raw DEFAULT expression calls nextval (a sequence numbering the rows it fills).
+///
+/// # Safety
+/// `expr` is NULL or a raw expression tree.
+unsafe fn draws_from_a_sequence(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: nodeToString of a valid tree (or NULL) returns a palloc'd NUL-terminated string.
+    !expr.is_null()
+        && unsafe { std::ffi::CStr::from_ptr(pg_sys::nodeToString(expr.cast())) }
+            .to_string_lossy()
+            .contains("\"nextval\"")
 }
 
 /// ADD CONSTRAINT: validated constraints read every row. NOT VALID CHECK and FOREIGN KEY constraints are checked on

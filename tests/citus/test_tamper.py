@@ -168,3 +168,35 @@ def test_shard_rewrites_are_for_administrators(shards, call):
         assert sqlstate(c, call) == "42501"
     with connect() as admin:
         assert rows(admin, "SELECT count(DISTINCT tenant_id) FROM tam_orders") == [(3,)]
+
+
+def test_attaching_a_shard_to_ask_about_its_rows_is_refused(shards):
+    """A partition bound over another tenant's values, checked against every row of a shard, would answer yes or
+    no about them (red team, round 3)."""
+    port, shard = shards[0]
+    with connect(port, user=OWNER) as c:
+        c.execute("SET citus.override_table_visibility = off")
+        with c.transaction():
+            c.execute("SET LOCAL citus.enable_ddl_propagation = off")
+            c.execute(f"CREATE TABLE rt_probe (LIKE {shard}) PARTITION BY LIST ((item = 'b0'))")
+            c.execute("SECURITY LABEL FOR tenant_guard ON TABLE rt_probe IS 'tenant_scoped'")
+            assert sqlstate(c, f"ALTER TABLE rt_probe ATTACH PARTITION {shard} FOR VALUES IN (false)") == "42501"
+            raise psycopg.Rollback()
+
+
+@pytest.mark.parametrize("column", [
+    "cnt bigint GENERATED ALWAYS AS IDENTITY",
+    "cnt bigserial",
+    "cnt bigint DEFAULT nextval('rt_seq')",
+])
+def test_a_sequence_cannot_count_a_shards_rows(shards, column):
+    """A shard holds the few tenants hashed to it: a sequence filling a new column would count their rows (red team,
+    round 3). Citus refuses these on the distributed table, so only a direct change of a shard brings them."""
+    port, shard = shards[0]
+    with connect(port, user=OWNER) as c:
+        c.execute("SET citus.override_table_visibility = off")
+        with c.transaction():
+            c.execute(MANUAL)
+            c.execute("CREATE SEQUENCE rt_seq")
+            assert sqlstate(c, f"ALTER TABLE {shard} ADD COLUMN {column}") == "42501"
+            raise psycopg.Rollback()

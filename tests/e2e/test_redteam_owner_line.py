@@ -477,6 +477,20 @@ def test_A42_an_untrusted_partition_key_cannot_take_a_protected_table(tools, su)
         su.execute("DROP TABLE app.rt42_all; DROP FUNCTION app.rt42_key(text)")
 
 
+def test_A45_a_partition_bound_of_built_in_code_is_no_oracle(tools, su):
+    """ATTACH PARTITION checks the bound against every row of the attached table: with a key of built-in code only
+    (no untrusted function to refuse), a bound over another tenant's values would answer yes or no about them
+    (red team on Citus, round 3, where the table was a worker's shard)."""
+    tools.execute("CREATE TABLE app.rt45_all (LIKE app.orders) PARTITION BY LIST ((note = 'b-secret'))")
+    try:
+        tools.execute("SECURITY LABEL FOR tenant_guard ON TABLE app.rt45_all IS 'tenant_scoped'")
+        assert fails(tools, "ALTER TABLE app.rt45_all ATTACH PARTITION app.orders FOR VALUES IN (false)") == (
+            "42501", "ATTACH PARTITION (its bound is checked against every row) is refused: it would read every "
+                     "tenant's rows of table app.orders, which is protected by tenant_guard")
+    finally:
+        su.execute("DROP TABLE app.rt45_all")
+
+
 def test_A42_no_partition_can_be_added_under_an_untrusted_key_an_administrator_left(tools, su):
     tools.execute("CREATE FUNCTION app.rt42_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS "
                   "$$ BEGIN PERFORM app.rt33_leak($1); RETURN $1; END $$")
