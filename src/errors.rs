@@ -884,3 +884,19 @@ pub fn citus_shard_rewrite_refused(function: &str) -> ! {
         Some("Run it as a superuser or a member of tenant_guard_admin."),
     )
 }
+
+/// 42501: intermediate results of a distributed transaction this session has no ticket for.
+pub fn citus_ticket_missing(no_master_key: bool) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "reading or writing Citus intermediate results is refused: this session does not belong to their \
+         distributed transaction"
+            .into(),
+        no_master_key.then(|| "No master key is configured on this node, so no ticket can be checked.".into()),
+        Some(if no_master_key {
+            "Configure the same master key (tenant_guard.kek_file or kek_command) on every node of the cluster."
+        } else {
+            "Intermediate results are read only by the distributed transaction that made them."
+        }),
+    )
+}

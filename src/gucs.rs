@@ -35,6 +35,7 @@ pub static HIDE_PLANNER_STATISTICS: GucSetting<bool> = GucSetting::<bool>::new(t
 pub static ALLOW_LARGE_OBJECTS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 pub static POOLER_STATEMENT_PREFIX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CITUS_TICKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -149,6 +150,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.citus_ticket",
+        c"Set by a Citus coordinator in each remote transaction: proof that the session works for that distributed \
+          transaction.",
+        c"Made from the master key; a session without it may not read or write another distributed transaction's \
+          intermediate results. Not for users to set.",
+        &CITUS_TICKET,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
+    );
     let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
     // SAFETY: the show hooks are #[pg_guard] functions with the signature PostgreSQL expects.
     unsafe {
@@ -224,6 +235,18 @@ pub fn token_bytes<'a>() -> &'a [u8] {
 
 pub fn session_scope_allowed() -> bool {
     ALLOW_SESSION_SCOPE.get()
+}
+
+/// `tenant_guard.citus_ticket`, if set (same lifetime rule as [`token_bytes`]).
+pub fn citus_ticket<'a>() -> Option<&'a str> {
+    // SAFETY: as for token_bytes: the setting's value lives until it is next set.
+    unsafe {
+        let ptr = *CITUS_TICKET.as_ptr();
+        if ptr.is_null() {
+            return None;
+        }
+        CStr::from_ptr(ptr).to_str().ok().filter(|t| !t.is_empty())
+    }
 }
 
 /// `tenant_guard.pooler_statement_prefix`, if set (same lifetime rule as [`token_bytes`]).

@@ -22,7 +22,7 @@ thread_local! {
     static FORWARDED: Cell<Option<(u32, u32, [u8; 32])>> = const { Cell::new(None) };
 }
 
-/// Before a statement runs: forwards the token if its plan runs anything through Citus.
+/// Before a statement runs: forwards the ticket and the token if its plan runs anything through Citus.
 ///
 /// # Safety
 /// `planned` is NULL or the statement's valid PlannedStmt.
@@ -36,29 +36,40 @@ pub unsafe fn forward_for_plan(planned: *mut pg_sys::PlannedStmt) {
     }
 }
 
-/// Forwards the current token (or its absence, after one was forwarded in this transaction) to the workers of
-/// this transaction, unless that exact token was already forwarded in this (sub)transaction.
+/// Forwards the distributed transaction's ticket (see [`super::ticket`]) and the current token (or its absence,
+/// after one was forwarded in this transaction) to the workers of this transaction, unless that exact token was
+/// already forwarded in this (sub)transaction.
 pub fn forward() {
     let Some(symbols) = symbols::get() else { return };
     let token = context::token_for_other_nodes();
     let digest: [u8; 32] = Sha256::digest(token.as_ref().map_or("", |t| t.as_str()).as_bytes()).into();
     // SAFETY: plain reads of backend state.
     let here = unsafe { (crate::pg_version::local_transaction_id(), pg_sys::GetCurrentSubTransactionId()) };
-    match FORWARDED.get() {
-        Some((lxid, subxid, d)) if (lxid, subxid, d) == (here.0, here.1, digest) => return,
-        Some((lxid, _, _)) if lxid == here.0 => {}
-        // nothing forwarded in this transaction yet: no token, nothing to forward
-        _ if token.is_none() => return,
-        _ => {}
+    let earlier = FORWARDED.get();
+    if earlier == Some((here.0, here.1, digest)) {
+        return;
     }
-    let text = Zeroizing::new(format!(
-        "SET LOCAL tenant_guard.token TO {}",
-        spi::quote_literal(token.as_ref().map_or("", |t| t.as_str()))
-    ));
-    let text =
-        Zeroizing::new(std::ffi::CString::new(text.as_bytes()).expect("a token has no NUL").into_bytes_with_nul());
-    // SAFETY: a zeroed node of the right tag, allocated in the current memory context; Citus reads only the text.
-    // The text outlives the call (Citus copies it). Both functions may raise a PostgreSQL ERROR, hence the guard.
+    // SAFETY: Citus's function may raise a PostgreSQL ERROR, hence the guard.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.use_coordinated_transaction)()) };
+    if let Some(ticket) = super::ticket::set_local_statement() {
+        set_local_everywhere(symbols, &ticket);
+    }
+    // the token, or no token where one was forwarded earlier in this transaction
+    if token.is_some() || earlier.is_some_and(|(lxid, _, _)| lxid == here.0) {
+        let text = Zeroizing::new(format!(
+            "SET LOCAL tenant_guard.token TO {}",
+            spi::quote_literal(token.as_ref().map_or("", |t| t.as_str()))
+        ));
+        set_local_everywhere(symbols, &text);
+    }
+    FORWARDED.set(Some((here.0, here.1, digest)));
+}
+
+/// Hands Citus a `SET LOCAL` for every worker connection of the transaction, now and later.
+fn set_local_everywhere(symbols: &symbols::Symbols, text: &str) {
+    let text = Zeroizing::new(std::ffi::CString::new(text).expect("no NUL").into_bytes_with_nul());
+    // SAFETY: a zeroed node of the right tag, allocated in the current memory context; Citus reads only the text,
+    // which outlives the call (Citus copies it). Citus may raise a PostgreSQL ERROR, hence the guard.
     unsafe {
         let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::VariableSetStmt>()) as *mut pg_sys::VariableSetStmt;
         (*stmt).type_ = pg_sys::NodeTag::T_VariableSetStmt;
@@ -66,10 +77,8 @@ pub fn forward() {
         (*stmt).name = pg_sys::pstrdup(c"tenant_guard.token".as_ptr());
         (*stmt).is_local = true;
         let text = CStr::from_bytes_with_nul(&text).expect("one NUL at the end");
-        pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.use_coordinated_transaction)());
         pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.postprocess_variable_set)(stmt, text.as_ptr()));
     }
-    FORWARDED.set(Some((here.0, here.1, digest)));
 }
 
 /// Whether a plan has a Citus scan (the node that runs the statement's tasks on the shards' nodes).

@@ -17,6 +17,7 @@ pub mod context;
 pub mod pruning;
 pub mod replication;
 mod symbols;
+pub mod ticket;
 
 use crate::privileged::with_pinned_search_path;
 use pgrx::prelude::*;

@@ -1,4 +1,4 @@
-//! The three Citus functions tenant_guard calls, found in the loaded `citus` library by name (never linked, so
+//! The four Citus functions tenant_guard calls, found in the loaded `citus` library by name (never linked, so
 //! tenant_guard loads and works without Citus). Their signatures are those of Citus 11 to 13.
 
 use pgrx::pg_sys;
@@ -14,10 +14,23 @@ pub type PostprocessVariableSetStmt = unsafe extern "C-unwind" fn(*mut pg_sys::V
 /// transaction, committed with two-phase commit.
 pub type SendCommandToWorkersWithMetadata = unsafe extern "C-unwind" fn(*const c_char);
 
+/// Citus's `DistributedTransactionId` (transaction_identifier.h, Citus 11 to 13).
+#[repr(C)]
+pub struct DistributedTransactionId {
+    pub initiator_node_identifier: i32,
+    pub transaction_originator: bool,
+    pub transaction_number: u64,
+    pub timestamp: pg_sys::TimestampTz,
+}
+
+/// `DistributedTransactionId *GetCurrentDistributedTransactionId(void)`: a palloc'd copy of this backend's id.
+pub type GetCurrentDistributedTransactionId = unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId;
+
 pub struct Symbols {
     pub use_coordinated_transaction: UseCoordinatedTransaction,
     pub postprocess_variable_set: PostprocessVariableSetStmt,
     pub send_to_workers: SendCommandToWorkersWithMetadata,
+    pub current_transaction_id: GetCurrentDistributedTransactionId,
 }
 
 static SYMBOLS: OnceLock<Option<Symbols>> = OnceLock::new();
@@ -43,6 +56,7 @@ fn lookup() -> Option<Symbols> {
     let use_coordinated = find(c"UseCoordinatedTransaction")?;
     let postprocess = find(c"PostprocessVariableSetStmt")?;
     let send = find(c"SendCommandToWorkersWithMetadata")?;
+    let current = find(c"GetCurrentDistributedTransactionId")?;
     // SAFETY: the symbols are Citus's functions with the signatures above (Citus 11 to 13 all define them so).
     unsafe {
         Some(Symbols {
@@ -51,6 +65,9 @@ fn lookup() -> Option<Symbols> {
             ),
             postprocess_variable_set: std::mem::transmute::<*mut libc::c_void, PostprocessVariableSetStmt>(postprocess),
             send_to_workers: std::mem::transmute::<*mut libc::c_void, SendCommandToWorkersWithMetadata>(send),
+            current_transaction_id: std::mem::transmute::<*mut libc::c_void, GetCurrentDistributedTransactionId>(
+                current,
+            ),
         })
     }
 }

@@ -87,6 +87,9 @@ unsafe extern "C-unwind" fn object_access(
             if crate::citus::changes_shard_metadata(object_id) && !is_admin() {
                 errors::citus_metadata_refused();
             }
+            if crate::citus::ticket::touches_intermediate_results(object_id) && !is_admin() {
+                crate::citus::ticket::check();
+            }
             if crate::citus::rewrites_shards(object_id) && !is_admin() && crate::citus::has_protected_tables() {
                 // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
                 errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) });

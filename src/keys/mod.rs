@@ -146,3 +146,9 @@ pgrx::extension_sql_file!(
     name = "keys_schema",
     requires = ["admin_role", admin::create_key, admin::rotate_key, admin::shred_tenant, admin::rewrap_keys],
 );
+
+/// The current master key, when one is configured (the secret every node of a Citus cluster shares, from which
+/// `citus::ticket` derives its own key; never used directly).
+pub fn master_key_if_configured() -> Option<crate::ciphertext::Key> {
+    master::load_kek(crate::gucs::KekSlot::Current, false).map(|k| k.key.clone())
+}

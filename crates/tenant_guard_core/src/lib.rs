@@ -5,11 +5,13 @@
 //! - [`ciphertext`]: the ciphertext and wrapped-key formats (AES-256-GCM);
 //! - [`kek`]: master-key providers (a file, a command);
 //! - [`label`]: the grammar of tenant_guard's security labels;
+//! - [`node_ticket`]: the proof a Citus coordinator gives its workers for one distributed transaction;
 //! - [`redact`]: finding tokens in text, to keep them out of logs and statement text.
 #![deny(unsafe_code)]
 
 pub mod ciphertext;
 pub mod kek;
 pub mod label;
+pub mod node_ticket;
 pub mod redact;
 pub mod token;

@@ -1,0 +1,74 @@
+//! Intermediate results belong to one distributed transaction.
+//!
+//! Citus keeps the rows a distributed query passes between its steps (the result of a CTE or subquery, broadcast
+//! to the workers) in files named by the user and the distributed transaction id, and any session can give itself
+//! another transaction's id (`assign_distributed_transaction_id`, which Citus's own remote connections call) and
+//! read them: all tenants share the application's role, so one tenant could read another's rows there. So the
+//! coordinator hands every remote transaction a ticket made from the master key (see
+//! `tenant_guard_core::node_ticket`) with the token, and the functions that read or write intermediate results run,
+//! for a role that is not an administrator, only in the transaction's originating backend or in a session that
+//! holds that transaction's ticket.
+
+use super::symbols;
+use crate::errors;
+use crate::gucs;
+use pgrx::prelude::*;
+use std::ffi::CStr;
+use tenant_guard_core::node_ticket;
+
+/// This backend's distributed transaction id: (originator here, initiator node, number, timestamp); None outside one.
+fn current() -> Option<(bool, i32, u64, i64)> {
+    let symbols = symbols::get()?;
+    // SAFETY: Citus returns a palloc'd copy of this backend's id (zeroed outside a distributed transaction).
+    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.current_transaction_id)()) };
+    if id.is_null() {
+        return None;
+    }
+    // SAFETY: not NULL, so a valid DistributedTransactionId.
+    let id = unsafe { &*id };
+    (id.transaction_number != 0).then_some((
+        id.transaction_originator,
+        id.initiator_node_identifier,
+        id.transaction_number,
+        id.timestamp,
+    ))
+}
+
+/// The `SET LOCAL` that gives the workers of the current distributed transaction its ticket; None without a master
+/// key (the workers then refuse intermediate results to confined roles, saying so).
+pub fn set_local_statement() -> Option<String> {
+    let (_, initiator, number, stamp) = current()?;
+    let key = crate::keys::master_key_if_configured()?;
+    Some(format!(
+        "SET LOCAL tenant_guard.citus_ticket TO '{}'",
+        node_ticket::ticket(key.as_slice(), initiator, number, stamp)
+    ))
+}
+
+/// Whether a function reads or writes Citus intermediate results.
+pub fn touches_intermediate_results(fn_oid: pg_sys::Oid) -> bool {
+    if !super::installed() {
+        return false;
+    }
+    // SAFETY: syscache lookups by oid; NULL when the function does not exist.
+    unsafe {
+        let name = pg_sys::get_func_name(fn_oid);
+        !name.is_null()
+            && pg_sys::get_func_namespace(fn_oid) == pg_sys::PG_CATALOG_NAMESPACE.into()
+            && CStr::from_ptr(name).to_bytes().windows(19).any(|w| w == b"intermediate_result")
+    }
+}
+
+/// Before such a function runs for a role that is not an administrator: this backend started the distributed
+/// transaction, or holds its ticket.
+pub fn check() {
+    let Some((originator, initiator, number, stamp)) = current() else { return };
+    if originator {
+        return;
+    }
+    let Some(key) = crate::keys::master_key_if_configured() else { errors::citus_ticket_missing(true) };
+    match gucs::citus_ticket() {
+        Some(presented) if node_ticket::verify(key.as_slice(), initiator, number, stamp, presented) => {}
+        _ => errors::citus_ticket_missing(false),
+    }
+}
