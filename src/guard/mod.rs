@@ -318,6 +318,9 @@ unsafe fn check(
         if tag == pg_sys::NodeTag::T_CopyStmt {
             tamper::copy_from(node as *mut pg_sys::CopyStmt);
         }
+        if tag == pg_sys::NodeTag::T_VacuumStmt && !is_admin() {
+            tamper::verbose_vacuum_of_shards(node as *mut pg_sys::VacuumStmt);
+        }
         if let Some(verdict) = citus_managed_policy(pstmt, read_only_tree) {
             return verdict;
         }

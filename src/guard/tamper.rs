@@ -198,6 +198,44 @@ pub fn shard_dropped(relid: pg_sys::Oid) {
     }
 }
 
+/// VACUUM or ANALYZE VERBOSE of a Citus shard of a protected table: its report counts the live rows of the few
+/// tenants hashed to the shard.
+///
+/// # Safety
+/// `stmt` is the statement's VacuumStmt.
+pub unsafe fn verbose_vacuum_of_shards(stmt: *mut pg_sys::VacuumStmt) {
+    if !crate::citus::installed() {
+        return;
+    }
+    // SAFETY: a VacuumStmt's options are DefElem nodes and its rels VacuumRelation nodes.
+    unsafe {
+        let verbose = pgrx::PgList::<pg_sys::DefElem>::from_pg((*stmt).options)
+            .iter_ptr()
+            .any(|d| super::cstr((*d).defname) == "verbose");
+        if !verbose {
+            return;
+        }
+        for rel in pgrx::PgList::<pg_sys::VacuumRelation>::from_pg((*stmt).rels).iter_ptr() {
+            if (*rel).relation.is_null() {
+                continue;
+            }
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                (*rel).relation,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if relid != pg_sys::InvalidOid
+                && crate::citus::shell_of(relid).is_some()
+                && labels::protected_column(relid).is_some()
+            {
+                errors::tamper_refused("VACUUM or ANALYZE VERBOSE", &super::display_name(relid));
+            }
+        }
+    }
+}
+
 pub enum CitusPolicy {
     /// Nothing to change.
     Other,

@@ -200,3 +200,10 @@ def test_a_sequence_cannot_count_a_shards_rows(shards, column):
             c.execute("CREATE SEQUENCE rt_seq")
             assert sqlstate(c, f"ALTER TABLE {shard} ADD COLUMN {column}") == "42501"
             raise psycopg.Rollback()
+
+
+@pytest.mark.parametrize("statement", ["VACUUM (VERBOSE) {s}", "ANALYZE VERBOSE {s}", "VACUUM (VERBOSE, ANALYZE) {s}"])
+def test_verbose_maintenance_of_a_shard_is_refused(shards, statement):
+    """Its report counts the live rows of the tenants hashed to the shard (red team, round 3)."""
+    port, shard = shards[0]
+    assert on_worker(port, OWNER, "SET citus.override_table_visibility = off", statement.format(s=shard)) == "42501"
