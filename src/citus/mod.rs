@@ -109,30 +109,6 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a function is one of Citus's that turn a table into a Citus table (its policies must then have the form
-/// Citus accepts before Citus copies them to the shards).
-pub fn converts_tables(fn_oid: pg_sys::Oid) -> bool {
-    const CONVERTERS: [&CStr; 4] = [
-        c"create_distributed_table",
-        c"create_distributed_table_concurrently",
-        c"create_reference_table",
-        c"citus_add_local_table_to_metadata",
-    ];
-    if !installed() {
-        return false;
-    }
-    // SAFETY: syscache lookups by oid; NULL when the function does not exist.
-    let name = unsafe { pg_sys::get_func_name(fn_oid) };
-    if name.is_null() {
-        return false;
-    }
-    // SAFETY: not NULL, so a NUL-terminated palloc'd copy of the name.
-    let name = unsafe { CStr::from_ptr(name) };
-    // SAFETY: as above.
-    let namespace = unsafe { pg_sys::get_func_namespace(fn_oid) };
-    namespace == pg_sys::PG_CATALOG_NAMESPACE.into() && CONVERTERS.contains(&name)
-}
-
 /// Runs `f` with `citus.enable_ddl_propagation` set for its duration only: on (the coordinator: tenant_guard's DDL
 /// on a Citus table must reach its shards, whatever the session says) or off (a worker's shell table, and the tenant
 /// column's DEFAULT, which only the node that plans an INSERT needs).
@@ -196,6 +172,11 @@ pub fn shell_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
 
 /// The shard id a relation's name ends with (`..._<digits>`).
 fn shard_id_in_name(relid: pg_sys::Oid) -> Option<i64> {
+    shard_name_parts(relid).map(|(_, shard)| shard)
+}
+
+/// A relation's name split as a shard's: (the part before the last `_`, the shard id after it).
+fn shard_name_parts(relid: pg_sys::Oid) -> Option<(String, i64)> {
     // SAFETY: syscache lookup by oid; NULL when the relation does not exist.
     let name = unsafe { pg_sys::get_rel_name(relid) };
     if name.is_null() {
@@ -207,7 +188,7 @@ fn shard_id_in_name(relid: pg_sys::Oid) -> Option<i64> {
     if table.is_empty() || shard.is_empty() || !shard.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    shard.parse().ok()
+    Some((table.to_owned(), shard.parse().ok()?))
 }
 
 /// Registers the end-of-transaction callback. Called once from `_PG_init`.
@@ -274,21 +255,11 @@ fn has_children(relid: pg_sys::Oid) -> bool {
 /// Whether a relation is named `<a table>_<digits>` in that table's schema (a shard Citus is creating on the
 /// coordinator, before pg_dist_shard lists it).
 fn named_like_a_shard(relid: pg_sys::Oid) -> bool {
-    // SAFETY: syscache lookups by oid and by name.
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        if name.is_null() {
-            return false;
-        }
-        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
-        let Some((table, shard)) = name.rsplit_once('_') else { return false };
-        if table.is_empty() || shard.is_empty() || !shard.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-        let Ok(table) = std::ffi::CString::new(table) else { return false };
-        // (the table may not be in Citus's metadata yet: a reference table's shard on the coordinator comes first)
-        pg_sys::get_relname_relid(table.as_ptr(), pg_sys::get_rel_namespace(relid)) != pg_sys::InvalidOid
-    }
+    let Some((table, _)) = shard_name_parts(relid) else { return false };
+    let Ok(table) = std::ffi::CString::new(table) else { return false };
+    // (the table may not be in Citus's metadata yet: a reference table's shard on the coordinator comes first)
+    // SAFETY: syscache lookups by name and by oid.
+    unsafe { pg_sys::get_relname_relid(table.as_ptr(), pg_sys::get_rel_namespace(relid)) != pg_sys::InvalidOid }
 }
 
 /// Whether the session propagates DDL to the workers (`citus.enable_ddl_propagation`).
@@ -348,26 +319,6 @@ pub fn label_altered_shard(relid: pg_sys::Oid) {
     set_label(relid, &label);
 }
 
-/// Whether a function is one of Citus's internal ones that delete or change shard metadata
-/// (`citus_internal.delete_shard_metadata`, `update_placement_metadata`, ...). Citus lets a table's owner call them
-/// from a session that names itself a Citus connection (`application_name`), which any client can; tenant_guard
-/// refuses them to roles it confines, so that a shard cannot be detached from its table's protection.
-pub fn changes_shard_metadata(fn_oid: pg_sys::Oid) -> bool {
-    if !installed() {
-        return false;
-    }
-    // SAFETY: syscache lookups by oid; NULL when the function or schema does not exist.
-    unsafe {
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_func_namespace(fn_oid));
-        let name = pg_sys::get_func_name(fn_oid);
-        if nsp.is_null() || name.is_null() || CStr::from_ptr(nsp).to_bytes() != b"citus_internal" {
-            return false;
-        }
-        let name = CStr::from_ptr(name).to_bytes();
-        name.windows(6).any(|w| w == b"delete") || name.windows(6).any(|w| w == b"update")
-    }
-}
-
 /// Whether a table is hash-distributed (not a reference or Citus local table).
 pub fn is_distributed(relid: pg_sys::Oid) -> bool {
     installed()
@@ -383,10 +334,33 @@ pub fn is_distributed(relid: pg_sys::Oid) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a function is one of Citus's that rewrite, move, split or drop a table's shards (undistribute_table,
-/// alter_distributed_table, shard moves and splits, rebalancing, dropping shards). They copy rows as their caller and
-/// drop the old shards: run by a role that the policies confine, they would lose every other tenant's rows.
-pub fn rewrites_shards(fn_oid: pg_sys::Oid) -> bool {
+/// What a Citus function does that tenant_guard must know before it runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CitusFunction {
+    /// Turns a table into a Citus table (create_distributed_table, ...): its policies must first have the form
+    /// Citus accepts, before Citus copies them to the shards.
+    ConvertsTables,
+    /// Rewrites, moves, splits or drops a table's shards (undistribute_table, alter_distributed_table, shard moves
+    /// and splits, rebalancing): it copies rows as its caller and drops the old shards, so run by a role that the
+    /// policies confine it would lose every other tenant's rows.
+    RewritesShards,
+    /// One of `citus_internal`'s functions that delete or change shard metadata. Citus lets a table's owner call
+    /// them from a session that names itself a Citus connection (`application_name`), which any client can: they
+    /// could detach a shard from its table's protection.
+    ChangesShardMetadata,
+    /// Reads or writes intermediate results (see [`ticket`]).
+    IntermediateResults,
+}
+
+/// What a function is to tenant_guard, when it is one of Citus's: one catalog lookup per call of a function that is
+/// not PostgreSQL's own, none otherwise (this runs for every function a statement sets up).
+pub fn classify(fn_oid: pg_sys::Oid) -> Option<CitusFunction> {
+    const CONVERTERS: [&CStr; 4] = [
+        c"create_distributed_table",
+        c"create_distributed_table_concurrently",
+        c"create_reference_table",
+        c"citus_add_local_table_to_metadata",
+    ];
     const REWRITERS: [&CStr; 18] = [
         c"undistribute_table",
         c"alter_distributed_table",
@@ -407,15 +381,35 @@ pub fn rewrites_shards(fn_oid: pg_sys::Oid) -> bool {
         c"drop_old_time_partitions",
         c"replicate_table_shards",
     ];
-    if !installed() {
-        return false;
+    if fn_oid.to_u32() < pg_sys::FirstNormalObjectId || !installed() {
+        return None;
     }
-    // SAFETY: syscache lookups by oid; NULL when the function does not exist.
-    unsafe {
+    // SAFETY: syscache lookups by oid; NULL when the function or its schema does not exist.
+    let (namespace, name) = unsafe {
         let name = pg_sys::get_func_name(fn_oid);
-        !name.is_null()
-            && pg_sys::get_func_namespace(fn_oid) == pg_sys::PG_CATALOG_NAMESPACE.into()
-            && REWRITERS.contains(&CStr::from_ptr(name))
+        if name.is_null() {
+            return None;
+        }
+        (pg_sys::get_func_namespace(fn_oid), CStr::from_ptr(name))
+    };
+    let bytes = name.to_bytes();
+    let contains = |part: &[u8]| bytes.windows(part.len()).any(|w| w == part);
+    if namespace == pg_sys::PG_CATALOG_NAMESPACE.into() {
+        if CONVERTERS.contains(&name) {
+            Some(CitusFunction::ConvertsTables)
+        } else if REWRITERS.contains(&name) {
+            Some(CitusFunction::RewritesShards)
+        } else if contains(b"intermediate_result") {
+            Some(CitusFunction::IntermediateResults)
+        } else {
+            None
+        }
+    } else {
+        // SAFETY: a syscache lookup of the function's schema; NULL when it does not exist.
+        let schema = unsafe { pg_sys::get_namespace_name(namespace) };
+        // SAFETY: not NULL, so a NUL-terminated palloc'd copy of the name.
+        let internal = !schema.is_null() && unsafe { CStr::from_ptr(schema) }.to_bytes() == b"citus_internal";
+        (internal && (contains(b"delete") || contains(b"update"))).then_some(CitusFunction::ChangesShardMetadata)
     }
 }
 

@@ -13,7 +13,6 @@ use super::symbols;
 use crate::errors;
 use crate::gucs;
 use pgrx::prelude::*;
-use std::ffi::CStr;
 use tenant_guard_core::node_ticket;
 
 /// This backend's distributed transaction id: (originator here, initiator node, number, timestamp); None outside one.
@@ -43,20 +42,6 @@ pub fn set_local_statement() -> Option<String> {
         "SET LOCAL tenant_guard.citus_ticket TO '{}'",
         node_ticket::ticket(key.as_slice(), initiator, number, stamp)
     ))
-}
-
-/// Whether a function reads or writes Citus intermediate results.
-pub fn touches_intermediate_results(fn_oid: pg_sys::Oid) -> bool {
-    if !super::installed() {
-        return false;
-    }
-    // SAFETY: syscache lookups by oid; NULL when the function does not exist.
-    unsafe {
-        let name = pg_sys::get_func_name(fn_oid);
-        !name.is_null()
-            && pg_sys::get_func_namespace(fn_oid) == pg_sys::PG_CATALOG_NAMESPACE.into()
-            && CStr::from_ptr(name).to_bytes().windows(19).any(|w| w == b"intermediate_result")
-    }
 }
 
 /// Before such a function runs for a role that is not an administrator: this backend started the distributed

@@ -84,22 +84,23 @@ unsafe extern "C-unwind" fn object_access(
         }
         pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE => {
             functions::executing(object_id);
-            if crate::citus::changes_shard_metadata(object_id) && !is_admin() {
-                errors::citus_metadata_refused();
-            }
-            if crate::citus::ticket::touches_intermediate_results(object_id) && !is_admin() {
-                crate::citus::ticket::check();
-            }
-            if crate::citus::rewrites_shards(object_id) && !is_admin() && crate::citus::has_protected_tables() {
-                // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
-                errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) });
-            }
-            if crate::citus::converts_tables(object_id) {
-                // (in this order: what prepare_for_citus runs ends like a statement, and would end the conversion)
-                labels::prepare_for_citus();
-                if is_admin() {
-                    crate::citus::set_converting(true);
+            use crate::citus::CitusFunction;
+            match crate::citus::classify(object_id) {
+                Some(CitusFunction::ChangesShardMetadata) if !is_admin() => errors::citus_metadata_refused(),
+                Some(CitusFunction::IntermediateResults) if !is_admin() => crate::citus::ticket::check(),
+                Some(CitusFunction::RewritesShards) if !is_admin() && crate::citus::has_protected_tables() => {
+                    // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
+                    errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) })
                 }
+                Some(CitusFunction::ConvertsTables) => {
+                    // (in this order: what prepare_for_citus runs ends like a statement, and would end the
+                    // conversion)
+                    labels::prepare_for_citus();
+                    if is_admin() {
+                        crate::citus::set_converting(true);
+                    }
+                }
+                _ => {}
             }
         }
         pg_sys::ObjectAccessType::OAT_TRUNCATE => tamper::truncated(object_id),
