@@ -865,6 +865,29 @@ pub fn citus_metadata_refused() -> ! {
     )
 }
 
+/// 42501: a Citus function that runs a query under EXPLAIN ANALYZE for a confined role.
+pub fn citus_explain_refused(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("function {function} is refused to roles confined by tenant_guard"),
+        Some("It runs a query under EXPLAIN ANALYZE, whose actual row counts include other tenants' rows.".into()),
+        Some("Run it as a superuser or a member of tenant_guard_admin."),
+    )
+}
+
+/// 42501: a VACUUM or ANALYZE without a table list that would report (VERBOSE, or a DEBUG client_min_messages).
+pub fn vacuum_report_refused_unnamed(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} of every table is refused to roles confined by tenant_guard"),
+        Some("Its report counts the rows of every tenant of the protected tables it reaches.".into()),
+        Some(
+            "Name the tables, run it without VERBOSE and with client_min_messages at LOG or above, or run it as a \
+              superuser or a member of tenant_guard_admin.",
+        ),
+    )
+}
+
 /// 0A000: an outer join that Citus 13 crashes on under row-level security.
 pub fn citus_outer_join_refused(table: &str) -> ! {
     raise(

@@ -348,8 +348,11 @@ pub enum CitusFunction {
     /// them from a session that names itself a Citus connection (`application_name`), which any client can: they
     /// could detach a shard from its table's protection.
     ChangesShardMetadata,
-    /// Reads or writes intermediate results (see [`ticket`]).
+    /// Reads or writes intermediate results (see [`ticket`]), or the partitioned results of a repartition.
     IntermediateResults,
+    /// Runs a query under EXPLAIN ANALYZE and keeps its plan for a later call (what Citus's distributed EXPLAIN
+    /// ANALYZE runs on each task): its actual row counts include other tenants' rows.
+    ExplainsTasks,
 }
 
 /// What a function is to tenant_guard, when it is one of Citus's: one catalog lookup per call of a function that is
@@ -399,8 +402,10 @@ pub fn classify(fn_oid: pg_sys::Oid) -> Option<CitusFunction> {
             Some(CitusFunction::ConvertsTables)
         } else if REWRITERS.contains(&name) {
             Some(CitusFunction::RewritesShards)
-        } else if contains(b"intermediate_result") {
+        } else if contains(b"intermediate_result") || contains(b"query_result") {
             Some(CitusFunction::IntermediateResults)
+        } else if contains(b"explain_analyze") {
+            Some(CitusFunction::ExplainsTasks)
         } else {
             None
         }

@@ -36,7 +36,12 @@ fn current() -> Option<(bool, i32, u64, i64)> {
 /// The `SET LOCAL` that gives the workers of the current distributed transaction its ticket; None without a master
 /// key (the workers then refuse intermediate results to confined roles, saying so).
 pub fn set_local_statement() -> Option<String> {
-    let (_, initiator, number, stamp) = current()?;
+    // Only for a transaction this backend started: a session can give itself another transaction's id
+    // (`assign_distributed_transaction_id`), and a ticket minted for that id would open the other's results.
+    let (originator, initiator, number, stamp) = current()?;
+    if !originator {
+        return None;
+    }
     let key = crate::keys::master_key_if_configured()?;
     Some(format!(
         "SET LOCAL tenant_guard.citus_ticket TO '{}'",

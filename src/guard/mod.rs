@@ -88,6 +88,10 @@ unsafe extern "C-unwind" fn object_access(
             match crate::citus::classify(object_id) {
                 Some(CitusFunction::ChangesShardMetadata) if !is_admin() => errors::citus_metadata_refused(),
                 Some(CitusFunction::IntermediateResults) if !is_admin() => crate::citus::ticket::check(),
+                Some(CitusFunction::ExplainsTasks) if !is_admin() => {
+                    // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
+                    errors::citus_explain_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) })
+                }
                 Some(CitusFunction::RewritesShards) if !is_admin() && crate::citus::has_protected_tables() => {
                     // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
                     errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) })
@@ -318,9 +322,13 @@ unsafe fn check(
         }
         if tag == pg_sys::NodeTag::T_CopyStmt {
             tamper::copy_from(node as *mut pg_sys::CopyStmt);
+            // Citus serves and stores intermediate results through COPY ... (format result) too
+            if !is_admin() && tamper::copies_intermediate_results(node as *mut pg_sys::CopyStmt) {
+                crate::citus::ticket::check();
+            }
         }
         if tag == pg_sys::NodeTag::T_VacuumStmt && !is_admin() {
-            tamper::verbose_vacuum_of_shards(node as *mut pg_sys::VacuumStmt);
+            tamper::vacuum_reports(node as *mut pg_sys::VacuumStmt);
         }
         if let Some(verdict) = citus_managed_policy(pstmt, read_only_tree) {
             return verdict;

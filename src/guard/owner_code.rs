@@ -103,6 +103,24 @@ unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
         if (*def).generated != 0 {
             errors::validation_refused(&format!("adding generated column \"{column}\""), &table.name);
         }
+        // NOT NULL is checked against every row, with the DEFAULT each gets: with no DEFAULT it says whether the
+        // table (a shard: its few tenants) holds any row, with a DEFAULT that varies (random()) it estimates how many
+        let constraints = PgList::<pg_sys::Constraint>::from_pg((*def).constraints);
+        let not_null =
+            (*def).is_not_null || constraints.iter_ptr().any(|c| (*c).contype == pg_sys::ConstrType::CONSTR_NOTNULL);
+        if not_null {
+            let default = constraints
+                .iter_ptr()
+                .find(|c| (**c).contype == pg_sys::ConstrType::CONSTR_DEFAULT)
+                .map(|c| (*c).raw_expr)
+                .unwrap_or((*def).raw_default);
+            if !is_constant(default) {
+                errors::validation_refused(
+                    &format!("adding NOT NULL column \"{column}\" without a constant DEFAULT"),
+                    &table.name,
+                );
+            }
+        }
         for c in PgList::<pg_sys::Constraint>::from_pg((*def).constraints).iter_ptr() {
             match (*c).contype {
                 pg_sys::ConstrType::CONSTR_GENERATED => {
@@ -131,6 +149,24 @@ unsafe fn add_column(table: &Guarded, def: *mut pg_sys::ColumnDef) {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// Whether a raw expression is a constant (a literal, possibly cast): the same value for every row.
+///
+/// # Safety
+/// `expr` is NULL or a raw expression tree.
+unsafe fn is_constant(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: the node's tag says its type; a TypeCast's `arg` is a raw expression too.
+    unsafe {
+        if expr.is_null() {
+            return false;
+        }
+        match (*expr).type_ {
+            pg_sys::NodeTag::T_A_Const => true,
+            pg_sys::NodeTag::T_TypeCast => is_constant((*(expr as *mut pg_sys::TypeCast)).arg),
+            _ => false,
         }
     }
 }

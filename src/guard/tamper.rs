@@ -198,24 +198,31 @@ pub fn shard_dropped(relid: pg_sys::Oid) {
     }
 }
 
-/// VACUUM or ANALYZE VERBOSE of a Citus shard of a protected table: its report counts the live rows of the few
-/// tenants hashed to the shard.
+/// A VACUUM or ANALYZE whose report would reach the client: VERBOSE, or any run while `client_min_messages` is
+/// at a DEBUG level (PostgreSQL reports the same counts at DEBUG2 without VERBOSE). Over a protected table or a
+/// Citus shard of one, the report counts the live and dead rows of every tenant (of the few hashed to a shard).
+/// Without a list of tables, the statement reaches every table the role owns: refused when it would report at all.
 ///
 /// # Safety
 /// `stmt` is the statement's VacuumStmt.
-pub unsafe fn verbose_vacuum_of_shards(stmt: *mut pg_sys::VacuumStmt) {
-    if !crate::citus::installed() {
-        return;
-    }
+pub unsafe fn vacuum_reports(stmt: *mut pg_sys::VacuumStmt) {
+    // SAFETY: plain read of a backend global (an elevel: DEBUG5..DEBUG1 are below LOG).
+    let debug = unsafe { pg_sys::client_min_messages } < pg_sys::LOG as i32;
     // SAFETY: a VacuumStmt's options are DefElem nodes and its rels VacuumRelation nodes.
     unsafe {
         let verbose = pgrx::PgList::<pg_sys::DefElem>::from_pg((*stmt).options)
             .iter_ptr()
             .any(|d| super::cstr((*d).defname) == "verbose");
-        if !verbose {
+        if !verbose && !debug {
             return;
         }
-        for rel in pgrx::PgList::<pg_sys::VacuumRelation>::from_pg((*stmt).rels).iter_ptr() {
+        let what =
+            if verbose { "VACUUM or ANALYZE VERBOSE" } else { "VACUUM or ANALYZE at a DEBUG client_min_messages" };
+        let rels = pgrx::PgList::<pg_sys::VacuumRelation>::from_pg((*stmt).rels);
+        if rels.is_empty() {
+            errors::vacuum_report_refused_unnamed(what);
+        }
+        for rel in rels.iter_ptr() {
             if (*rel).relation.is_null() {
                 continue;
             }
@@ -226,13 +233,30 @@ pub unsafe fn verbose_vacuum_of_shards(stmt: *mut pg_sys::VacuumStmt) {
                 None,
                 std::ptr::null_mut(),
             );
-            if relid != pg_sys::InvalidOid
-                && crate::citus::shell_of(relid).is_some()
-                && labels::protected_column(relid).is_some()
-            {
-                errors::tamper_refused("VACUUM or ANALYZE VERBOSE", &super::display_name(relid));
+            if relid == pg_sys::InvalidOid {
+                continue;
+            }
+            let protected = labels::protected_column(relid).is_some()
+                || crate::citus::shell_of(relid).is_some_and(|shell| labels::protected_column(shell).is_some());
+            if protected {
+                errors::tamper_refused(what, &super::display_name(relid));
             }
         }
+    }
+}
+
+/// Whether a COPY reads or writes Citus intermediate results (`COPY "<result id>" ... WITH (format result)`).
+///
+/// # Safety
+/// `stmt` is the statement's CopyStmt.
+pub unsafe fn copies_intermediate_results(stmt: *mut pg_sys::CopyStmt) -> bool {
+    // SAFETY: a CopyStmt's options are DefElem nodes; defGetString reads a DefElem's value of any kind.
+    unsafe {
+        pgrx::PgList::<pg_sys::DefElem>::from_pg((*stmt).options).iter_ptr().any(|d| {
+            super::cstr((*d).defname) == "format"
+                && !(*d).arg.is_null()
+                && std::ffi::CStr::from_ptr(pg_sys::defGetString(d)).to_bytes().eq_ignore_ascii_case(b"result")
+        })
     }
 }
 

@@ -5,7 +5,7 @@ team, round 3: the application role read another tenant's rows that way, without
 import psycopg
 import pytest
 
-from conftest import OWNER, TENANT_A, TENANT_B, WORKERS, app_conn, connect, fill, make_table, mint, rows, sqlstate
+from conftest import OWNER, PORT, TENANT_A, TENANT_B, WORKERS, app_conn, connect, fill, make_table, mint, rows, sqlstate
 
 CTE = ("WITH c AS MATERIALIZED (SELECT tenant_id, item FROM ir_orders ORDER BY item LIMIT 100) "
        "SELECT count(*) FROM c JOIN ir_local l ON l.tenant_id = c.tenant_id AND l.item = c.item")
@@ -64,4 +64,72 @@ def test_nor_on_a_worker(tables):
             attacker.execute("SELECT assign_distributed_transaction_id(0, %s, %s)", (number, stamp))
             assert sqlstate(attacker, "SELECT * FROM read_intermediate_result('1_1', 'binary') "
                                       "AS r(tenant_id uuid, item text)") == "42501"
+        victim.execute("COMMIT")
+
+
+def job_files(port, number):
+    """The result ids of distributed transaction `number`'s intermediate results on node `port` (as a superuser)."""
+    with connect(port) as su:
+        for (d,) in rows(su, "SELECT pg_ls_dir('base/pgsql_job_cache')"):
+            if d.endswith(f"_0_{number}"):
+                return [f.removesuffix(".data")
+                        for (f,) in rows(su, "SELECT pg_ls_dir(%s)", (f"base/pgsql_job_cache/{d}",))]
+    return []
+
+
+def copy_error(conn, sql, data=None):
+    """The SQLSTATE a COPY fails with (None when it runs)."""
+    try:
+        with conn.transaction():
+            with conn.cursor().copy(sql) as copy:
+                if data is not None:
+                    copy.write(data)
+                else:
+                    for _ in copy:
+                        pass
+    except psycopg.Error as e:
+        return e.sqlstate
+    return None
+
+
+@pytest.mark.parametrize("node", ["coordinator", "worker"])
+def test_copy_in_result_format_is_refused_too(tables, node):
+    """Citus also serves intermediate results through COPY ... WITH (format result), a statement and no function
+    call (red team, round 4: the app role, without a token, read and replaced another tenant's results)."""
+    join = ("WITH c AS MATERIALIZED (SELECT item FROM ir_orders ORDER BY item LIMIT 100) "
+            "SELECT count(*) FROM ir_orders o LEFT JOIN c USING (item)")
+    with app_conn() as victim:
+        victim.execute("BEGIN")
+        victim.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_B),))
+        rows(victim, CTE if node == "coordinator" else join)
+        number, stamp = rows(victim, "SELECT transaction_number, transaction_stamp FROM get_current_transaction_id()")[0]
+        found = [(p, f) for p in ((PORT,) if node == "coordinator" else WORKERS) for f in job_files(p, number)]
+        assert found, "the victim's query left no intermediate result on the " + node
+        port, result = found[0]
+        with app_conn(port) as attacker, attacker.transaction():
+            attacker.execute("SELECT assign_distributed_transaction_id(0, %s, %s)", (number, stamp))
+            assert copy_error(attacker, f'COPY "{result}" TO STDOUT WITH (format result)') == "42501"
+            assert copy_error(attacker, f'COPY "{result}" FROM STDIN WITH (FORMAT RESULT)', b"") == "42501"
+            assert sqlstate(attacker, "SELECT * FROM worker_partition_query_result('1_9', 'SELECT 1', 0, "
+                                      "'hash', '{-2147483648}'::text[], '{2147483647}'::text[], true)") == "42501"
+        victim.execute("COMMIT")
+
+
+def test_the_coordinator_mints_no_ticket_for_a_transaction_id_the_session_gave_itself(tables):
+    """A ticket for an assigned id would open another transaction's results on the workers (red team, round 4)."""
+    with app_conn() as victim, app_conn() as attacker:
+        victim.execute("BEGIN")
+        victim.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_B),))
+        rows(victim, CTE)
+        number, stamp = rows(victim, "SELECT transaction_number, transaction_stamp FROM get_current_transaction_id()")[0]
+        with attacker.transaction():
+            attacker.execute("SELECT assign_distributed_transaction_id(0, %s, %s)", (number, stamp))
+            attacker.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+            attacker.execute("SET LOCAL citus.log_remote_commands = on")
+            notices = []
+            attacker.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            assert sqlstate(attacker, "SELECT o.item, r.item FROM ir_orders o "
+                                      "JOIN read_intermediate_result('1_1', 'binary') AS r(item text) ON true") \
+                == "42501"
+            assert not any("citus_ticket" in n for n in notices)
         victim.execute("COMMIT")

@@ -4,7 +4,8 @@ whoever connects to the worker, whatever Citus settings they set."""
 import psycopg
 import pytest
 
-from conftest import (OWNER, TENANT_A, TENANT_B, WORKERS, app_conn, connect, fill, make_table, mint, rows, sqlstate)
+from conftest import (OWNER, PORT, TENANT_A, TENANT_B, WORKERS, app_conn, connect, fill, make_table, mint, rows,
+                      sqlstate)
 
 MANUAL = "SET citus.enable_manual_changes_to_shards = on"
 
@@ -207,3 +208,54 @@ def test_verbose_maintenance_of_a_shard_is_refused(shards, statement):
     """Its report counts the live rows of the tenants hashed to the shard (red team, round 3)."""
     port, shard = shards[0]
     assert on_worker(port, OWNER, "SET citus.override_table_visibility = off", statement.format(s=shard)) == "42501"
+
+
+@pytest.mark.parametrize("level", ["debug1", "debug2", "debug5"])
+@pytest.mark.parametrize("statement", ["ANALYZE {s}", "VACUUM {s}", "VACUUM (ANALYZE) {s}", "ANALYZE", "VACUUM"])
+def test_maintenance_reporting_at_debug_levels_is_refused(shards, statement, level):
+    """PostgreSQL prints VERBOSE's report at DEBUG2 without VERBOSE (red team, round 4: live and dead rows of a
+    shard's tenants)."""
+    port, shard = shards[0]
+    assert on_worker(port, OWNER, "SET citus.override_table_visibility = off", f"SET client_min_messages = {level}",
+                     statement.format(s=shard)) == "42501"
+    # at the default level, and at LOG, it runs (and prints nothing); VACUUM outside a transaction block
+    for quiet in ("notice", "log"):
+        with connect(port, user=OWNER) as c:
+            c.execute("SET citus.override_table_visibility = off")
+            c.execute(f"SET client_min_messages = {quiet}")
+            c.execute(statement.format(s=shard))
+
+
+@pytest.mark.parametrize("column", ["n int NOT NULL", "n int NOT NULL DEFAULT (CASE WHEN random() < 0.5 THEN 1 END)",
+                                    "n int DEFAULT (CASE WHEN random() < 0.5 THEN 1 END) NOT NULL",
+                                    "n timestamptz NOT NULL DEFAULT clock_timestamp()"])
+def test_a_not_null_column_cannot_ask_about_a_shards_rows(shards, column):
+    """NOT NULL is checked on every row: without a constant DEFAULT it says whether the shard's tenants have rows,
+    and a DEFAULT that varies estimates how many (red team, round 4). A constant DEFAULT is fine."""
+    port, shard = shards[0]
+    with connect(port, user=OWNER) as c:
+        c.execute("SET citus.override_table_visibility = off")
+        with c.transaction():
+            c.execute(MANUAL)
+            assert sqlstate(c, f"ALTER TABLE {shard} ADD COLUMN {column}") == "42501"
+            assert sqlstate(c, f"ALTER TABLE {shard} ADD COLUMN k int NOT NULL DEFAULT 0") is None
+            assert sqlstate(c, f"ALTER TABLE {shard} ADD COLUMN k2 text NOT NULL DEFAULT 'x'::text") is None
+            raise psycopg.Rollback()
+    with connect(user=OWNER) as c, c.transaction():
+        assert sqlstate(c, "ALTER TABLE tam_orders ADD COLUMN n int NOT NULL") == "42501"
+        raise psycopg.Rollback()
+
+
+@pytest.mark.parametrize("call", [
+    "SELECT * FROM worker_save_query_explain_analyze('SELECT item FROM tam_orders', '{}') AS (a text)",
+    "SELECT worker_last_saved_explain_analyze()",
+])
+@pytest.mark.parametrize("node", ["coordinator", "worker"])
+def test_citus_explain_analyze_functions_are_refused(shards, call, node):
+    """They run a query under EXPLAIN ANALYZE: Rows Removed by Filter counts other tenants' rows (red team,
+    round 4)."""
+    port = shards[0][0] if node == "worker" else None
+    for user in ("tg_app", OWNER):
+        with connect(port or PORT, user=user) as c, c.transaction():
+            c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
+            assert sqlstate(c, call) == "42501"

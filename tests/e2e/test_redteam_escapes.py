@@ -711,6 +711,15 @@ FK = "{} is refused: foreign key {} between {} and {} crosses the tenant boundar
     ("ALTER TABLE app.orders ADD FOREIGN KEY (tenant_id, customer_id) REFERENCES app.customers",
      VALIDATES.format("adding a FOREIGN KEY constraint")),
     ("ALTER TABLE app.orders ALTER COLUMN note SET NOT NULL", VALIDATES.format('SET NOT NULL on column "note"')),
+    # NOT NULL checked on every row: whether any row exists, or (a varying DEFAULT) how many (red team, round 4)
+    ("ALTER TABLE app.orders ADD COLUMN rt_nn int NOT NULL",
+     VALIDATES.format('adding NOT NULL column "rt_nn" without a constant DEFAULT')),
+    ("ALTER TABLE app.orders ADD COLUMN rt_nn int NOT NULL DEFAULT (CASE WHEN random() < 0.5 THEN 1 END)",
+     VALIDATES.format('adding NOT NULL column "rt_nn" without a constant DEFAULT')),
+    ("ALTER TABLE app.orders ADD COLUMN rt_nn int DEFAULT (CASE WHEN random() < 0.5 THEN 1 END) NOT NULL",
+     VALIDATES.format('adding NOT NULL column "rt_nn" without a constant DEFAULT')),
+    ("ALTER TABLE app.orders ADD COLUMN rt_nn timestamptz NOT NULL DEFAULT clock_timestamp()",
+     VALIDATES.format('adding NOT NULL column "rt_nn" without a constant DEFAULT')),
     ("ALTER TABLE app.orders ADD COLUMN rt_g text GENERATED ALWAYS AS (app.rt_leak_text(note)) STORED",
      VALIDATES.format('adding generated column "rt_g"')),
     ("ALTER TABLE app.orders ADD COLUMN rt_c text CHECK (note <> 'b-order-3')",
@@ -742,6 +751,8 @@ def test_A25_what_the_owner_may_still_do(owner_tools, su, attacker, keys):
         for statement in [
             "ALTER TABLE app.orders ADD COLUMN rt_extra text",
             "ALTER TABLE app.orders ALTER COLUMN rt_extra SET DEFAULT 'x'",
+            "ALTER TABLE app.orders ADD COLUMN rt_state text NOT NULL DEFAULT 'new'",
+            "ALTER TABLE app.orders ADD COLUMN rt_n bigint NOT NULL DEFAULT 0::bigint",
             "CREATE INDEX rt_idx ON app.orders (tenant_id, note)",
             "ALTER TABLE app.orders ADD CONSTRAINT rt_nv CHECK (note <> '') NOT VALID",
             "CREATE TRIGGER rt_touch BEFORE INSERT ON app.orders FOR EACH ROW EXECUTE FUNCTION app.rt_touch()",
@@ -755,7 +766,8 @@ def test_A25_what_the_owner_may_still_do(owner_tools, su, attacker, keys):
         attacker.execute("ROLLBACK")
     finally:
         su.execute("DROP TRIGGER rt_touch ON app.orders; DROP INDEX app.rt_idx; "
-                   "ALTER TABLE app.orders DROP CONSTRAINT rt_nv, DROP COLUMN rt_extra; "
+                   "ALTER TABLE app.orders DROP CONSTRAINT rt_nv, DROP COLUMN rt_extra, DROP COLUMN rt_state, "
+                   "DROP COLUMN rt_n; "
                    "DROP FUNCTION app.rt_touch(); COMMENT ON TABLE app.orders IS NULL; "
                    "REVOKE SELECT ON app.orders FROM rt_other")
 
@@ -916,3 +928,27 @@ def test_A28_internal_queries_never_use_operators_from_the_callers_search_path(s
         for left, right in [("oid", "oid"), ("name", "name"), ("text", "text"), ("name", "text"), ("char", "char"),
                             ("regclass", "regclass"), ("int2", "int2"), ("uuid", "uuid")]:
             owner.execute(f"DROP FUNCTION app.rt_spy_{left}_{right} CASCADE")
+
+
+@pytest.mark.parametrize("statement, what", [
+    ("VACUUM (VERBOSE) app.orders", "VACUUM or ANALYZE VERBOSE"),
+    ("ANALYZE VERBOSE app.orders", "VACUUM or ANALYZE VERBOSE"),
+    ("SET client_min_messages = debug2; ANALYZE app.orders", "VACUUM or ANALYZE at a DEBUG client_min_messages"),
+    ("SET client_min_messages = debug1; VACUUM app.orders", "VACUUM or ANALYZE at a DEBUG client_min_messages"),
+])
+def test_A21_maintenance_reports_counting_every_tenants_rows_are_refused_to_the_owner(owner, su, statement, what):
+    """VACUUM and ANALYZE report a table's live and dead rows, every tenant's: with VERBOSE, and at DEBUG2 without
+    it (red team, round 4, on a Citus shard; the same on any protected table)."""
+    try:
+        assert fails(owner, statement) == ("42501", f"{what} is refused: table app.orders is protected by tenant_guard")
+    finally:
+        owner.execute("RESET client_min_messages")
+    # without a table list, refused whenever it would report
+    owner.execute("SET client_min_messages = debug2")
+    try:
+        assert fails(owner, "ANALYZE")[0] == "42501"
+    finally:
+        owner.execute("RESET client_min_messages")
+    # the same maintenance, quiet, runs
+    owner.execute("ANALYZE app.orders")
+    owner.execute("VACUUM app.orders")
