@@ -96,7 +96,8 @@ COMMENT ON FUNCTION tenant._audit_citus() IS
 REVOKE ALL ON FUNCTION tenant._audit_citus() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant._audit_citus() TO tenant_guard_admin;
 
--- A digest of the issuers or the data keys (what the coordinator sends the workers, without timestamps), to compare
+-- A digest of the issuers with the revocations, or of the data keys (what the coordinator sends the workers, without
+-- timestamps other than a revoked subject's cut), to compare
 -- nodes. Superusers only; the audit calls it.
 CREATE FUNCTION tenant._citus_digest(what text) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -106,6 +107,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                                        FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
                                     E'\n' ORDER BY i.issuer)
                                FROM tenant.trusted_issuer i)
+                            || E'\nrevoked:' || COALESCE((SELECT pg_catalog.string_agg(r.jti, ',' ORDER BY r.jti)
+                                                            FROM tenant.revoked_token r), '')
+                            || E'\n' || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', r.issuer,
+                                                          r.subject, r.issued_before), ',' ORDER BY r.issuer, r.subject)
+                                                     FROM tenant.revoked_subject r), '')
+                            || E'\nsuspended:' || COALESCE((SELECT pg_catalog.string_agg(s.tenant::text, ','
+                                                                                          ORDER BY s.tenant)
+                                                              FROM tenant.suspended_tenant s), '')
         WHEN 'keys' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', k.tenant, k.version, k.state,
                                                                            pg_catalog.encode(k.wrapped, 'hex')),
                                                         E'\n' ORDER BY k.tenant, k.version)

@@ -25,3 +25,12 @@ CREATE TRIGGER issuer_scope_changed
 CREATE TRIGGER keys_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.data_key
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER revoked_tokens_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.revoked_token
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER revoked_subjects_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.revoked_subject
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER suspended_tenants_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();

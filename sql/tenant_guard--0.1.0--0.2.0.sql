@@ -35,7 +35,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:82
+-- src/lib.rs:83
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -45,7 +45,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:83
+-- src/lib.rs:84
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -63,7 +63,7 @@ COMMENT ON ROLE tenant_guard_admin IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:189
+-- src/citus/replication.rs:199
 -- tenant_guard::citus::replication::_citus_coordinator
 CREATE OR REPLACE FUNCTION "_citus_coordinator"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE 
@@ -194,7 +194,7 @@ COMMENT ON FUNCTION tenant.protect(regclass, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:136
+-- src/citus/replication.rs:137
 -- tenant_guard::citus::replication::_replica_issuers
 CREATE OR REPLACE FUNCTION "_replica_issuers"(
 	"state" TEXT /* Option < & str > */
@@ -206,7 +206,7 @@ AS 'MODULE_PATHNAME', 'replica_issuers_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:152
+-- src/citus/replication.rs:162
 -- tenant_guard::citus::replication::_replica_keys
 CREATE OR REPLACE FUNCTION "_replica_keys"(
 	"tenants" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
@@ -251,7 +251,7 @@ AS 'MODULE_PATHNAME', 'settings_with_credentials_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/invalidation.rs:125
+-- src/invalidation.rs:132
 -- tenant_guard::invalidation::_table_changed
 CREATE OR REPLACE FUNCTION "_table_changed"(
 	"relid" oid /* pg_sys :: Oid */
@@ -263,7 +263,7 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:85
+-- src/issuers.rs:86
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -672,7 +672,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:332
+-- src/context.rs:334
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -684,7 +684,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:339
+-- src/context.rs:341
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -697,7 +697,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:367
+-- src/context.rs:369
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -709,7 +709,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:361
+-- src/context.rs:363
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -732,7 +732,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:352
+-- src/context.rs:354
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -832,12 +832,53 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:383
+-- src/context.rs:385
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'reset_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/revocations.rs:124
+-- tenant_guard::revocations::resume_tenant
+CREATE OR REPLACE FUNCTION "resume_tenant"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS bool /* bool */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/revocations.rs:85
+-- tenant_guard::revocations::revoke_subject
+CREATE OR REPLACE FUNCTION "revoke_subject"(
+	"issuer" TEXT, /* Option < & str > */
+	"subject" TEXT, /* Option < & str > */
+	"issued_before" timestamp with time zone DEFAULT now() /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+) RETURNS bool /* bool */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'revoke_subject_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/revocations.rs:72
+-- tenant_guard::revocations::revoke_token
+CREATE OR REPLACE FUNCTION "revoke_token"(
+	"jti" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'revoke_token_wrapper';
 
 /* </end connected objects> */
 
@@ -866,7 +907,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:127
+-- src/issuers.rs:128
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -923,7 +964,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:377
+-- src/context.rs:379
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -933,7 +974,116 @@ AS 'MODULE_PATHNAME', 'subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:167
+-- src/revocations.rs:113
+-- tenant_guard::revocations::suspend_tenant
+CREATE OR REPLACE FUNCTION "suspend_tenant"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS bool /* bool */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'suspend_tenant_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/revocations.rs:133
+-- requires:
+--   admin_role
+--   revoke_token
+--   revoke_subject
+--   suspend_tenant
+--   resume_tenant
+
+-- What an administrator has withdrawn: single tokens (by jti), a subject's tokens issued before a time, whole
+-- tenants. Every backend refuses them from its next statement on, tokens it had already verified included
+-- (src/revocations.rs; the triggers in sql/invalidation.sql tell every backend). Dumped with the database.
+CREATE TABLE tenant.revoked_token (
+    jti        text PRIMARY KEY CHECK (octet_length(jti) BETWEEN 1 AND 1024),
+    revoked_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE tenant.revoked_token IS
+    'Revoked tokens, by jti: refused whoever issued them. Use tenant.revoke_token(); delete a row to lift it.';
+
+REVOKE ALL ON tenant.revoked_token FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.revoked_token', '');
+
+CREATE TABLE tenant.revoked_subject (
+    issuer        text NOT NULL CHECK (octet_length(issuer) BETWEEN 1 AND 1024),
+    subject       text NOT NULL CHECK (octet_length(subject) BETWEEN 1 AND 1024),
+    issued_before timestamptz NOT NULL CHECK (issued_before > '-infinity' AND issued_before < 'infinity'),
+    revoked_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (issuer, subject)
+);
+
+COMMENT ON TABLE tenant.revoked_subject IS
+    'Revoked subjects: tokens of this issuer and sub issued before issued_before (or without iat) are refused. '
+    'Use tenant.revoke_subject(); delete a row to lift it.';
+
+REVOKE ALL ON tenant.revoked_subject FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.revoked_subject', '');
+
+CREATE TABLE tenant.suspended_tenant (
+    tenant       uuid PRIMARY KEY,
+    suspended_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE tenant.suspended_tenant IS
+    'Suspended tenants: no token yields them (no reads, writes or encryption). '
+    'Use tenant.suspend_tenant() and tenant.resume_tenant().';
+
+REVOKE ALL ON tenant.suspended_tenant FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.suspended_tenant', '');
+
+CREATE OR REPLACE VIEW tenant.revocations AS
+SELECT 'token'::text AS kind, NULL::text AS issuer, NULL::text AS subject, jti, NULL::uuid AS tenant,
+       NULL::timestamptz AS issued_before, revoked_at AS since
+  FROM tenant.revoked_token
+UNION ALL
+SELECT 'subject', issuer, subject, NULL, NULL, issued_before, revoked_at
+  FROM tenant.revoked_subject
+UNION ALL
+SELECT 'tenant', NULL, NULL, NULL, tenant, NULL, suspended_at
+  FROM tenant.suspended_tenant;
+
+COMMENT ON VIEW tenant.revocations IS
+    'Everything revoked or suspended: kind token (by jti), subject (issuer and sub, tokens issued before '
+    'issued_before) or tenant (suspended).';
+
+REVOKE ALL ON tenant.revocations FROM PUBLIC;
+
+COMMENT ON FUNCTION tenant.revoke_token(text) IS
+    'Revokes every token with this jti, from the next statement of every backend on. True if newly revoked.';
+
+COMMENT ON FUNCTION tenant.revoke_subject(text, text, timestamptz) IS
+    'Revokes the tokens of issuer and sub issued before issued_before (default now()), and those without iat. '
+    'True if newly revoked; an existing revocation of the subject takes the new time.';
+
+COMMENT ON FUNCTION tenant.suspend_tenant(uuid) IS
+    'Suspends a tenant: no token yields it any more, from the next statement of every backend on. '
+    'True if newly suspended.';
+
+COMMENT ON FUNCTION tenant.resume_tenant(uuid) IS 'Lifts a suspension. True if the tenant was suspended.';
+
+REVOKE ALL ON FUNCTION tenant.revoke_token(text), tenant.revoke_subject(text, text, timestamptz),
+    tenant.suspend_tenant(uuid), tenant.resume_tenant(uuid) FROM PUBLIC;
+
+-- what administrators may do with revocations
+GRANT EXECUTE ON FUNCTION tenant.revoke_token(text), tenant.revoke_subject(text, text, timestamptz),
+    tenant.suspend_tenant(uuid), tenant.resume_tenant(uuid) TO tenant_guard_admin;
+
+GRANT SELECT ON tenant.revocations TO tenant_guard_admin;
+
+GRANT SELECT, DELETE ON tenant.revoked_token, tenant.revoked_subject TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/issuers.rs:168
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */
@@ -1017,11 +1167,12 @@ GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/invalidation.rs:140
+-- src/invalidation.rs:147
 -- requires:
 --   _table_changed
 --   issuers_schema
 --   keys_schema
+--   revocations_schema
 
 -- Every backend caches trusted issuers (with their scopes) and data keys: a statement trigger on each table tells
 -- them all when it changes (see src/invalidation.rs). The trigger function is SECURITY DEFINER: administrators
@@ -1057,16 +1208,29 @@ CREATE TRIGGER keys_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.data_key
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 
+CREATE TRIGGER revoked_tokens_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.revoked_token
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER revoked_subjects_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.revoked_subject
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER suspended_tenants_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:194
+-- src/citus/replication.rs:204
 -- requires:
 --   replica_issuers
 --   replica_keys
 --   citus_coordinator
 --   invalidation
 --   labels_schema
+--   revocations_schema
 
 -- Citus: what a coordinator sends its workers (see src/citus/replication.rs). Superusers only: the coordinator runs
 -- them through Citus's connections, as the superuser that owns the SECURITY DEFINER admin functions.
@@ -1172,7 +1336,8 @@ REVOKE ALL ON FUNCTION tenant._audit_citus() FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant._audit_citus() TO tenant_guard_admin;
 
--- A digest of the issuers or the data keys (what the coordinator sends the workers, without timestamps), to compare
+-- A digest of the issuers with the revocations, or of the data keys (what the coordinator sends the workers, without
+-- timestamps other than a revoked subject's cut), to compare
 -- nodes. Superusers only; the audit calls it.
 CREATE OR REPLACE FUNCTION tenant._citus_digest(what text) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1182,6 +1347,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                                        FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
                                     E'\n' ORDER BY i.issuer)
                                FROM tenant.trusted_issuer i)
+                            || E'\nrevoked:' || COALESCE((SELECT pg_catalog.string_agg(r.jti, ',' ORDER BY r.jti)
+                                                            FROM tenant.revoked_token r), '')
+                            || E'\n' || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', r.issuer,
+                                                          r.subject, r.issued_before), ',' ORDER BY r.issuer, r.subject)
+                                                     FROM tenant.revoked_subject r), '')
+                            || E'\nsuspended:' || COALESCE((SELECT pg_catalog.string_agg(s.tenant::text, ','
+                                                                                          ORDER BY s.tenant)
+                                                              FROM tenant.suspended_tenant s), '')
         WHEN 'keys' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', k.tenant, k.version, k.state,
                                                                            pg_catalog.encode(k.wrapped, 'hex')),
                                                         E'\n' ORDER BY k.tenant, k.version)
@@ -1702,7 +1875,7 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:84
+-- src/lib.rs:85
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 

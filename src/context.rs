@@ -128,6 +128,8 @@ fn resolve(token: &[u8]) -> Outcome {
     if token.len() > token::MAX_TOKEN_BYTES {
         return Err(Rejection::Oversized);
     }
+    // a revocation, suspension or issuer change committed elsewhere counts from this statement on
+    invalidation::accept_once_per_statement();
     let generation = invalidation::generation(Watched::Issuers);
     let hit = STATE.with_borrow_mut(|s| {
         if s.generation != generation || s.claim != gucs::tenant_claim() {

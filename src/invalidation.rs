@@ -1,5 +1,6 @@
 //! How every backend learns that a table tenant_guard caches from has changed, one mechanism for both caches:
-//! trusted issuers (`tenant.trusted_issuer`, with the scopes in `tenant.issuer_tenant`) and data keys
+//! trusted issuers (`tenant.trusted_issuer`, with the scopes in `tenant.issuer_tenant` and the revocations in
+//! `tenant.revoked_token`, `tenant.revoked_subject` and `tenant.suspended_tenant`) and data keys
 //! (`tenant.data_key`).
 //!
 //! A statement trigger on each of those tables (`tenant._table_changed_trigger`, sql/invalidation.sql) calls
@@ -50,7 +51,13 @@ impl Watched {
     /// The tables whose changes are changes of this one.
     fn sources(self) -> &'static [&'static str] {
         match self {
-            Watched::Issuers => &["tenant.trusted_issuer", "tenant.issuer_tenant"],
+            Watched::Issuers => &[
+                "tenant.trusted_issuer",
+                "tenant.issuer_tenant",
+                "tenant.revoked_token",
+                "tenant.revoked_subject",
+                "tenant.suspended_tenant",
+            ],
             Watched::Keys => &["tenant.data_key"],
         }
     }
@@ -140,5 +147,5 @@ fn _table_changed(relid: pg_sys::Oid) {
 extension_sql_file!(
     "../sql/invalidation.sql",
     name = "invalidation",
-    requires = [_table_changed, "issuers_schema", "keys_schema"]
+    requires = [_table_changed, "issuers_schema", "keys_schema", "revocations_schema"]
 );

@@ -6,7 +6,7 @@
 //! - [`kek`]: master-key providers (file, command);
 //! - [`keys`]: per-tenant data keys, their cache and the key admin API; [`encryption`]: encrypt/decrypt;
 //! - [`context`]: the tenant context, the only place that holds tenant state;
-//! - [`issuers`]: trusted issuers and their keys;
+//! - [`issuers`]: trusted issuers and their keys; [`revocations`]: revoked tokens and subjects, suspended tenants;
 //! - [`privileged`]: internal queries under a pinned search_path, as the bootstrap superuser where needed;
 //! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
@@ -45,6 +45,7 @@ pub mod pg_version;
 pub mod privileged;
 pub mod redaction;
 pub mod requirements;
+pub mod revocations;
 pub mod uuids;
 
 ::pgrx::pg_module_magic!(name, version);

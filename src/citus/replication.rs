@@ -31,7 +31,7 @@ pub fn table_changed(what: Watched) {
     if super::is_worker() {
         if !APPLYING.get() {
             errors::citus_worker_refused(match what {
-                Watched::Issuers => "change trusted issuers",
+                Watched::Issuers => "change trusted issuers or revocations",
                 Watched::Keys => "change data keys",
             });
         }
@@ -132,7 +132,8 @@ fn applying<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// On a worker: replaces the trusted issuers with the coordinator's (SQL: superusers only; the coordinator calls it).
+/// On a worker: replaces the trusted issuers and the revocations with the coordinator's (SQL: superusers only;
+/// the coordinator calls it).
 #[pg_extern(volatile, parallel_unsafe, name = "_replica_issuers")]
 fn replica_issuers(state: Option<&str>) {
     let state = not_null(state);
@@ -143,6 +144,15 @@ fn replica_issuers(state: Option<&str>) {
              NULL::tenant.trusted_issuer, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'issuers')",
             "INSERT INTO tenant.issuer_tenant SELECT * FROM pg_catalog.jsonb_populate_recordset(\
              NULL::tenant.issuer_tenant, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'tenants')",
+            "DELETE FROM tenant.revoked_token",
+            "INSERT INTO tenant.revoked_token SELECT * FROM pg_catalog.jsonb_populate_recordset(\
+             NULL::tenant.revoked_token, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'revoked_tokens')",
+            "DELETE FROM tenant.revoked_subject",
+            "INSERT INTO tenant.revoked_subject SELECT * FROM pg_catalog.jsonb_populate_recordset(\
+             NULL::tenant.revoked_subject, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'revoked_subjects')",
+            "DELETE FROM tenant.suspended_tenant",
+            "INSERT INTO tenant.suspended_tenant SELECT * FROM pg_catalog.jsonb_populate_recordset(\
+             NULL::tenant.suspended_tenant, $1::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'suspended_tenants')",
         ],
         vec![state.into()],
     )
@@ -194,5 +204,6 @@ fn citus_coordinator() -> bool {
 extension_sql_file!(
     "../../sql/citus.sql",
     name = "citus",
-    requires = [replica_issuers, replica_keys, citus_coordinator, "invalidation", "labels_schema"]
+    requires =
+        [replica_issuers, replica_keys, citus_coordinator, "invalidation", "labels_schema", "revocations_schema"]
 );

@@ -80,7 +80,7 @@ mod tests {
     #[pg_test]
     fn every_function_view_and_table_has_its_row() {
         let objects = one::<String>(
-            "SELECT string_agg(name, ' ' ORDER BY name) FROM ( \
+            "SELECT string_agg(name, '|' ORDER BY name) FROM ( \
                SELECT p.oid::regprocedure::text AS name FROM pg_proc p \
                 WHERE p.pronamespace = 'tenant'::regnamespace \
                UNION ALL SELECT c.oid::regclass::text FROM pg_class c \
@@ -88,7 +88,7 @@ mod tests {
         )
         .unwrap();
         let mut missing = vec![];
-        for object in objects.split(' ') {
+        for object in objects.split('|') {
             // a function's row spells its name and arguments (`tenant.f(a text)`), a relation's its name (and columns)
             let name = object.split('(').next().unwrap();
             if !["(", "`", " ("].iter().any(|after| SQL.contains(&format!("`{name}{after}"))) {
@@ -101,7 +101,7 @@ mod tests {
         for (at, _) in SQL.match_indices("`tenant.") {
             let name =
                 SQL[at + 1..].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).next().unwrap();
-            if !objects.split(' ').any(|o| o.split('(').next() == Some(name)) {
+            if !objects.split('|').any(|o| o.split('(').next() == Some(name)) {
                 unknown.push(name.to_string());
             }
         }

@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod files {
     /// Every SQL file of the extension, by name.
-    const SQL_FILES: [(&str, &str); 21] = [
+    const SQL_FILES: [(&str, &str); 22] = [
         ("admin_role.sql", include_str!("../../sql/admin_role.sql")),
         ("audit.sql", include_str!("../../sql/audit.sql")),
         ("bootstrap.sql", include_str!("../../sql/bootstrap.sql")),
@@ -19,6 +19,7 @@ mod files {
         ("keys.sql", include_str!("../../sql/keys.sql")),
         ("labels.sql", include_str!("../../sql/labels.sql")),
         ("requirements.sql", include_str!("../../sql/requirements.sql")),
+        ("revocations.sql", include_str!("../../sql/revocations.sql")),
         ("trusted_code.sql", include_str!("../../sql/trusted_code.sql")),
         ("queries/issuer_state.sql", include_str!("../../sql/queries/issuer_state.sql")),
         ("queries/key_rows.sql", include_str!("../../sql/queries/key_rows.sql")),
@@ -182,10 +183,14 @@ mod tests {
                  tenant._citus_digest(text) search_path=pg_catalog, pg_temp; \
                  tenant._table_changed_trigger() search_path=pg_catalog, pg_temp; \
                  tenant.create_key(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant.resume_tenant(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant.revoke_subject(text,text,timestamp with time zone) search_path=pg_catalog, pg_temp; \
+                 tenant.revoke_token(text) search_path=pg_catalog, pg_temp; \
                  tenant.rewrap_keys() search_path=pg_catalog, pg_temp; \
                  tenant.rotate_key(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.scope_issuer(text,uuid[]) search_path=pg_catalog, pg_temp; \
                  tenant.shred(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant.suspend_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.trust_issuer(text,jsonb,text,text,uuid[]) search_path=pg_catalog, pg_temp; \
                  tenant.untrust_issuer(text) search_path=pg_catalog, pg_temp"
             )

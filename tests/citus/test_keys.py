@@ -148,3 +148,32 @@ def test_audit_reports_a_worker_whose_issuers_differ(admin):
     # the fix the audit names: trust the issuer again on the coordinator
     admin.execute("SELECT tenant.trust_issuer(issuer, jwks, audience, tenant_claim) FROM tenant.trusted_issuer")
     assert [r for r in rows(admin, "SELECT check_name FROM tenant.audit()") if r[0].startswith("citus_")] == []
+
+
+def test_revocations_reach_every_worker_and_the_workers_refuse_the_tokens(admin):
+    """revoke_token, revoke_subject, suspend_tenant on the coordinator: on every node in its transaction, so a worker
+    that verifies the forwarded token refuses it too; a worker takes no revocation of its own."""
+    tenant = uuid.uuid4()
+    try:
+        admin.execute("SELECT tenant.revoke_token('citus-jti')")
+        admin.execute("SELECT tenant.revoke_subject('https://issuer.citus.test', 'citus-sub')")
+        admin.execute("SELECT tenant.suspend_tenant(%s)", (tenant,))
+        assert on_every_worker("SELECT kind, jti, subject, tenant FROM tenant.revocations ORDER BY kind") == \
+            [[("subject", None, "citus-sub", None), ("tenant", None, None, tenant), ("token", "citus-jti", None, None)]] * 2
+        for port in WORKERS:
+            with app_conn(port) as c:
+                assert sqlstate(c, "SELECT tenant.authenticate(%s)", (mint(TENANT_A, jti="citus-jti"),)) == "28000"
+                assert sqlstate(c, "SELECT tenant.authenticate(%s)", (mint(tenant),)) == "28000"
+                assert sqlstate(c, "SELECT tenant.authenticate(%s)", (mint(TENANT_A),)) is None
+        with connect(WORKERS[0]) as w:
+            assert sqlstate(w, "SELECT tenant.revoke_token('w')") == "0A000"
+            assert sqlstate(w, "SELECT tenant.resume_tenant(%s)", (tenant,)) == "0A000"
+        # lifted on the coordinator: lifted everywhere
+        admin.execute("SELECT tenant.resume_tenant(%s)", (tenant,))
+        for port in WORKERS:
+            with app_conn(port) as c:
+                assert sqlstate(c, "SELECT tenant.authenticate(%s)", (mint(tenant),)) is None
+    finally:
+        admin.execute("DELETE FROM tenant.revoked_token; DELETE FROM tenant.revoked_subject; "
+                      "DELETE FROM tenant.suspended_tenant")
+    assert on_every_worker("SELECT count(*) FROM tenant.revocations") == [[(0,)]] * 2

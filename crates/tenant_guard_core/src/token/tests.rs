@@ -532,3 +532,55 @@ fn a_tenant_listed_for_an_issuer_is_reserved_to_the_issuers_that_list_it() {
     assert!(verify(&hs(&claims()), &both, &policy(), NOW).is_ok());
     assert!(Rejection::TenantReserved.to_string().contains("reserved"));
 }
+
+fn verify_with(revocations: Revocations, c: &Value) -> Result<Verified, Rejection> {
+    let mut store = store();
+    store.revocations = revocations;
+    verify(&hs(c), &store, &policy(), NOW)
+}
+
+#[test]
+fn a_revoked_jti_is_refused_and_others_pass() {
+    let revoked = || Revocations { tokens: ["t-1".to_string()].into(), ..Default::default() };
+    assert_eq!(verify_with(revoked(), &with(claims(), "jti", json!("t-1"))).unwrap_err(), Rejection::Revoked);
+    assert!(verify_with(revoked(), &with(claims(), "jti", json!("t-2"))).is_ok());
+    assert!(verify_with(revoked(), &claims()).is_ok());
+    // a jti that is not a string is refused before any lookup
+    assert_eq!(verify_with(revoked(), &with(claims(), "jti", json!(1))).unwrap_err(), Rejection::BadClaimType("jti"));
+}
+
+#[test]
+fn a_revoked_subject_refuses_tokens_issued_before_the_cut_only() {
+    let cut = NOW - 5;
+    let revoked =
+        || Revocations { subjects: [((ISS.to_string(), "user-1".to_string()), cut)].into(), ..Default::default() };
+    // issued at NOW - 10: before the cut
+    assert_eq!(verify_with(revoked(), &claims()).unwrap_err(), Rejection::SubjectRevoked);
+    // no iat: counts as issued before any time
+    assert_eq!(verify_with(revoked(), &without(claims(), "iat")).unwrap_err(), Rejection::SubjectRevoked);
+    // issued at or after the cut: a fresh login works
+    assert!(verify_with(revoked(), &with(claims(), "iat", json!(cut))).is_ok());
+    // another subject, or the same subject name from another issuer, is untouched
+    assert!(verify_with(revoked(), &with(claims(), "sub", json!("user-2"))).is_ok());
+    let other_issuer = Revocations {
+        subjects: [(("https://other.example.com".to_string(), "user-1".to_string()), NOW)].into(),
+        ..Default::default()
+    };
+    assert!(verify_with(other_issuer, &claims()).is_ok());
+}
+
+#[test]
+fn a_suspended_tenant_gets_no_context_whatever_the_token() {
+    let suspended = || Revocations { suspended: [Uuid::parse_str(TENANT).unwrap()].into(), ..Default::default() };
+    assert_eq!(verify_with(suspended(), &claims()).unwrap_err(), Rejection::TenantSuspended);
+    assert_eq!(
+        verify_with(suspended(), &with(claims(), "jti", json!("fresh"))).unwrap_err(),
+        Rejection::TenantSuspended
+    );
+    let other = "0b1e1c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6";
+    assert!(verify_with(suspended(), &with(claims(), "tenant_id", json!(other))).is_ok());
+    // each refusal says which
+    assert!(Rejection::TenantSuspended.to_string().contains("suspended"));
+    assert!(Rejection::Revoked.to_string().contains("jti"));
+    assert!(Rejection::SubjectRevoked.to_string().contains("subject"));
+}

@@ -1,0 +1,239 @@
+"""Revocation and suspension: tenant.revoke_token, revoke_subject, suspend_tenant / resume_tenant, the
+tenant.revocations view. Each takes effect in every backend from its next statement on, for tokens that backend
+had already verified and cached too, and survives a restart and a dump/restore."""
+
+import os
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, sqlstate
+
+SUPPORT = os.path.join(os.path.dirname(__file__), "..", "support")
+CLUSTER = os.path.join(SUPPORT, "cluster.sh")
+BIN = f"/usr/lib/postgresql/{PG}/bin"
+
+NO_CONTEXT = "no tenant context"
+REVOKED = "token has been revoked: its jti is listed in tenant.revocations"
+SUBJECT_REVOKED = "token has been revoked: its subject's tokens issued before a time are listed in tenant.revocations"
+SUSPENDED = "tenant is suspended (see tenant.revocations)"
+
+
+def rejected(why):
+    return ("28000", "token rejected: " + why)
+
+
+def detail(conn, sql, params=None):
+    """(sqlstate, message, detail) of the error `sql` raises."""
+    try:
+        conn.execute(sql, params)
+    except psycopg.Error as e:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR and not conn.autocommit:
+            conn.rollback()
+        return (e.sqlstate, e.diag.message_primary, e.diag.message_detail)
+    return None
+
+
+def refused_because(why):
+    return ("42501", NO_CONTEXT, f"The token in tenant_guard.token was rejected: {why}.")
+
+
+@pytest.fixture
+def clean(admin):
+    yield admin
+    admin.execute("DELETE FROM tenant.revoked_token; DELETE FROM tenant.revoked_subject; "
+                  "DELETE FROM tenant.suspended_tenant")
+
+
+def session_app(token):
+    c = psycopg.connect(dsn(user=APP), autocommit=True)
+    c.execute("SELECT tenant.authenticate(%s, 'session')", (token,))
+    return c
+
+
+def test_revoke_token_reaches_a_session_that_already_verified_it(keys, clean):
+    tenant = uuid.uuid4()
+    token = keys.mint(tenant, jti="jti-revoked-1")
+    other = keys.mint(tenant, jti="jti-kept-1")
+    with session_app(token) as app, session_app(other) as app2:
+        assert app.execute("SELECT tenant.current_id()").fetchone()[0] == tenant
+        # a transaction that is already open and sealed sees it at its next statement too
+        app2.execute("BEGIN")
+        app2.execute("SELECT tenant.authenticate(%s)", (token,))
+        assert app2.execute("SELECT tenant.current_id()").fetchone()[0] == tenant
+        assert clean.execute("SELECT tenant.revoke_token('jti-revoked-1')").fetchone()[0] is True
+        assert clean.execute("SELECT tenant.revoke_token('jti-revoked-1')").fetchone()[0] is False
+        assert detail(app, "SELECT tenant.current_id()") == refused_because(REVOKED)
+        assert detail(app2, "SELECT tenant.current_id()") == refused_because(REVOKED)
+        app2.execute("ROLLBACK")
+        assert sqlstate(app, "SELECT tenant.authenticate(%s)", (token,)) == rejected(REVOKED)
+        # the same tenant's other tokens, and tokens without jti, are untouched
+        assert app.execute("SELECT tenant.authenticate(%s)", (other,)).fetchone()[0] == tenant
+        assert app.execute("SELECT tenant.authenticate(%s)", (keys.mint(tenant),)).fetchone()[0] == tenant
+        # revoked whoever issued it: the jti alone is listed
+        assert clean.execute("SELECT kind, issuer, subject, jti, tenant, issued_before IS NULL "
+                             "FROM tenant.revocations").fetchall() == \
+            [("token", None, None, "jti-revoked-1", None, True)]
+        # lifting it (an administrator deletes the row) works from the next statement on
+        clean.execute("DELETE FROM tenant.revoked_token WHERE jti = 'jti-revoked-1'")
+        assert app.execute("SELECT tenant.authenticate(%s)", (token,)).fetchone()[0] == tenant
+
+
+def test_revoke_subject_refuses_tokens_issued_before_the_cut_only(keys, clean):
+    tenant = uuid.uuid4()
+    now = int(time.time())
+    old = keys.mint(tenant, sub="alice", iat=now - 60)
+    no_iat = keys.mint(tenant, sub="alice", iat=None)
+    bob = keys.mint(tenant, sub="bob", iat=now - 60)
+    with session_app(old) as app:
+        clean.execute("SELECT tenant.revoke_subject(%s, 'alice', to_timestamp(%s))", (ISS, now - 30))
+        assert detail(app, "SELECT tenant.current_id()") == refused_because(SUBJECT_REVOKED)
+        assert sqlstate(app, "SELECT tenant.authenticate(%s)", (no_iat,)) == rejected(SUBJECT_REVOKED)
+        # a token issued after the cut (a fresh login) is accepted; so is another subject
+        fresh = keys.mint(tenant, sub="alice", iat=now - 30)
+        assert app.execute("SELECT tenant.authenticate(%s)", (fresh,)).fetchone()[0] == tenant
+        assert app.execute("SELECT tenant.authenticate(%s)", (bob,)).fetchone()[0] == tenant
+        # the same subject name at another issuer is another subject
+        assert clean.execute("SELECT tenant.revoke_subject('https://elsewhere.test', 'bob')").fetchone()[0] is True
+        assert app.execute("SELECT tenant.authenticate(%s)", (bob,)).fetchone()[0] == tenant
+        # revoking again moves the cut (default now()): the fresh token is refused as well
+        assert clean.execute("SELECT tenant.revoke_subject(%s, 'alice', now() + interval '5 seconds')",
+                             (ISS,)).fetchone()[0] is False
+        assert sqlstate(app, "SELECT tenant.authenticate(%s)", (fresh,)) == rejected(SUBJECT_REVOKED)
+        assert clean.execute("SELECT kind, issuer, subject FROM tenant.revocations ORDER BY issuer").fetchall() == \
+            [("subject", "https://elsewhere.test", "bob"), ("subject", ISS, "alice")]
+
+
+def test_a_suspended_tenant_gets_no_reads_writes_or_encryption(keys, clean):
+    suspended, other = uuid.uuid4(), uuid.uuid4()
+    clean.execute("DROP TABLE IF EXISTS public.susp")
+    clean.execute("CREATE TABLE public.susp (id int, tenant_id uuid NOT NULL DEFAULT tenant.current_id(), v text)")
+    clean.execute("SECURITY LABEL FOR tenant_guard ON TABLE public.susp IS 'tenant_scoped'")
+    clean.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON public.susp TO tg_app")
+    try:
+        with session_app(keys.mint(suspended)) as app, session_app(keys.mint(other)) as app2:
+            app.execute("INSERT INTO public.susp (id, v) VALUES (1, 'kept')")
+            app.execute("SELECT tenant.encrypt('x')")
+            assert clean.execute("SELECT tenant.suspend_tenant(%s)", (suspended,)).fetchone()[0] is True
+            assert clean.execute("SELECT tenant.suspend_tenant(%s)", (suspended,)).fetchone()[0] is False
+            for sql in ("SELECT count(*) FROM public.susp", "INSERT INTO public.susp (id, v) VALUES (2, 'no')",
+                        "UPDATE public.susp SET v = 'no'", "DELETE FROM public.susp", "SELECT tenant.encrypt('x')",
+                        "SELECT tenant.current_id()"):
+                assert detail(app, sql) == refused_because(SUSPENDED), sql
+            assert sqlstate(app, "SELECT tenant.authenticate(%s)", (keys.mint(suspended, jti="new"),)) == \
+                rejected(SUSPENDED)
+            # another tenant is untouched
+            assert app2.execute("SELECT tenant.current_id()").fetchone()[0] == other
+            app2.execute("INSERT INTO public.susp (id, v) VALUES (3, 'other')")
+            assert clean.execute("SELECT kind, tenant FROM tenant.revocations").fetchall() == [("tenant", suspended)]
+            assert clean.execute("SELECT tenant.resume_tenant(%s)", (suspended,)).fetchone()[0] is True
+            assert clean.execute("SELECT tenant.resume_tenant(%s)", (suspended,)).fetchone()[0] is False
+            assert app.execute("SELECT id, v FROM public.susp").fetchall() == [(1, "kept")]
+    finally:
+        clean.execute("DROP TABLE public.susp")
+
+
+def test_a_suspension_reaches_parallel_workers(keys, clean):
+    tenant = uuid.uuid4()
+    with session_app(keys.mint(tenant)) as app:
+        app.execute("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0")
+        app.execute("SET debug_parallel_query = on" if PG != "15" else "SET force_parallel_mode = on")
+        assert app.execute("SELECT count(*) FROM public.docs").fetchone()[0] == 0
+        clean.execute("SELECT tenant.suspend_tenant(%s)", (tenant,))
+        assert detail(app, "SELECT count(*) FROM public.docs") == refused_because(SUSPENDED)
+
+
+def test_only_administrators_revoke_and_read_revocations(app, clean):
+    for sql in ("SELECT tenant.revoke_token('x')", "SELECT tenant.revoke_subject('i', 's')",
+                "SELECT tenant.suspend_tenant(gen_random_uuid())", "SELECT tenant.resume_tenant(gen_random_uuid())"):
+        assert sqlstate(app, sql)[0] == "42501", sql
+    for table in ("revocations", "revoked_token", "revoked_subject", "suspended_tenant"):
+        assert sqlstate(app, f"SELECT * FROM tenant.{table}")[0] == "42501", table
+    for table in ("revoked_token", "revoked_subject", "suspended_tenant"):
+        assert sqlstate(app, f"DELETE FROM tenant.{table}")[0] == "42501", table
+        assert sqlstate(app, f"INSERT INTO tenant.{table} DEFAULT VALUES")[0] == "42501", table
+    clean.execute("DROP ROLE IF EXISTS tg_revoker")
+    clean.execute("CREATE ROLE tg_revoker LOGIN IN ROLE tenant_guard_admin")
+    try:
+        with psycopg.connect(dsn(user="tg_revoker"), autocommit=True) as c:
+            assert c.execute("SELECT tenant.revoke_token('by-admin')").fetchone()[0] is True
+            assert c.execute("SELECT tenant.suspend_tenant('cccccccc-3333-4333-8333-cccccccccccc')").fetchone()[0]
+            assert c.execute("SELECT count(*) FROM tenant.revocations").fetchone()[0] == 2
+            assert c.execute("SELECT tenant.resume_tenant('cccccccc-3333-4333-8333-cccccccccccc')").fetchone()[0]
+            # administrators lift revocations by deleting rows; they do not insert around the functions' checks
+            c.execute("DELETE FROM tenant.revoked_token WHERE jti = 'by-admin'")
+            assert sqlstate(c, "INSERT INTO tenant.revoked_token (jti) VALUES ('x')")[0] == "42501"
+    finally:
+        clean.execute("DROP ROLE tg_revoker")
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT tenant.revoke_token(NULL)", "jti must not be NULL"),
+    ("SELECT tenant.revoke_token('')", "jti must be between 1 and 1024 bytes long"),
+    ("SELECT tenant.revoke_token(repeat('j', 1025))", "jti must be between 1 and 1024 bytes long"),
+    ("SELECT tenant.revoke_subject(NULL, 's')", "issuer must not be NULL"),
+    ("SELECT tenant.revoke_subject('i', '')", "subject must be between 1 and 1024 bytes long"),
+    ("SELECT tenant.revoke_subject('i', 's', NULL)", "issued_before must not be NULL"),
+    ("SELECT tenant.revoke_subject('i', 's', 'infinity')", "issued_before must be a finite time"),
+    ("SELECT tenant.suspend_tenant(NULL)", "tenant must not be NULL"),
+    ("SELECT tenant.resume_tenant(NULL)", "tenant must not be NULL"),
+])
+def test_bad_arguments_say_what_to_fix(clean, sql, message):
+    assert sqlstate(clean, sql) == ("22023", message)
+
+
+def test_pg_dump_and_restore_keep_revocations(keys, clean):
+    tenant = uuid.uuid4()
+    clean.execute("SELECT tenant.revoke_token('dumped-jti')")
+    clean.execute("SELECT tenant.revoke_subject(%s, 'dumped-sub', now() + interval '1 minute')", (ISS,))
+    clean.execute("SELECT tenant.suspend_tenant(%s)", (tenant,))
+    before = clean.execute("SELECT * FROM tenant.revocations ORDER BY kind").fetchall()
+    dump = f"/tmp/tenant_guard-e2e-revocations-{os.getpid()}.dump"
+    target = "tg_revocations_restored"
+    conn = ["-h", HOST, "-p", str(PORT), "-U", "postgres"]
+    subprocess.run([f"{BIN}/pg_dump", *conn, "-Fc", "-f", dump, DB], check=True)
+    try:
+        clean.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+        clean.execute(f"CREATE DATABASE {target}")
+        subprocess.run([f"{BIN}/pg_restore", *conn, "-d", target, "--exit-on-error", dump], check=True)
+        with psycopg.connect(dsn(dbname=target), autocommit=True) as r:
+            assert r.execute("SELECT * FROM tenant.revocations ORDER BY kind").fetchall() == before
+        with psycopg.connect(dsn(user=APP, dbname=target), autocommit=True) as app:
+            for token, why in ((keys.mint(uuid.uuid4(), jti="dumped-jti"), REVOKED),
+                               (keys.mint(uuid.uuid4(), sub="dumped-sub"), SUBJECT_REVOKED),
+                               (keys.mint(tenant), SUSPENDED)):
+                assert sqlstate(app, "SELECT tenant.authenticate(%s)", (token,)) == rejected(why)
+    finally:
+        os.unlink(dump)
+        clean.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+
+
+OWN_PORT = PORT + 210
+OWN_DIR = f"/tmp/tenant_guard-e2e-revocations-{OWN_PORT}"
+
+
+def test_revocations_survive_a_restart(keys):
+    subprocess.run([CLUSTER, "stop", OWN_DIR], check=True)
+    subprocess.run([CLUSTER, "start", OWN_DIR, str(OWN_PORT)], check=True, stdout=subprocess.DEVNULL)
+    try:
+        with psycopg.connect(dsn(port=OWN_PORT, dbname="postgres"), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {DB}")
+            c.execute(f"DROP ROLE IF EXISTS {APP}")
+            c.execute(f"CREATE ROLE {APP} LOGIN NOSUPERUSER NOBYPASSRLS")
+        tenant = uuid.uuid4()
+        with psycopg.connect(dsn(port=OWN_PORT), autocommit=True) as c:
+            c.execute("CREATE EXTENSION tenant_guard")
+            c.execute("SELECT tenant.trust_issuer(%s, %s::jsonb, %s)",
+                      (ISS, psycopg.types.json.Jsonb(keys.jwks()), AUD))
+            c.execute("SELECT tenant.revoke_token('restart-jti')")
+            c.execute("SELECT tenant.suspend_tenant(%s)", (tenant,))
+        subprocess.run([CLUSTER, "restart", OWN_DIR], check=True, stdout=subprocess.DEVNULL)
+        with psycopg.connect(dsn(user=APP, port=OWN_PORT), autocommit=True) as app:
+            assert sqlstate(app, "SELECT tenant.authenticate(%s)", (keys.mint(uuid.uuid4(), jti="restart-jti"),)) == \
+                rejected(REVOKED)
+            assert sqlstate(app, "SELECT tenant.authenticate(%s)", (keys.mint(tenant),)) == rejected(SUSPENDED)
+            assert app.execute("SELECT tenant.authenticate(%s)", (keys.mint(uuid.uuid4()),)).fetchone()[0]
+    finally:
+        subprocess.run([CLUSTER, "stop", OWN_DIR], check=True)
