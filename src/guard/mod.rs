@@ -48,6 +48,15 @@ pub const ADMIN_ROLE: &CStr = c"tenant_guard_admin";
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
 
+thread_local! {
+    /// Set while a DROP of unprotected tables only runs (see `tamper::drops_only_unprotected_tables`).
+    static DROPPING_UNPROTECTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The Citus functions its drop trigger calls for every dropped table.
+const CITUS_DROP_FUNCTIONS: [&str; 4] =
+    ["citus_drop_all_shards", "master_drop_all_shards", "worker_drop_distributed_table", "worker_drop_shell_table"];
+
 pub fn init() {
     // SAFETY: _PG_init runs once per process before any statement; we chain to whatever hooks were installed before.
     unsafe {
@@ -94,7 +103,11 @@ unsafe extern "C-unwind" fn object_access(
                 }
                 Some(CitusFunction::RewritesShards) if !is_admin() && crate::citus::has_protected_tables() => {
                     // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
-                    errors::citus_shard_rewrite_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) })
+                    let name = unsafe { cstr(pg_sys::get_func_name(object_id)) };
+                    // dropping unprotected tables is not for administrators only
+                    if !(DROPPING_UNPROTECTED.get() && CITUS_DROP_FUNCTIONS.contains(&name.as_str())) {
+                        errors::citus_shard_rewrite_refused(&name)
+                    }
                 }
                 Some(CitusFunction::ConvertsTables) => {
                     // (in this order: what prepare_for_citus runs ends like a statement, and would end the
@@ -198,6 +211,17 @@ unsafe extern "C-unwind" fn process_utility(
     if tag == pg_sys::NodeTag::T_CopyStmt && crate::citus::installed() {
         // Citus runs COPY on the shards' nodes itself, without a plan: they need the token too
         crate::citus::context::forward();
+    }
+    struct Dropping(bool);
+    impl Drop for Dropping {
+        fn drop(&mut self) {
+            DROPPING_UNPROTECTED.set(self.0);
+        }
+    }
+    let _dropping = Dropping(DROPPING_UNPROTECTED.get());
+    if tag == pg_sys::NodeTag::T_DropStmt && crate::citus::installed() {
+        // SAFETY: the node is the statement's DropStmt.
+        DROPPING_UNPROTECTED.set(unsafe { tamper::drops_only_unprotected_tables(node as *mut pg_sys::DropStmt) });
     }
     // SAFETY: passes the (possibly qualified) statement on, to the previous hook or the standard implementation.
     unsafe {

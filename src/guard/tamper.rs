@@ -183,6 +183,34 @@ pub unsafe fn drop_shard(stmt: *mut pg_sys::DropStmt) {
     }
 }
 
+/// Whether a DROP statement drops tables only, none of them protected (nor a shard of a protected table). Citus's
+/// drop trigger then calls its shard-dropping functions for the tables' shards, which are not protected either
+/// (`shard_dropped` still refuses any protected one).
+///
+/// # Safety
+/// `stmt` is the statement's DropStmt.
+pub unsafe fn drops_only_unprotected_tables(stmt: *mut pg_sys::DropStmt) -> bool {
+    // SAFETY: DROP TABLE's objects are name lists `[schema.]table`; the lookup takes no lock (DROP takes its own).
+    unsafe {
+        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_TABLE {
+            return false;
+        }
+        pgrx::PgList::<pg_sys::List>::from_pg((*stmt).objects).iter_ptr().all(|names| {
+            let rv = pg_sys::makeRangeVarFromNameList(names);
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            relid == pg_sys::InvalidOid
+                || (labels::protected_column(relid).is_none()
+                    && !crate::citus::shell_of(relid).is_some_and(|shell| labels::protected_column(shell).is_some()))
+        })
+    }
+}
+
 /// A shard of a protected Citus table about to be dropped, however (DROP TABLE, Citus's own functions that drop
 /// shards: undistributing, altering or dropping the table, moving shards): for administrators only. Citus copies a
 /// table's rows as its caller, whom the policies confine, before it drops the old shards: a confined role would

@@ -259,3 +259,21 @@ def test_citus_explain_analyze_functions_are_refused(shards, call, node):
         with connect(port or PORT, user=user) as c, c.transaction():
             c.execute("SELECT tenant.authenticate(%s)", (mint(TENANT_A),))
             assert sqlstate(c, call) == "42501"
+
+
+def test_the_owner_drops_its_local_tables_in_a_database_with_protected_ones(shards):
+    """Citus's drop trigger calls its shard-dropping functions for every dropped table, local ones included: those
+    are the owner's to drop (red team, round 4). Distributed and reference tables, protected or not, are dropped by
+    administrators while the database has protected tables (the workers cannot tell which table Citus's
+    shard-dropping functions are called for); protected ones in any case."""
+    with connect(user=OWNER) as c:
+        c.execute("DROP TABLE IF EXISTS plain_x")
+        c.execute("CREATE TABLE plain_x (tenant_id uuid NOT NULL, v int)")
+        c.execute("DROP TABLE plain_x")
+        assert rows(c, "SELECT to_regclass('plain_x')") == [(None,)]
+        c.execute("CREATE TABLE plain_x (tenant_id uuid NOT NULL, v int)")
+        c.execute("SELECT create_distributed_table('plain_x', 'tenant_id')")
+        assert sqlstate(c, "DROP TABLE plain_x") == "42501"
+        assert sqlstate(c, "DROP TABLE tam_orders") == "42501"
+    with connect() as admin:
+        admin.execute("DROP TABLE plain_x")
