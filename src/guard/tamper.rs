@@ -206,7 +206,7 @@ pub unsafe fn drops_only_unprotected_tables(stmt: *mut pg_sys::DropStmt) -> bool
             );
             relid == pg_sys::InvalidOid
                 || (labels::protected_column(relid).is_none()
-                    && !crate::citus::shell_of(relid).is_some_and(|shell| labels::protected_column(shell).is_some()))
+                    && crate::citus::shell_of(relid).is_none_or(|shell| labels::protected_column(shell).is_none()))
         })
     }
 }
