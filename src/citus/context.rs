@@ -9,8 +9,9 @@
 //! its validity, the transaction's seal), so a token this node would refuse never travels. A worker's seal then
 //! holds the remote transaction to the same tenant as the coordinator's.
 
-use super::symbols;
+use super::{calls, symbols};
 use crate::context;
+use crate::gucs;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -40,7 +41,9 @@ pub unsafe fn forward_for_plan(planned: *mut pg_sys::PlannedStmt) {
 /// after one was forwarded in this transaction) to the workers of this transaction, unless that exact token was
 /// already forwarded in this (sub)transaction.
 pub fn forward() {
-    let Some(symbols) = symbols::get() else { return };
+    if !symbols::loaded() {
+        return;
+    }
     let token = context::token_for_other_nodes();
     let digest: [u8; 32] = Sha256::digest(token.as_ref().map_or("", |t| t.as_str()).as_bytes()).into();
     // SAFETY: plain reads of backend state.
@@ -49,10 +52,9 @@ pub fn forward() {
     if earlier == Some((here.0, here.1, digest)) {
         return;
     }
-    // SAFETY: Citus's function may raise a PostgreSQL ERROR, hence the guard.
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.use_coordinated_transaction)()) };
+    calls::coordinate();
     if let Some(ticket) = super::ticket::set_local_statement() {
-        set_local_everywhere(symbols, &ticket);
+        calls::set_local_everywhere(c"tenant_guard.citus_ticket", &ticket);
     }
     // the token, or no token where one was forwarded earlier in this transaction
     if token.is_some() || earlier.is_some_and(|(lxid, _, _)| lxid == here.0) {
@@ -60,25 +62,9 @@ pub fn forward() {
             "SET LOCAL tenant_guard.token TO {}",
             spi::quote_literal(token.as_ref().map_or("", |t| t.as_str()))
         ));
-        set_local_everywhere(symbols, &text);
+        calls::set_local_everywhere(gucs::TOKEN_NAME, &text);
     }
     FORWARDED.set(Some((here.0, here.1, digest)));
-}
-
-/// Hands Citus a `SET LOCAL` for every worker connection of the transaction, now and later.
-fn set_local_everywhere(symbols: &symbols::Symbols, text: &str) {
-    let text = Zeroizing::new(std::ffi::CString::new(text).expect("no NUL").into_bytes_with_nul());
-    // SAFETY: a zeroed node of the right tag, allocated in the current memory context; Citus reads only the text,
-    // which outlives the call (Citus copies it). Citus may raise a PostgreSQL ERROR, hence the guard.
-    unsafe {
-        let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::VariableSetStmt>()) as *mut pg_sys::VariableSetStmt;
-        (*stmt).type_ = pg_sys::NodeTag::T_VariableSetStmt;
-        (*stmt).kind = pg_sys::VariableSetKind::VAR_SET_VALUE;
-        (*stmt).name = pg_sys::pstrdup(c"tenant_guard.token".as_ptr());
-        (*stmt).is_local = true;
-        let text = CStr::from_bytes_with_nul(&text).expect("one NUL at the end");
-        pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.postprocess_variable_set)(stmt, text.as_ptr()));
-    }
 }
 
 /// Whether a plan has a Citus scan (the node that runs the statement's tasks on the shards' nodes).

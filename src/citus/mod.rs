@@ -13,6 +13,7 @@
 //! that looks protected while its shards are not cannot be made by labelling with `citus.enable_ddl_propagation`
 //! off.
 
+pub mod calls;
 pub mod context;
 pub mod pruning;
 pub mod replication;
@@ -113,6 +114,11 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
 /// on a Citus table must reach its shards, whatever the session says) or off (a worker's shell table, and the tenant
 /// column's DEFAULT, which only the node that plans an INSERT needs).
 pub fn with_ddl_propagation<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    with_setting(c"citus.enable_ddl_propagation", if on { c"on" } else { c"off" }, f)
+}
+
+/// Runs `f` with a Citus setting set for its duration only (and whatever `f` sets at that level undone after it).
+pub fn with_setting<R>(name: &CStr, value: &CStr, f: impl FnOnce() -> R) -> R {
     struct Pop(i32);
     impl Drop for Pop {
         fn drop(&mut self) {
@@ -126,8 +132,8 @@ pub fn with_ddl_propagation<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let _pop = unsafe {
         let pop = Pop(pg_sys::NewGUCNestLevel());
         pg_sys::set_config_option(
-            c"citus.enable_ddl_propagation".as_ptr(),
-            if on { c"on" } else { c"off" }.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_SUSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -350,6 +356,8 @@ pub enum CitusFunction {
     ChangesShardMetadata,
     /// Reads or writes intermediate results (see [`ticket`]), or the partitioned results of a repartition.
     IntermediateResults,
+    /// `assign_distributed_transaction_id`: the session takes another transaction's id (see `calls`).
+    AssignsTransactionId,
     /// Runs a query under EXPLAIN ANALYZE and keeps its plan for a later call (what Citus's distributed EXPLAIN
     /// ANALYZE runs on each task): its actual row counts include other tenants' rows.
     ExplainsTasks,
@@ -404,6 +412,8 @@ pub fn classify(fn_oid: pg_sys::Oid) -> Option<CitusFunction> {
             Some(CitusFunction::RewritesShards)
         } else if contains(b"intermediate_result") || contains(b"query_result") {
             Some(CitusFunction::IntermediateResults)
+        } else if bytes == b"assign_distributed_transaction_id" {
+            Some(CitusFunction::AssignsTransactionId)
         } else if contains(b"explain_analyze") {
             Some(CitusFunction::ExplainsTasks)
         } else {

@@ -29,6 +29,8 @@ static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 thread_local! {
     /// Whether this backend made a plan that carries the item (nothing to invalidate otherwise).
     static MARKED: Cell<bool> = const { Cell::new(false) };
+    /// While tenant_guard sets the token to the value it already has.
+    static UNCHANGED: Cell<bool> = const { Cell::new(false) };
     /// Relation -> tenant column, for protected distributed tables whose distribution column is the tenant column.
     static PRUNABLE: RefCell<HashMap<pg_sys::Oid, Option<i16>>> = RefCell::new(HashMap::new());
 }
@@ -83,9 +85,22 @@ pub fn planning() -> bool {
     PLANNING.get().is_some_and(|at| at == crate::guard::executor::executor_entries())
 }
 
+/// Runs `f`, which sets the token to the value it has and back (see `calls::set_local_everywhere`): no plan is
+/// made again for it.
+pub fn unchanged_token<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            UNCHANGED.set(self.0);
+        }
+    }
+    let _restore = Restore(UNCHANGED.replace(true));
+    f()
+}
+
 /// The token changed: plans made for the previous one are made again at their next use.
 pub fn token_changed() {
-    if MARKED.get() {
+    if MARKED.get() && !UNCHANGED.get() {
         // SAFETY: runs this backend's syscache callbacks for one PROCOID hash value (no catalog access): the plan
         // cache marks the plans that carry the item invalid.
         unsafe { pg_sys::CallSyscacheCallbacks(pg_sys::SysCacheIdentifier::PROCOID as i32, PLAN_ITEM_HASH) };

@@ -8,7 +8,7 @@
 //! each node). A worker takes these changes only from the coordinator: anything else that would change its issuers
 //! or keys, an encryption that would create a key included, is refused there.
 
-use super::symbols;
+use super::calls;
 use crate::errors;
 use crate::invalidation::Watched;
 use crate::privileged::as_bootstrap_superuser;
@@ -98,23 +98,13 @@ pub fn label_on_workers(table: &str, label: Option<&str>) {
 }
 
 fn send_as_caller(command: &str) {
-    let Some(symbols) = symbols::get() else { return };
-    let command = std::ffi::CString::new(command).expect("no NUL");
-    // SAFETY: a NUL-terminated command that outlives the call; Citus may raise a PostgreSQL ERROR, which aborts
-    // this transaction on every node.
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.send_to_workers)(command.as_ptr())) }
+    calls::send_to_workers(command)
 }
 
 fn send(command: &str) {
-    let Some(symbols) = symbols::get() else { return };
-    let command = std::ffi::CString::new(command).expect("JSON text has no NUL");
     // As the bootstrap superuser: Citus connects to the workers as the current user, and only a superuser may run
     // the functions that apply the change there.
-    as_bootstrap_superuser(|| {
-        // SAFETY: a NUL-terminated command that outlives the call; Citus may raise a PostgreSQL ERROR (a worker
-        // down, or refusing the command), which aborts this transaction on every node.
-        unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.send_to_workers)(command.as_ptr())) }
-    })
+    as_bootstrap_superuser(|| calls::send_to_workers(command))
 }
 
 fn applying<R>(f: impl FnOnce() -> R) -> R {

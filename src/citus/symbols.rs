@@ -1,4 +1,4 @@
-//! The four Citus functions tenant_guard calls, found in the loaded `citus` library by name (never linked, so
+//! The Citus functions tenant_guard calls, found in the loaded `citus` library by name (never linked, so
 //! tenant_guard loads and works without Citus). Their signatures are those of Citus 11 to 13.
 
 use pgrx::pg_sys;
@@ -26,16 +26,28 @@ pub struct DistributedTransactionId {
 /// `DistributedTransactionId *GetCurrentDistributedTransactionId(void)`: a palloc'd copy of this backend's id.
 pub type GetCurrentDistributedTransactionId = unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId;
 
+/// A function-manager (version-1) function: what every SQL-callable C function of Citus is.
+pub type V1Function = unsafe extern "C-unwind" fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+
+/// Citus's functions, found by name. The internal ones (the first four) are exported by Citus built for PostgreSQL
+/// 15 only: from 16 on, PostgreSQL builds extensions with hidden symbols, and only SQL-callable functions (the last
+/// two, which every build exports) can be found. `calls` chooses.
 pub struct Symbols {
-    pub use_coordinated_transaction: UseCoordinatedTransaction,
-    pub postprocess_variable_set: PostprocessVariableSetStmt,
-    pub send_to_workers: SendCommandToWorkersWithMetadata,
-    pub current_transaction_id: GetCurrentDistributedTransactionId,
+    pub use_coordinated_transaction: Option<UseCoordinatedTransaction>,
+    pub postprocess_variable_set: Option<PostprocessVariableSetStmt>,
+    pub send_to_workers: Option<SendCommandToWorkersWithMetadata>,
+    pub current_transaction_id: Option<GetCurrentDistributedTransactionId>,
+    /// `execute_command_on_remote_nodes_as_user(query text, username text)`: runs a command on every other node
+    /// as that user, in the coordinated transaction, committed with two-phase commit (superusers only).
+    pub execute_on_remote_nodes: Option<V1Function>,
+    /// `create_intermediate_result(result_id text, query text)`: stores a query's result in this transaction's
+    /// intermediate results, after making the transaction a coordinated one.
+    pub create_intermediate_result: Option<V1Function>,
 }
 
 static SYMBOLS: OnceLock<Option<Symbols>> = OnceLock::new();
 
-/// Whether the citus library is loaded in this process (and has the functions tenant_guard needs).
+/// Whether the citus library is loaded in this process.
 pub fn loaded() -> bool {
     get().is_some()
 }
@@ -53,21 +65,24 @@ fn lookup() -> Option<Symbols> {
         let p = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
         (!p.is_null()).then_some(p)
     };
-    let use_coordinated = find(c"UseCoordinatedTransaction")?;
-    let postprocess = find(c"PostprocessVariableSetStmt")?;
-    let send = find(c"SendCommandToWorkersWithMetadata")?;
-    let current = find(c"GetCurrentDistributedTransactionId")?;
-    // SAFETY: the symbols are Citus's functions with the signatures above (Citus 11 to 13 all define them so).
+    // every Citus build exports its SQL-callable functions: this one says the library is loaded
+    find(c"citus_version")?;
+    // SAFETY: each symbol, when present, is Citus's function with the signature above (Citus 11 to 13 define them
+    // so; the version-1 functions have the calling convention of every SQL-callable C function).
     unsafe {
         Some(Symbols {
-            use_coordinated_transaction: std::mem::transmute::<*mut libc::c_void, UseCoordinatedTransaction>(
-                use_coordinated,
-            ),
-            postprocess_variable_set: std::mem::transmute::<*mut libc::c_void, PostprocessVariableSetStmt>(postprocess),
-            send_to_workers: std::mem::transmute::<*mut libc::c_void, SendCommandToWorkersWithMetadata>(send),
-            current_transaction_id: std::mem::transmute::<*mut libc::c_void, GetCurrentDistributedTransactionId>(
-                current,
-            ),
+            use_coordinated_transaction: find(c"UseCoordinatedTransaction")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, UseCoordinatedTransaction>(p)),
+            postprocess_variable_set: find(c"PostprocessVariableSetStmt")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, PostprocessVariableSetStmt>(p)),
+            send_to_workers: find(c"SendCommandToWorkersWithMetadata")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, SendCommandToWorkersWithMetadata>(p)),
+            current_transaction_id: find(c"GetCurrentDistributedTransactionId")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, GetCurrentDistributedTransactionId>(p)),
+            execute_on_remote_nodes: find(c"execute_command_on_remote_nodes_as_user")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, V1Function>(p)),
+            create_intermediate_result: find(c"create_intermediate_result")
+                .map(|p| std::mem::transmute::<*mut libc::c_void, V1Function>(p)),
         })
     }
 }

@@ -9,28 +9,13 @@
 //! for a role that is not an administrator, only in the transaction's originating backend or in a session that
 //! holds that transaction's ticket.
 
-use super::symbols;
 use crate::errors;
 use crate::gucs;
-use pgrx::prelude::*;
 use tenant_guard_core::node_ticket;
 
 /// This backend's distributed transaction id: (originator here, initiator node, number, timestamp); None outside one.
 fn current() -> Option<(bool, i32, u64, i64)> {
-    let symbols = symbols::get()?;
-    // SAFETY: Citus returns a palloc'd copy of this backend's id (zeroed outside a distributed transaction).
-    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (symbols.current_transaction_id)()) };
-    if id.is_null() {
-        return None;
-    }
-    // SAFETY: not NULL, so a valid DistributedTransactionId.
-    let id = unsafe { &*id };
-    (id.transaction_number != 0).then_some((
-        id.transaction_originator,
-        id.initiator_node_identifier,
-        id.transaction_number,
-        id.timestamp,
-    ))
+    super::calls::transaction_id()
 }
 
 /// The `SET LOCAL` that gives the workers of the current distributed transaction its ticket; None without a master

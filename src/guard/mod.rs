@@ -97,6 +97,7 @@ unsafe extern "C-unwind" fn object_access(
             match crate::citus::classify(object_id) {
                 Some(CitusFunction::ChangesShardMetadata) if !is_admin() => errors::citus_metadata_refused(),
                 Some(CitusFunction::IntermediateResults) if !is_admin() => crate::citus::ticket::check(),
+                Some(CitusFunction::AssignsTransactionId) => crate::citus::calls::transaction_id_assigned(),
                 Some(CitusFunction::ExplainsTasks) if !is_admin() => {
                     // SAFETY: a syscache lookup of the function being called; NULL or a NUL-terminated name.
                     errors::citus_explain_refused(&unsafe { cstr(pg_sys::get_func_name(object_id)) })

@@ -2,6 +2,7 @@
 none); a worker never creates or changes them by itself; tenant.decrypt works wherever Citus runs it."""
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -120,8 +121,8 @@ def test_shred_leaves_no_node_able_to_decrypt(admin, secrets):
 def test_all_or_none_when_a_worker_is_down(admin):
     """A change that cannot reach every worker reaches none: the coordinator's transaction fails."""
     tenant = uuid.uuid4()
-    stop = ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", f"{BASE}.worker2", "-m", "immediate", "-w", "stop"]
-    start = ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", f"{BASE}.worker2", "-l", f"{BASE}.worker2/server.log",
+    stop = [f"/usr/lib/postgresql/{os.environ.get('PG', '15')}/bin/pg_ctl", "-D", f"{BASE}.worker2", "-m", "immediate", "-w", "stop"]
+    start = [f"/usr/lib/postgresql/{os.environ.get('PG', '15')}/bin/pg_ctl", "-D", f"{BASE}.worker2", "-l", f"{BASE}.worker2/server.log",
              "-w", "start"]
     runas = ["runuser", "-u", "postgres", "--"]
     subprocess.run(runas + stop, check=True, capture_output=True)

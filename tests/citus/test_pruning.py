@@ -1,6 +1,7 @@
 """Shard pruning: a tenant's query without WHERE tenant_id runs on that tenant's shard only, and plans kept for
 later (prepared statements, PL/pgSQL) never run for another tenant."""
 
+import os
 import re
 
 import pytest
@@ -54,9 +55,13 @@ def test_colocated_join_is_one_task(orders):
 
 def test_outer_join_is_left_alone(orders):
     """The condition is not added where it could change a result (the nullable side of an outer join): correct
-    rows, several tasks."""
+    rows, several tasks. On PostgreSQL 17, Citus 13.2 refuses this join under row-level security itself (0A000),
+    with or without tenant_guard's condition: an error, never other rows."""
     with explainer(TENANT_A) as c:
         sql = "SELECT o.item, l.item FROM prune_orders o LEFT JOIN prune_lines l USING (tenant_id, id) ORDER BY 1"
+        if os.environ.get("PG", "15") != "15":
+            assert sqlstate(c, sql) == "0A000"
+            return
         assert task_count(c, sql) > 1
         assert [r[0] for r in rows(c, sql)] == ["a0", "a1", "a2"]
 
