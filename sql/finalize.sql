@@ -10,6 +10,9 @@ COMMENT ON FUNCTION tenant.current_id() IS
 COMMENT ON FUNCTION tenant.claims() IS 'The verified token''s claims, as jsonb; 42501 without a context.';
 COMMENT ON FUNCTION tenant.claim(text) IS 'One claim of the verified token, as jsonb (NULL if absent); 42501 without a context.';
 COMMENT ON FUNCTION tenant.subject() IS 'The verified token''s sub claim (NULL if absent); 42501 without a context.';
+COMMENT ON FUNCTION tenant.client_certificate() IS
+    'The verified client certificate of this connection: SHA-256 thumbprint (base64url, as in a token''s '
+    'cnf x5t#S256), subject and issuer; NULLs without one.';
 COMMENT ON FUNCTION tenant.reset() IS 'Ends the context set for the session (a transaction''s ends with it).';
 COMMENT ON FUNCTION tenant.encrypt(text, text) IS
     'Encrypts text with the current tenant''s active data key (AES-256-GCM), bound to the tenant and the context.';
@@ -34,7 +37,7 @@ COMMENT ON FUNCTION tenant.rewrap_keys() IS
     'DEFINER: administrators.';
 COMMENT ON FUNCTION tenant.untrust_issuer(text) IS
     'Removes a trusted issuer and its keys; returns whether it existed. SECURITY DEFINER: administrators.';
-COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) IS
+COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) IS
     'What tenant.trust_issuer does (internal).';
 COMMENT ON FUNCTION tenant._protect(oid, text) IS 'What tenant.protect does (internal).';
 COMMENT ON FUNCTION tenant._label_column(text) IS

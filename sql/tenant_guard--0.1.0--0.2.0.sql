@@ -18,6 +18,9 @@ DROP FUNCTION tenant._keys_changed_trigger();
 DROP FUNCTION tenant._issuers_changed(oid);
 DROP FUNCTION tenant._keys_changed(oid);
 
+-- an issuer may require its tokens to be bound to a client certificate
+ALTER TABLE tenant.trusted_issuer ADD COLUMN require_cert_binding boolean NOT NULL DEFAULT false;
+
 -- functions whose arguments changed: trust_issuer takes the tenants an issuer may speak for; protect takes a name
 DROP FUNCTION tenant.trust_issuer(text, jsonb, text, text);
 DROP FUNCTION tenant._trust_issuer(text, text, text, text);
@@ -35,7 +38,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:83
+-- src/lib.rs:86
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -45,7 +48,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:84
+-- src/lib.rs:87
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -63,7 +66,7 @@ COMMENT ON ROLE tenant_guard_admin IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:199
+-- src/citus/replication.rs:189
 -- tenant_guard::citus::replication::_citus_coordinator
 CREATE OR REPLACE FUNCTION "_citus_coordinator"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE 
@@ -194,7 +197,7 @@ COMMENT ON FUNCTION tenant.protect(regclass, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:137
+-- src/citus/replication.rs:127
 -- tenant_guard::citus::replication::_replica_issuers
 CREATE OR REPLACE FUNCTION "_replica_issuers"(
 	"state" TEXT /* Option < & str > */
@@ -206,7 +209,7 @@ AS 'MODULE_PATHNAME', 'replica_issuers_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:162
+-- src/citus/replication.rs:152
 -- tenant_guard::citus::replication::_replica_keys
 CREATE OR REPLACE FUNCTION "_replica_keys"(
 	"tenants" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
@@ -263,14 +266,15 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:86
+-- src/issuers.rs:90
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
 	"jwks" TEXT, /* Option < & str > */
 	"audience" TEXT, /* Option < & str > */
 	"tenant_claim" TEXT, /* Option < & str > */
-	"tenants" uuid[] /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"tenants" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"require_cert_binding" bool /* Option < bool > */
 ) RETURNS INT /* i32 */
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -672,7 +676,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:334
+-- src/context.rs:336
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -684,7 +688,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:341
+-- src/context.rs:343
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -697,7 +701,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:369
+-- src/context.rs:371
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -709,12 +713,26 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:363
+-- src/context.rs:365
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'claims_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/client_cert.rs:218
+-- tenant_guard::client_cert::client_certificate
+CREATE OR REPLACE FUNCTION "client_certificate"() RETURNS TABLE (
+	"thumbprint" TEXT,  /* Option < String > */
+	"subject" TEXT,  /* Option < String > */
+	"issuer" TEXT  /* Option < String > */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'client_certificate_wrapper';
 
 /* </end connected objects> */
 
@@ -732,7 +750,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:354
+-- src/context.rs:356
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -832,7 +850,7 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:385
+-- src/context.rs:387
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -907,7 +925,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:128
+-- src/issuers.rs:141
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -964,7 +982,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:379
+-- src/context.rs:381
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1083,7 +1101,7 @@ GRANT SELECT, DELETE ON tenant.revoked_token, tenant.revoked_subject TO tenant_g
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:168
+-- src/issuers.rs:181
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */
@@ -1126,7 +1144,8 @@ SELECT i.issuer,
        i.audience,
        i.tenant_claim,
        i.updated_at,
-       (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants
+       (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants,
+       i.require_cert_binding
   FROM tenant.trusted_issuer i
  CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
 
@@ -1137,27 +1156,28 @@ COMMENT ON VIEW tenant.issuers IS
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
-                                    tenants uuid[] DEFAULT NULL)
+                                    tenants uuid[] DEFAULT NULL, require_cert_binding boolean DEFAULT NULL)
 RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants) $$;
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants, require_cert_binding) $$;
 
-COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) IS
-    'Registers or replaces the key set (JWKS) of a trusted token issuer, and the tenants it may speak for when '
-    'tenants is not NULL. Returns the number of keys.';
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) IS
+    'Registers or replaces the key set (JWKS) of a trusted token issuer, the tenants it may speak for when '
+    'tenants is not NULL, and whether its tokens must be bound to a client certificate when require_cert_binding '
+    'is not NULL. Returns the number of keys.';
 
 COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
     'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
 
-REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
 
 -- what administrators may do with issuers
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[]), tenant.untrust_issuer(text),
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean), tenant.untrust_issuer(text),
     tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
 
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
@@ -1223,7 +1243,7 @@ CREATE TRIGGER suspended_tenants_changed
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus/replication.rs:204
+-- src/citus/replication.rs:194
 -- requires:
 --   replica_issuers
 --   replica_keys
@@ -1343,7 +1363,7 @@ CREATE OR REPLACE FUNCTION tenant._citus_digest(what text) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.md5(COALESCE(CASE what
         WHEN 'issuers' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', i.issuer, i.jwks::text, i.audience,
-                                    i.tenant_claim, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
+                                    i.tenant_claim, i.require_cert_binding, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
                                                        FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
                                     E'\n' ORDER BY i.issuer)
                                FROM tenant.trusted_issuer i)
@@ -1875,7 +1895,7 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:85
+-- src/lib.rs:88
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 
@@ -1894,6 +1914,10 @@ COMMENT ON FUNCTION tenant.claims() IS 'The verified token''s claims, as jsonb; 
 COMMENT ON FUNCTION tenant.claim(text) IS 'One claim of the verified token, as jsonb (NULL if absent); 42501 without a context.';
 
 COMMENT ON FUNCTION tenant.subject() IS 'The verified token''s sub claim (NULL if absent); 42501 without a context.';
+
+COMMENT ON FUNCTION tenant.client_certificate() IS
+    'The verified client certificate of this connection: SHA-256 thumbprint (base64url, as in a token''s '
+    'cnf x5t#S256), subject and issuer; NULLs without one.';
 
 COMMENT ON FUNCTION tenant.reset() IS 'Ends the context set for the session (a transaction''s ends with it).';
 
@@ -1931,7 +1955,7 @@ COMMENT ON FUNCTION tenant.rewrap_keys() IS
 COMMENT ON FUNCTION tenant.untrust_issuer(text) IS
     'Removes a trusted issuer and its keys; returns whether it existed. SECURITY DEFINER: administrators.';
 
-COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[]) IS
+COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) IS
     'What tenant.trust_issuer does (internal).';
 
 COMMENT ON FUNCTION tenant._protect(oid, text) IS 'What tenant.protect does (internal).';

@@ -16,6 +16,7 @@
 //! `SET` clause, configuration file) never yields a tenant, and a session-level or connection-option token yields
 //! one only while `tenant_guard.allow_session_scope` is on.
 
+use crate::client_cert;
 use crate::errors;
 use crate::gucs::{self, TokenOrigin};
 use crate::invalidation::{self, Watched};
@@ -229,7 +230,7 @@ pub fn current() -> Rc<Verified> {
     }
     check_origin();
     let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
-    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)) {
+    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)).and_then(|_| client_cert::check(&verified)) {
         errors::no_context(Some(&r));
     }
     seal(verified.tenant);
@@ -250,6 +251,7 @@ pub fn peek_tenant() -> Option<Uuid> {
     }
     let verified = resolve(token).ok()?;
     with_policy(|p| verified.check_time(check_time(), p)).ok()?;
+    client_cert::check(&verified).ok()?;
     Some(verified.tenant)
 }
 
@@ -288,7 +290,7 @@ pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
         errors::session_scope_disabled();
     }
     let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
-    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)) {
+    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)).and_then(|_| client_cert::check(&verified)) {
         errors::token_rejected(&r);
     }
     seal(verified.tenant);

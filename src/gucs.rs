@@ -24,6 +24,8 @@ use std::ffi::{CStr, CString};
 
 /// Name of the token setting, as SQL sees it.
 pub const TOKEN_NAME: &CStr = c"tenant_guard.token";
+/// Name of the setting that carries the connection's client certificate to parallel workers (see `client_cert`).
+pub const CLIENT_CERTIFICATE_NAME: &CStr = c"tenant_guard.client_certificate";
 
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
@@ -36,6 +38,7 @@ pub static ALLOW_LARGE_OBJECTS: GucSetting<bool> = GucSetting::<bool>::new(false
 pub static TENANT_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 pub static POOLER_STATEMENT_PREFIX: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CITUS_TICKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CLIENT_CERTIFICATE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -160,6 +163,21 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
     );
+    // SAFETY: the check hook is a #[pg_guard] function with the signature PostgreSQL expects.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            CLIENT_CERTIFICATE_NAME,
+            c"Set by tenant_guard when a client connects: whether the connection is TLS, and the SHA-256 thumbprint \
+              of the client certificate the server verified.",
+            c"Parallel workers receive it from their leader. Nobody else can set it.",
+            &CLIENT_CERTIFICATE,
+            GucContext::Suset,
+            GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE | GucFlags::NO_RESET_ALL,
+            Some(check_client_certificate),
+            None,
+            None,
+        );
+    }
     let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
     // SAFETY: the show hooks are #[pg_guard] functions with the signature PostgreSQL expects.
     unsafe {
@@ -246,6 +264,18 @@ pub fn citus_ticket<'a>() -> Option<&'a str> {
             return None;
         }
         CStr::from_ptr(ptr).to_str().ok().filter(|t| !t.is_empty())
+    }
+}
+
+/// `tenant_guard.client_certificate` (see `client_cert`): empty unless tenant_guard set it.
+pub fn client_certificate<'a>() -> &'a str {
+    // SAFETY: as for token_bytes: the setting's value lives until it is next set.
+    unsafe {
+        let ptr = *CLIENT_CERTIFICATE.as_ptr();
+        if ptr.is_null() {
+            return "";
+        }
+        CStr::from_ptr(ptr).to_str().unwrap_or("")
     }
 }
 
@@ -340,6 +370,20 @@ unsafe extern "C-unwind" fn check_token(
     }
     errors::token_default_refused();
     false
+}
+
+/// `tenant_guard.client_certificate` takes a value only from tenant_guard (when a client connects) and from a
+/// parallel worker's leader; the empty value (no TLS: certificate-bound tokens are refused) from anyone.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_client_certificate(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a pointer to the candidate value, which is NULL or a NUL-terminated string.
+    let empty = unsafe { newval.is_null() || (*newval).is_null() || **newval == 0 };
+    // SAFETY: plain read of a backend global.
+    empty || crate::client_cert::setting_it() || unsafe { pg_sys::InitializingParallelWorker }
 }
 
 /// A new token (set, or reverted at the end of a transaction or savepoint): plans made for another tenant's shards

@@ -5,7 +5,8 @@
 //! - [`ciphertext`]: the ciphertext and wrapped-key formats (pure Rust, no Postgres);
 //! - [`kek`]: master-key providers (file, command);
 //! - [`keys`]: per-tenant data keys, their cache and the key admin API; [`encryption`]: encrypt/decrypt;
-//! - [`context`]: the tenant context, the only place that holds tenant state;
+//! - [`context`]: the tenant context, the only place that holds tenant state; [`client_cert`]: the connection's
+//!   client certificate, for certificate-bound tokens;
 //! - [`issuers`]: trusted issuers and their keys; [`revocations`]: revoked tokens and subjects, suspended tenants;
 //! - [`privileged`]: internal queries under a pinned search_path, as the bootstrap superuser where needed;
 //! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
@@ -31,6 +32,7 @@ use pgrx::prelude::*;
 
 pub mod audit;
 pub mod citus;
+pub mod client_cert;
 pub use tenant_guard_core::{ciphertext, kek, token};
 pub mod context;
 pub mod encryption;
@@ -67,6 +69,7 @@ pub extern "C-unwind" fn _PG_init() {
     citus::init();
     citus::pruning::init();
     redaction::init();
+    client_cert::init();
     requirements::check_server_version();
 }
 

@@ -18,6 +18,9 @@ DROP FUNCTION tenant._keys_changed_trigger();
 DROP FUNCTION tenant._issuers_changed(oid);
 DROP FUNCTION tenant._keys_changed(oid);
 
+-- an issuer may require its tokens to be bound to a client certificate
+ALTER TABLE tenant.trusted_issuer ADD COLUMN require_cert_binding boolean NOT NULL DEFAULT false;
+
 -- functions whose arguments changed: trust_issuer takes the tenants an issuer may speak for; protect takes a name
 DROP FUNCTION tenant.trust_issuer(text, jsonb, text, text);
 DROP FUNCTION tenant._trust_issuer(text, text, text, text);

@@ -47,3 +47,18 @@ pub fn check() {
         _ => errors::citus_ticket_missing(false),
     }
 }
+
+/// Whether this session works for a distributed transaction a coordinator started and handed its ticket to: a
+/// worker's remote transaction. (False on the coordinator, and in any session that gave itself an id.)
+pub fn holds_ticket() -> bool {
+    if !super::is_worker() {
+        return false;
+    }
+    let Some((originator, initiator, number, stamp)) = current() else { return false };
+    if originator {
+        return false;
+    }
+    let Some(key) = crate::keys::master_key_if_configured() else { return false };
+    gucs::citus_ticket()
+        .is_some_and(|presented| node_ticket::verify(key.as_slice(), initiator, number, stamp, presented))
+}

@@ -289,7 +289,8 @@ def test_issuers_view_shows_keys_without_material(admin, keys):
                     ("HS256", "HS256", "oct", AUD), ("RS256", "RS256", "RSA", AUD)]
     cols = [r[0] for r in admin.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'tenant.issuers'::regclass AND attnum > 0 ORDER BY attnum")]
-    assert cols == ["issuer", "kid", "alg", "kty", "audience", "tenant_claim", "updated_at", "scoped_tenants"]
+    assert cols == ["issuer", "kid", "alg", "kty", "audience", "tenant_claim", "updated_at", "scoped_tenants",
+                    "require_cert_binding"]
 
 
 def test_admin_functions_are_not_executable_by_public(admin):
@@ -309,7 +310,7 @@ def test_admin_functions_are_not_executable_by_public(admin):
                        "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
                        "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",
                        "_written_here", "_xid_here",
-                       "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version"}
+                       "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version", "client_certificate"}
     assert {"trust_issuer", "untrust_issuer", "_table_changed"} <= {name for name, _ in rows}
 
 

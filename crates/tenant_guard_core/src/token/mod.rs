@@ -44,6 +44,8 @@ pub struct Issuer {
     pub keys: Vec<Jwk>,
     /// The tenants this issuer may speak for (`tenant.issuer_tenant`); `None`: every tenant that no issuer lists.
     pub tenants: Option<HashSet<Uuid>>,
+    /// Whether its tokens must be bound to a client certificate (`cnf` with `x5t#S256`, RFC 8705).
+    pub require_cert_binding: bool,
 }
 
 impl Issuer {
@@ -148,6 +150,27 @@ pub struct Verified {
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
     pub claims: Map<String, Value>,
+    /// The SHA-256 thumbprint of the client certificate the token is bound to (`cnf.x5t#S256`, RFC 8705).
+    pub cert_thumbprint: Option<[u8; 32]>,
+}
+
+/// What the connection a token is used on presents, for certificate-bound tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// A plain TCP or Unix-socket connection.
+    NotTls,
+    /// TLS, without a verified client certificate.
+    NoCertificate,
+    /// TLS with a client certificate the server verified: the SHA-256 of its DER encoding.
+    Certificate([u8; 32]),
+}
+
+/// Why a certificate-bound token does not fit the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unbound {
+    NotTls,
+    NoCertificate,
+    OtherCertificate,
 }
 
 /// The part of a token a rejection is about.
@@ -204,6 +227,11 @@ pub enum Rejection {
     TenantSuspended,
     Revoked,
     SubjectRevoked,
+    /// `cnf` is not an object of members tenant_guard can check (only `x5t#S256`).
+    UnsupportedConfirmation,
+    BadThumbprint,
+    CertBindingRequired,
+    WrongConnection(Unbound),
 }
 
 impl fmt::Display for Rejection {
@@ -251,6 +279,26 @@ impl fmt::Display for Rejection {
                  (see tenant.issuer_tenant)",
             ),
             TenantSuspended => f.write_str("tenant is suspended (see tenant.revocations)"),
+            UnsupportedConfirmation => f.write_str(
+                "token cnf claim binds it to a key tenant_guard cannot check: only x5t#S256 (a client certificate) \
+                 is supported",
+            ),
+            BadThumbprint => {
+                f.write_str("token cnf x5t#S256 is not the base64url SHA-256 thumbprint of a certificate (32 bytes)")
+            }
+            CertBindingRequired => f.write_str(
+                "token is not bound to a client certificate (cnf x5t#S256), and its issuer requires certificate binding",
+            ),
+            WrongConnection(Unbound::NotTls) => f.write_str(
+                "token is bound to a client certificate (cnf x5t#S256), but this connection is not TLS \
+                 (a plain TCP or Unix-socket connection)",
+            ),
+            WrongConnection(Unbound::NoCertificate) => f.write_str(
+                "token is bound to a client certificate (cnf x5t#S256), but this TLS connection presented none",
+            ),
+            WrongConnection(Unbound::OtherCertificate) => f.write_str(
+                "token is bound to another client certificate than the one this connection presented",
+            ),
             Revoked => f.write_str("token has been revoked: its jti is listed in tenant.revocations"),
             SubjectRevoked => f.write_str(
                 "token has been revoked: its subject's tokens issued before a time are listed in tenant.revocations",
@@ -360,10 +408,41 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
         Some(_) => return Err(Rejection::BadClaimType("jti")),
     };
     store.revocations.check(iss, jti, subject.as_deref(), iat, &tenant)?;
-    Ok(Verified { tenant, subject, exp, nbf, iat, claims })
+    let cert_thumbprint = confirmation(&claims, &mut buf)?;
+    if issuer.require_cert_binding && cert_thumbprint.is_none() {
+        return Err(Rejection::CertBindingRequired);
+    }
+    Ok(Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint })
+}
+
+/// The certificate a token is bound to (RFC 8705 section 3.1): `cnf` must be an object whose only member is
+/// `x5t#S256`, the canonical base64url of a SHA-256 digest. Any other confirmation method (a `jwk`, a `jkt`) binds
+/// the token to a key whose possession tenant_guard cannot check, so such a token is refused rather than accepted
+/// unbound.
+fn confirmation(claims: &Map<String, Value>, buf: &mut Vec<u8>) -> Result<Option<[u8; 32]>, Rejection> {
+    let Some(cnf) = claims.get("cnf") else { return Ok(None) };
+    let Value::Object(cnf) = cnf else { return Err(Rejection::UnsupportedConfirmation) };
+    if cnf.len() != 1 {
+        return Err(Rejection::UnsupportedConfirmation);
+    }
+    let Some(Value::String(x5t)) = cnf.get("x5t#S256") else { return Err(Rejection::UnsupportedConfirmation) };
+    b64url::decode_into(x5t.as_bytes(), buf).map_err(|_| Rejection::BadThumbprint)?;
+    let thumbprint: [u8; 32] = buf.as_slice().try_into().map_err(|_| Rejection::BadThumbprint)?;
+    Ok(Some(thumbprint))
 }
 
 impl Verified {
+    /// A certificate-bound token is used only on a connection that presents that certificate.
+    pub fn check_binding(&self, presented: Presented) -> Result<(), Rejection> {
+        let Some(bound) = &self.cert_thumbprint else { return Ok(()) };
+        match presented {
+            Presented::Certificate(c) if c == *bound => Ok(()),
+            Presented::Certificate(_) => Err(Rejection::WrongConnection(Unbound::OtherCertificate)),
+            Presented::NoCertificate => Err(Rejection::WrongConnection(Unbound::NoCertificate)),
+            Presented::NotTls => Err(Rejection::WrongConnection(Unbound::NotTls)),
+        }
+    }
+
     /// The checks that depend on the moment of use: expiry, not-before, issued-at and the lifetime cap.
     pub fn check_time(&self, now: i64, policy: &Policy) -> Result<(), Rejection> {
         let skew = policy.clock_skew;

@@ -584,3 +584,67 @@ fn a_suspended_tenant_gets_no_context_whatever_the_token() {
     assert!(Rejection::Revoked.to_string().contains("jti"));
     assert!(Rejection::SubjectRevoked.to_string().contains("subject"));
 }
+
+const CERT: [u8; 32] = [7u8; 32];
+
+fn bound(c: &Value) -> Value {
+    with(c.clone(), "cnf", json!({ "x5t#S256": b64url::encode(&CERT) }))
+}
+
+#[test]
+fn a_certificate_bound_token_fits_only_a_connection_with_that_certificate() {
+    let v = check(&hs(&bound(&claims()))).unwrap();
+    assert_eq!(v.cert_thumbprint, Some(CERT));
+    assert_eq!(v.check_binding(Presented::Certificate(CERT)), Ok(()));
+    assert_eq!(
+        v.check_binding(Presented::Certificate([8u8; 32])),
+        Err(Rejection::WrongConnection(Unbound::OtherCertificate))
+    );
+    assert_eq!(v.check_binding(Presented::NoCertificate), Err(Rejection::WrongConnection(Unbound::NoCertificate)));
+    assert_eq!(v.check_binding(Presented::NotTls), Err(Rejection::WrongConnection(Unbound::NotTls)));
+    // an unbound token fits any connection
+    let unbound = check(&hs(&claims())).unwrap();
+    assert_eq!(unbound.cert_thumbprint, None);
+    for p in [Presented::NotTls, Presented::NoCertificate, Presented::Certificate(CERT)] {
+        assert_eq!(unbound.check_binding(p), Ok(()));
+    }
+    // each refusal says which
+    assert!(Rejection::WrongConnection(Unbound::NotTls).to_string().contains("not TLS"));
+    assert!(Rejection::WrongConnection(Unbound::NoCertificate).to_string().contains("presented none"));
+    assert!(Rejection::WrongConnection(Unbound::OtherCertificate).to_string().contains("another client certificate"));
+}
+
+#[test]
+fn confirmation_claims_tenant_guard_cannot_check_are_refused() {
+    for cnf in [
+        json!("x"),
+        json!({}),
+        json!({"jkt": "abc"}),
+        json!({"jwk": {"kty": "OKP"}}),
+        json!({"x5t#S256": b64url::encode(&CERT), "jkt": "abc"}),
+        json!({"x5t#S256": 5}),
+    ] {
+        assert_eq!(rejects(&hs(&with(claims(), "cnf", cnf.clone()))), Rejection::UnsupportedConfirmation, "{cnf}");
+    }
+    for x5t in [
+        b64url::encode(&[1u8; 31]),
+        b64url::encode(&[1u8; 33]),
+        "not base64!".into(),
+        format!("{}=", b64url::encode(&CERT)),
+    ] {
+        assert_eq!(rejects(&hs(&with(claims(), "cnf", json!({ "x5t#S256": x5t })))), Rejection::BadThumbprint);
+    }
+}
+
+#[test]
+fn an_issuer_that_requires_binding_refuses_unbound_tokens() {
+    let keys: Vec<Value> = vec![testkeys::jwk_for(Alg::HS256, "HS256")];
+    let set = jwk::parse_jwks(&json!({ "keys": keys }).to_string()).unwrap();
+    let mut store = KeyStore::default();
+    store.insert(
+        ISS.into(),
+        Issuer { audience: Some(AUD.into()), keys: set.keys, require_cert_binding: true, ..Default::default() },
+    );
+    assert_eq!(verify(&hs(&claims()), &store, &policy(), NOW).unwrap_err(), Rejection::CertBindingRequired);
+    assert_eq!(verify(&hs(&bound(&claims())), &store, &policy(), NOW).unwrap().cert_thumbprint, Some(CERT));
+}
