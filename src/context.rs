@@ -64,6 +64,33 @@ thread_local! {
     static SEALED: Cell<Option<Uuid>> = const { Cell::new(None) };
     /// (local transaction id, clock) of the transaction's first token check (see `check_time`).
     static CLOCK: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
+    /// The executor runs of a sealed transaction: QueryDesc address -> the statement that last ran it (None: started,
+    /// not run yet).
+    static STARTED: RefCell<HashMap<usize, Option<pg_sys::TimestampTz>>> = RefCell::new(HashMap::new());
+}
+
+/// An executor run is about to start (ExecutorStart): remembered, in a sealed transaction, with its statement.
+pub fn statement_started(query_desc: usize) {
+    if SEALED.get().is_some() && !in_parallel_worker() {
+        STARTED.with_borrow_mut(|m| m.insert(query_desc, None));
+    }
+}
+
+/// A top-level executor run goes on (ExecutorRun): a cursor fetched, or a portal executed again, by a later
+/// statement than the one that last ran it must still have the context it ran with. A revocation, a
+/// suspension or a removed key reaches it at that next statement, as every other (the rows a cursor's InitPlan
+/// evaluated the tenant for would otherwise keep coming).
+pub fn statement_continued(query_desc: usize) {
+    if SEALED.get().is_none() || in_parallel_worker() {
+        return;
+    }
+    // SAFETY: a plain read of backend state.
+    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    // (a run started before the transaction was sealed counts from its first run after it)
+    let last = STARTED.with_borrow_mut(|m| m.insert(query_desc, Some(now))).flatten();
+    if last.is_some_and(|last| last != now) {
+        current();
+    }
 }
 
 /// Registers the transaction callback. Called once from `_PG_init`.
@@ -84,6 +111,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             | XACT_EVENT_PARALLEL_ABORT
     ) {
         SEALED.set(None);
+        STARTED.with_borrow_mut(HashMap::clear);
     }
 }
 

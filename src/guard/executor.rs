@@ -115,6 +115,7 @@ unsafe fn protected_table(query_desc: *mut pg_sys::QueryDesc) -> Option<pg_sys::
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     ENTRIES.set(ENTRIES.get() + 1);
+    crate::context::statement_started(query_desc as usize);
     // SAFETY: a valid QueryDesc from the executor; its text is NUL-terminated.
     unsafe { super::prepared_statement_of((*query_desc).sourceText) };
     // SAFETY: the QueryDesc's plan, valid for the executor's whole run.
@@ -209,6 +210,10 @@ unsafe extern "C-unwind" fn executor_run(
     execute_once: bool,
 ) {
     redact_reported_text(query_desc);
+    if RUN_DEPTH.get() == 0 {
+        // a cursor or portal started by an earlier statement: the context must still hold (revoked, suspended?)
+        crate::context::statement_continued(query_desc as usize);
+    }
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);
@@ -262,6 +267,10 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
 ) {
     redact_reported_text(query_desc);
+    if RUN_DEPTH.get() == 0 {
+        // a cursor or portal started by an earlier statement: the context must still hold (revoked, suspended?)
+        crate::context::statement_continued(query_desc as usize);
+    }
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);

@@ -10,14 +10,14 @@ import uuid
 import psycopg
 import psycopg.sql
 import pytest
-from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, sqlstate
+from conftest import APP, AUD, DB, HOST, ISS, PG, dsn, free_port, sqlstate
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "..", "support")
 sys.path.insert(0, SUPPORT)
 import tls_certs  # noqa: E402
 CLUSTER = os.path.join(SUPPORT, "cluster.sh")
-OWN_PORT = PORT + 230
-OWN_DIR = f"/tmp/tenant_guard-e2e-tls-{OWN_PORT}"
+OWN_PORT = free_port()   # not PORT + n: the suites of several majors may run at once
+OWN_DIR = f"/tmp/tenant_guard-e2e-tls-{os.getpid()}"
 CERTS = OWN_DIR + "-certs"
 TENANT = uuid.UUID("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa")
 

@@ -30,6 +30,8 @@ VALUES = {
     "smallint": [None, 0, -1, 32767, -32768],
     "xid": [None, 0, 1, 2, 3, 4294967295],
     "pg_node_tree": [None],   # no input function: only NULL can be passed
+    "timestamp with time zone": [None, "infinity", "-infinity", "epoch", "294276-12-31 23:59:59+00"],
+    "boolean": [None, True, False],
 }
 # Calls that would change the shared test database beyond repair are made as the app role only, where the
 # privilege check refuses them first; everything else runs as a superuser too.
@@ -81,9 +83,9 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
         "_trust_issuer", "_trusted_function", "_unique_without_tenant", "_untrusted_calls", "_untrusted_code", "_untrusted_partition_keys",
         "_untrusted_column_calls", "_policy_expression", "_policy_expression_per_row", "_policy_intact",
         "_replica_issuers", "_replica_keys", "_table_changed", "_written_here", "_xid_here", "audit",
-        "authenticate", "claim", "claims", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
-        "key_version", "protect", "reencrypt", "reset", "rewrap_keys", "rotate_key", "scope_issuer", "shred",
-        "subject",
+        "authenticate", "claim", "claims", "client_certificate", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
+        "key_version", "protect", "reencrypt", "reset", "resume_tenant", "revoke_subject", "revoke_token",
+        "rewrap_keys", "rotate_key", "scope_issuer", "shred", "subject", "suspend_tenant",
         "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"
     outcomes = {}
     for conn, role in ((app, "app"), (admin, "superuser")):
@@ -97,6 +99,8 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
             # the backend is alive and the connection usable after every function
             assert conn.execute("SELECT 1").fetchone() == (1,), signature
     admin.execute("SELECT tenant.untrust_issuer('https://hostile.test')")
+    admin.execute("DELETE FROM tenant.revoked_token; DELETE FROM tenant.revoked_subject; "
+                  "DELETE FROM tenant.suspended_tenant")
     # nothing was ever an internal error (XX000) and every function was called
     assert len(outcomes) >= 2 * len(fns) - 2 * len(APP_ONLY)
     # the app role was refused every admin function before it ran ("ok" only where PostgreSQL folds a STRICT call

@@ -9,7 +9,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, sqlstate
+from conftest import APP, AUD, DB, HOST, ISS, PG, PORT, dsn, free_port, sqlstate
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "..", "support")
 CLUSTER = os.path.join(SUPPORT, "cluster.sh")
@@ -210,8 +210,8 @@ def test_pg_dump_and_restore_keep_revocations(keys, clean):
         clean.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
 
 
-OWN_PORT = PORT + 210
-OWN_DIR = f"/tmp/tenant_guard-e2e-revocations-{OWN_PORT}"
+OWN_PORT = free_port()   # not PORT + n: the suites of several majors may run at once
+OWN_DIR = f"/tmp/tenant_guard-e2e-revocations-{os.getpid()}"
 
 
 def test_revocations_survive_a_restart(keys):
@@ -237,3 +237,31 @@ def test_revocations_survive_a_restart(keys):
             assert app.execute("SELECT tenant.authenticate(%s)", (keys.mint(uuid.uuid4()),)).fetchone()[0]
     finally:
         subprocess.run([CLUSTER, "stop", OWN_DIR], check=True)
+
+
+@pytest.mark.parametrize("how", ["revoke_token", "suspend_tenant"])
+def test_a_cursor_opened_before_stops_at_its_next_fetch(keys, clean, admin, how):
+    """A FETCH is a statement too: rows a cursor's InitPlan evaluated the tenant for stop coming once the token is
+    revoked or the tenant suspended, also when the cursor was declared before the context was set."""
+    for declare_first in (False, True):
+        tenant = uuid.uuid4()
+        admin.execute("INSERT INTO public.docs (tenant_id, body) SELECT %s, 'c' || g FROM generate_series(1, 5) g",
+                      (tenant,))
+        try:
+            token = keys.mint(tenant, jti=f"cursor-{how}-{declare_first}")
+            with psycopg.connect(dsn(user=APP)) as app:   # one transaction
+                if declare_first:
+                    app.execute("DECLARE c CURSOR FOR SELECT body FROM public.docs ORDER BY body")
+                app.execute("SELECT tenant.authenticate(%s)", (token,))
+                if not declare_first:
+                    app.execute("DECLARE c CURSOR FOR SELECT body FROM public.docs ORDER BY body")
+                assert app.execute("FETCH 2 FROM c").fetchall() == [("c1",), ("c2",)]
+                if how == "revoke_token":
+                    clean.execute("SELECT tenant.revoke_token(%s)", (f"cursor-{how}-{declare_first}",))
+                    why = REVOKED
+                else:
+                    clean.execute("SELECT tenant.suspend_tenant(%s)", (tenant,))
+                    why = SUSPENDED
+                assert detail(app, "FETCH 2 FROM c") == refused_because(why)
+        finally:
+            admin.execute("DELETE FROM public.docs WHERE tenant_id = %s", (tenant,))
