@@ -34,3 +34,11 @@ CREATE TRIGGER revoked_subjects_changed
 CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+-- The triggers fire whatever session_replication_role says: rows that a logical-replication apply worker or
+-- pg_restore --disable-triggers writes must reach every backend's cache too.
+ALTER TABLE tenant.trusted_issuer ENABLE ALWAYS TRIGGER issuers_changed;
+ALTER TABLE tenant.issuer_tenant ENABLE ALWAYS TRIGGER issuer_scope_changed;
+ALTER TABLE tenant.data_key ENABLE ALWAYS TRIGGER keys_changed;
+ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
+ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
+ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;

@@ -676,7 +676,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:336
+-- src/context.rs:364
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -688,7 +688,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:343
+-- src/context.rs:371
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -701,7 +701,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:371
+-- src/context.rs:399
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -713,7 +713,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:365
+-- src/context.rs:393
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -723,7 +723,7 @@ AS 'MODULE_PATHNAME', 'claims_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/client_cert.rs:218
+-- src/client_cert.rs:282
 -- tenant_guard::client_cert::client_certificate
 CREATE OR REPLACE FUNCTION "client_certificate"() RETURNS TABLE (
 	"thumbprint" TEXT,  /* Option < String > */
@@ -750,7 +750,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:356
+-- src/context.rs:384
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -850,7 +850,7 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:387
+-- src/context.rs:415
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -860,7 +860,7 @@ AS 'MODULE_PATHNAME', 'reset_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:124
+-- src/revocations.rs:138
 -- tenant_guard::revocations::resume_tenant
 CREATE OR REPLACE FUNCTION "resume_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -982,7 +982,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:381
+-- src/context.rs:409
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -992,7 +992,7 @@ AS 'MODULE_PATHNAME', 'subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:113
+-- src/revocations.rs:127
 -- tenant_guard::revocations::suspend_tenant
 CREATE OR REPLACE FUNCTION "suspend_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -1005,7 +1005,7 @@ AS 'MODULE_PATHNAME', 'suspend_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:133
+-- src/revocations.rs:147
 -- requires:
 --   admin_role
 --   revoke_token
@@ -1239,6 +1239,20 @@ CREATE TRIGGER revoked_subjects_changed
 CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+-- The triggers fire whatever session_replication_role says: rows that a logical-replication apply worker or
+-- pg_restore --disable-triggers writes must reach every backend's cache too.
+ALTER TABLE tenant.trusted_issuer ENABLE ALWAYS TRIGGER issuers_changed;
+
+ALTER TABLE tenant.issuer_tenant ENABLE ALWAYS TRIGGER issuer_scope_changed;
+
+ALTER TABLE tenant.data_key ENABLE ALWAYS TRIGGER keys_changed;
+
+ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
+
+ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
+
+ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
 
 /* </end connected objects> */
 

@@ -8,8 +8,9 @@
 //! - in a backend, that callback records the connection's `SSL` object during the handshake;
 //! - once the client has authenticated (`ClientAuthentication_hook`), tenant_guard takes the certificate the
 //!   handshake verified (`SSL_get0_peer_certificate`, with `SSL_get_verify_result` = OK: PostgreSQL asks for client
-//!   certificates only when `ssl_ca_file` is set, and verifies them against it), checks that the `SSL` object is the
-//!   one on the connection's socket, and stores the SHA-256 of its DER encoding in `tenant_guard.client_certificate`,
+//!   certificates only when `ssl_ca_file` is set, and verifies them against it), checks that it is the certificate
+//!   PostgreSQL holds for the connection (the same serial number, `be_tls_get_peer_serial`; the connection is TLS by
+//!   `be_tls_get_version`), and stores the SHA-256 of its DER encoding in `tenant_guard.client_certificate`,
 //!   which parallel workers receive from their leader and nobody else can set (see `gucs`).
 
 use crate::gucs;
@@ -125,30 +126,62 @@ unsafe extern "C-unwind" fn client_authenticated(port: *mut pg_sys::Port, status
 /// # Safety
 /// `port` is the connection's Port.
 unsafe fn peer_thumbprint(port: *mut pg_sys::Port) -> Option<Option<[u8; 32]>> {
-    let ssl = CONNECTION_SSL.load(Ordering::Relaxed);
-    if ssl.is_null() || port.is_null() {
-        return None;
-    }
-    type GetFd = unsafe extern "C" fn(*const c_void) -> c_int;
+    type PortText = unsafe extern "C-unwind" fn(*mut pg_sys::Port) -> *const c_char;
+    type PortName = unsafe extern "C-unwind" fn(*mut pg_sys::Port, *mut c_char, usize);
     type GetPeer = unsafe extern "C" fn(*const c_void) -> *mut c_void;
     type VerifyResult = unsafe extern "C" fn(*const c_void) -> c_long;
     type I2d = unsafe extern "C" fn(*mut c_void, *mut *mut u8) -> c_int;
     type Free = unsafe extern "C" fn(*mut c_void);
-    let get_fd = symbol(c"SSL_get_fd")?;
-    let verify_result = symbol(c"SSL_get_verify_result")?;
-    let i2d = symbol(c"i2d_X509")?;
-    // SAFETY: OpenSSL's functions with the signatures above, on the SSL object OpenSSL handed the callback in
-    // this backend; the Port's first member is the socket (pgsocket, an int on Unix).
+    if port.is_null() {
+        return None;
+    }
+    // PostgreSQL's own answer: the connection is TLS when its SSL object has a protocol version
+    // SAFETY: be_tls_get_version(Port *) reads the port's SSL object (NULL without one).
+    let tls = unsafe { std::mem::transmute::<*mut c_void, PortText>(symbol(c"be_tls_get_version")?)(port) };
+    if tls.is_null() {
+        return None;
+    }
+    let ssl = CONNECTION_SSL.load(Ordering::Relaxed);
+    let (Some(verify_result), Some(i2d)) = (symbol(c"SSL_get_verify_result"), symbol(c"i2d_X509")) else {
+        return Some(None);
+    };
+    if ssl.is_null() {
+        return Some(None);
+    }
+    // SAFETY: OpenSSL's functions with the signatures above, on the SSL object OpenSSL handed the callback in this
+    // backend (which has one connection).
     unsafe {
-        if std::mem::transmute::<*mut c_void, GetFd>(get_fd)(ssl) != *(port as *const c_int) {
-            return None; // not this connection's (cannot happen: one connection per backend)
-        }
         // OpenSSL 3 has a non-counting getter; 1.1 only the counting one, freed below
         let (peer, owned) = match symbol(c"SSL_get0_peer_certificate") {
             Some(get0) => (std::mem::transmute::<*mut c_void, GetPeer>(get0)(ssl), false),
-            None => (std::mem::transmute::<*mut c_void, GetPeer>(symbol(c"SSL_get_peer_certificate")?)(ssl), true),
+            None => match symbol(c"SSL_get_peer_certificate") {
+                Some(get1) => (std::mem::transmute::<*mut c_void, GetPeer>(get1)(ssl), true),
+                None => return Some(None),
+            },
         };
-        if peer.is_null() {
+        let release = || {
+            if owned {
+                if let Some(free) = symbol(c"X509_free") {
+                    std::mem::transmute::<*mut c_void, Free>(free)(peer);
+                }
+            }
+        };
+        // the certificate PostgreSQL itself holds for the connection must be this one: the same serial number
+        let mut pg_serial = [0u8; 128];
+        match symbol(c"be_tls_get_peer_serial") {
+            Some(f) => std::mem::transmute::<*mut c_void, PortName>(f)(
+                port,
+                pg_serial.as_mut_ptr() as *mut c_char,
+                pg_serial.len(),
+            ),
+            None => {
+                release();
+                return Some(None);
+            }
+        }
+        let pg_serial = CStr::from_ptr(pg_serial.as_ptr() as *const c_char).to_bytes().to_vec();
+        if peer.is_null() || pg_serial.is_empty() || serial(peer).as_deref() != Some(pg_serial.as_slice()) {
+            release();
             return Some(None);
         }
         let verified = std::mem::transmute::<*mut c_void, VerifyResult>(verify_result)(ssl) == 0; // X509_V_OK
@@ -157,15 +190,46 @@ unsafe fn peer_thumbprint(port: *mut pg_sys::Port) -> Option<Option<[u8; 32]>> {
         let mut der = vec![0u8; len.max(0) as usize];
         let mut out = der.as_mut_ptr();
         let written = if len > 0 { i2d(peer, &mut out) } else { -1 };
-        if owned {
-            if let Some(free) = symbol(c"X509_free") {
-                std::mem::transmute::<*mut c_void, Free>(free)(peer);
-            }
-        }
+        release();
         if !verified || written != len || len <= 0 {
             return Some(None);
         }
         Some(Some(Sha256::digest(&der).into()))
+    }
+}
+
+/// A certificate's serial number in decimal, as PostgreSQL's `be_tls_get_peer_serial` prints it.
+///
+/// # Safety
+/// `cert` is a valid X509 object.
+unsafe fn serial(cert: *mut c_void) -> Option<Vec<u8>> {
+    type GetSerial = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+    type ToBn = unsafe extern "C" fn(*const c_void, *mut c_void) -> *mut c_void;
+    type ToDec = unsafe extern "C" fn(*const c_void) -> *mut c_char;
+    type BnFree = unsafe extern "C" fn(*mut c_void);
+    type CryptoFree = unsafe extern "C" fn(*mut c_void, *const c_char, c_int);
+    let get = symbol(c"X509_get_serialNumber")?;
+    let to_bn = symbol(c"ASN1_INTEGER_to_BN")?;
+    let to_dec = symbol(c"BN_bn2dec")?;
+    let bn_free = symbol(c"BN_free")?;
+    let crypto_free = symbol(c"CRYPTO_free")?;
+    // SAFETY: OpenSSL's functions with the signatures above; the BIGNUM and the string they allocate are freed here.
+    unsafe {
+        let asn1 = std::mem::transmute::<*mut c_void, GetSerial>(get)(cert);
+        if asn1.is_null() {
+            return None;
+        }
+        let bn = std::mem::transmute::<*mut c_void, ToBn>(to_bn)(asn1, std::ptr::null_mut());
+        if bn.is_null() {
+            return None;
+        }
+        let dec = std::mem::transmute::<*mut c_void, ToDec>(to_dec)(bn);
+        let out = (!dec.is_null()).then(|| CStr::from_ptr(dec).to_bytes().to_vec());
+        if !dec.is_null() {
+            std::mem::transmute::<*mut c_void, CryptoFree>(crypto_free)(dec as *mut c_void, c"".as_ptr(), 0);
+        }
+        std::mem::transmute::<*mut c_void, BnFree>(bn_free)(bn);
+        out
     }
 }
 

@@ -69,26 +69,26 @@ thread_local! {
     static STARTED: RefCell<HashMap<usize, Option<pg_sys::TimestampTz>>> = RefCell::new(HashMap::new());
 }
 
-/// An executor run is about to start (ExecutorStart): remembered, in a sealed transaction, with its statement.
+/// An executor run is about to start (ExecutorStart): remembered, not run yet.
 pub fn statement_started(query_desc: usize) {
-    if SEALED.get().is_some() && !in_parallel_worker() {
+    if !in_parallel_worker() {
         STARTED.with_borrow_mut(|m| m.insert(query_desc, None));
     }
 }
 
-/// A top-level executor run goes on (ExecutorRun): a cursor fetched, or a portal executed again, by a later
-/// statement than the one that last ran it must still have the context it ran with. A revocation, a
-/// suspension or a removed key reaches it at that next statement, as every other (the rows a cursor's InitPlan
+/// An executor run goes on (ExecutorRun, at any depth): a cursor fetched, or a portal executed again, by a later
+/// statement than the one that last ran it (a FETCH, a function fetching from a cursor, `cursor_to_xml`, a protocol
+/// Execute with a row limit) must still have a valid context, once the transaction holds one: a revocation, a
+/// suspension, a removed key or a reset context stops it there, as at every other statement (the rows its InitPlan
 /// evaluated the tenant for would otherwise keep coming).
 pub fn statement_continued(query_desc: usize) {
-    if SEALED.get().is_none() || in_parallel_worker() {
+    if in_parallel_worker() {
         return;
     }
     // SAFETY: a plain read of backend state.
     let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
-    // (a run started before the transaction was sealed counts from its first run after it)
     let last = STARTED.with_borrow_mut(|m| m.insert(query_desc, Some(now))).flatten();
-    if last.is_some_and(|last| last != now) {
+    if last.is_some_and(|last| last != now) && (SEALED.get().is_some() || !gucs::token_bytes().is_empty()) {
         current();
     }
 }

@@ -100,6 +100,20 @@ fn revoke_subject(
     if !issued_before.is_finite() {
         errors::invalid_parameter("issued_before must be a finite time".into(), None);
     }
+    let trusted = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM tenant.trusted_issuer WHERE issuer = $1)",
+        &[issuer.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !trusted {
+        // allowed (an issuer about to be trusted), but most often a misspelling that revokes nothing
+        errors::warning(
+            "the subject is revoked for an issuer that is not trusted: no token matches it until one is".into(),
+            "Issuers are matched byte for byte: see tenant.issuers for their exact names.",
+        );
+    }
     changed(
         "WITH i AS (INSERT INTO tenant.revoked_subject AS r (issuer, subject, issued_before) VALUES ($1, $2, $3) \
                     ON CONFLICT (issuer, subject) DO UPDATE SET issued_before = EXCLUDED.issued_before, \

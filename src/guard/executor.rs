@@ -210,10 +210,8 @@ unsafe extern "C-unwind" fn executor_run(
     execute_once: bool,
 ) {
     redact_reported_text(query_desc);
-    if RUN_DEPTH.get() == 0 {
-        // a cursor or portal started by an earlier statement: the context must still hold (revoked, suspended?)
-        crate::context::statement_continued(query_desc as usize);
-    }
+    // a cursor or portal run again by a later statement: the context must still hold (revoked, suspended?)
+    crate::context::statement_continued(query_desc as usize);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);
@@ -267,10 +265,8 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
 ) {
     redact_reported_text(query_desc);
-    if RUN_DEPTH.get() == 0 {
-        // a cursor or portal started by an earlier statement: the context must still hold (revoked, suspended?)
-        crate::context::statement_continued(query_desc as usize);
-    }
+    // a cursor or portal run again by a later statement: the context must still hold (revoked, suspended?)
+    crate::context::statement_continued(query_desc as usize);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);

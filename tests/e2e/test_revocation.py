@@ -91,8 +91,11 @@ def test_revoke_subject_refuses_tokens_issued_before_the_cut_only(keys, clean):
         clean.execute("SELECT tenant.revoke_subject(%s, 'alice', to_timestamp(%s))", (ISS, now - 30))
         assert detail(app, "SELECT tenant.current_id()") == refused_because(SUBJECT_REVOKED)
         assert sqlstate(app, "SELECT tenant.authenticate(%s)", (no_iat,)) == rejected(SUBJECT_REVOKED)
-        # a token issued after the cut (a fresh login) is accepted; so is another subject
-        fresh = keys.mint(tenant, sub="alice", iat=now - 30)
+        # issued within tenant_guard.clock_skew (30 s) after the cut: the issuer's clock may run ahead, refused too
+        assert sqlstate(app, "SELECT tenant.authenticate(%s)", (keys.mint(tenant, sub="alice", iat=now - 10),)) == \
+            rejected(SUBJECT_REVOKED)
+        # a token issued after the cut plus the leeway (a fresh login) is accepted; so is another subject
+        fresh = keys.mint(tenant, sub="alice", iat=now)
         assert app.execute("SELECT tenant.authenticate(%s)", (fresh,)).fetchone()[0] == tenant
         assert app.execute("SELECT tenant.authenticate(%s)", (bob,)).fetchone()[0] == tenant
         # the same subject name at another issuer is another subject
@@ -265,3 +268,91 @@ def test_a_cursor_opened_before_stops_at_its_next_fetch(keys, clean, admin, how)
                 assert detail(app, "FETCH 2 FROM c") == refused_because(why)
         finally:
             admin.execute("DELETE FROM public.docs WHERE tenant_id = %s", (tenant,))
+
+
+def revoked_cursor(keys, clean, admin, jti, declare_first=False):
+    """An app transaction (returned open) holding cursor c over a fresh tenant's 5 rows, fetched once, whose token
+    `jti` is then revoked."""
+    tenant = uuid.uuid4()
+    admin.execute("INSERT INTO public.docs (tenant_id, body) SELECT %s, 'c' || g FROM generate_series(1, 5) g",
+                  (tenant,))
+    app = psycopg.connect(dsn(user=APP))
+    if declare_first:
+        app.execute("DECLARE c CURSOR FOR SELECT body FROM public.docs ORDER BY body")
+    app.execute("SELECT tenant.authenticate(%s)", (keys.mint(tenant, jti=jti),))
+    if not declare_first:
+        app.execute("DECLARE c CURSOR FOR SELECT body FROM public.docs ORDER BY body")
+    assert app.execute("FETCH 1 FROM c").fetchall() == [("c1",)]
+    clean.execute("SELECT tenant.revoke_token(%s)", (jti,))
+    return app, tenant
+
+
+@pytest.mark.parametrize("fetch", [
+    "SELECT cursor_to_xml('c', 100, false, true, '')",
+    "SELECT pg_temp.fetch_all('c')",
+    "FETCH ALL FROM c",
+])
+@pytest.mark.parametrize("declare_first", [False, True])
+def test_a_cursor_fetched_by_a_function_stops_too(keys, clean, admin, fetch, declare_first):
+    """Red team, round 5: a FETCH run by a function (cursor_to_xml, PL/pgSQL) ran below the top level, unchecked;
+    a cursor declared before the context was set got one unchecked run after the revocation."""
+    app, tenant = revoked_cursor(keys, clean, admin, f"fn-{abs(hash((fetch, declare_first)))}", declare_first)
+    try:
+        if "pg_temp" in fetch:
+            app.execute("SAVEPOINT f")
+            app.execute("CREATE FUNCTION pg_temp.fetch_all(c refcursor) RETURNS bigint LANGUAGE plpgsql AS $$ "
+                        "DECLARE r record; n bigint := 0; BEGIN LOOP FETCH c INTO r; EXIT WHEN NOT FOUND; n := n + 1; "
+                        "END LOOP; RETURN n; END $$")
+        assert detail(app, fetch) == refused_because(REVOKED)
+    finally:
+        app.close()
+        admin.execute("DELETE FROM public.docs WHERE tenant_id = %s", (tenant,))
+
+
+def test_a_cursor_stops_after_the_context_is_reset(keys, clean, admin):
+    tenant = uuid.uuid4()
+    admin.execute("INSERT INTO public.docs (tenant_id, body) SELECT %s, 'c' || g FROM generate_series(1, 5) g",
+                  (tenant,))
+    try:
+        with psycopg.connect(dsn(user=APP)) as app:
+            app.execute("SELECT tenant.authenticate(%s)", (keys.mint(tenant),))
+            app.execute("DECLARE c CURSOR FOR SELECT body FROM public.docs ORDER BY body")
+            assert app.execute("FETCH 1 FROM c").fetchall() == [("c1",)]
+            app.execute("SELECT tenant.reset()")
+            assert detail(app, "SELECT cursor_to_xml('c', 100, false, true, '')")[:2] == ("42501", NO_CONTEXT)
+    finally:
+        admin.execute("DELETE FROM public.docs WHERE tenant_id = %s", (tenant,))
+
+
+def test_revocations_written_around_the_triggers_setting_still_reach_every_backend(keys, clean):
+    """Red team, round 5: a logical-replication apply worker or pg_restore --disable-triggers writes with
+    session_replication_role = replica; the invalidation triggers fire ALWAYS."""
+    tenant = uuid.uuid4()
+    token = keys.mint(tenant, jti="replica-written")
+    with session_app(token) as app:
+        assert app.execute("SELECT tenant.current_id()").fetchone()[0] == tenant
+        clean.execute("BEGIN")
+        clean.execute("SET LOCAL session_replication_role = replica")
+        clean.execute("INSERT INTO tenant.revoked_token (jti) VALUES ('replica-written')")
+        clean.execute("COMMIT")
+        assert detail(app, "SELECT tenant.current_id()") == refused_because(REVOKED)
+    assert clean.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tenant.%' "
+                         "AND tgname LIKE '%changed' AND tgenabled <> 'A'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("claim", ["jti", "sub"])
+def test_a_token_no_revocation_could_name_is_refused(keys, app, claim):
+    """Red team, round 5: a jti or sub longer than revoke_token/revoke_subject accept, or with a NUL, could never be
+    revoked."""
+    for value in ("x" * 1025, "abc\u0000"):
+        assert sqlstate(app, "SELECT tenant.authenticate(%s)", (keys.mint(uuid.uuid4(), **{claim: value}),)) == \
+            rejected(f"token claim {claim} is longer than 1024 bytes or contains a NUL character "
+                     "(no revocation could name it)")
+
+
+def test_revoking_a_subject_of_an_untrusted_issuer_warns(clean):
+    notices = []
+    clean.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
+    assert clean.execute("SELECT tenant.revoke_subject('https://issuer.e2e.test/', 'alice')").fetchone()[0] is True
+    assert notices == [("WARNING", "the subject is revoked for an issuer that is not trusted: no token matches it "
+                                   "until one is")]

@@ -32,6 +32,8 @@ use uuid::Uuid;
 
 /// Longest token accepted, checked before decoding.
 pub const MAX_TOKEN_BYTES: usize = 8192;
+/// Longest `jti` or `sub` accepted: what `tenant.revoke_token` and `tenant.revoke_subject` can list.
+pub const MAX_REVOCABLE_BYTES: usize = 1024;
 
 /// Header parameters that would make the verifier fetch or trust keys named by the token itself.
 const FORBIDDEN_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
@@ -83,7 +85,8 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// Refuses what an administrator withdrew (`jti`: the token's `jti` claim, already type-checked).
+    /// Refuses what an administrator withdrew (`jti`: the token's `jti` claim, already type-checked). A subject's
+    /// cut allows for the issuer's clock running ahead by up to `skew` seconds (the leeway tokens get for `iat`).
     fn check(
         &self,
         iss: &str,
@@ -91,6 +94,7 @@ impl Revocations {
         subject: Option<&str>,
         iat: Option<i64>,
         tenant: &Uuid,
+        skew: i64,
     ) -> Result<(), Rejection> {
         if self.suspended.contains(tenant) {
             return Err(Rejection::TenantSuspended);
@@ -101,7 +105,7 @@ impl Revocations {
         if let Some(sub) = subject {
             if !self.subjects.is_empty() {
                 if let Some(before) = self.subjects.get(&(iss.to_owned(), sub.to_owned())) {
-                    if iat.is_none_or(|iat| iat < *before) {
+                    if iat.is_none_or(|iat| iat < before.saturating_add(skew)) {
                         return Err(Rejection::SubjectRevoked);
                     }
                 }
@@ -228,6 +232,8 @@ pub enum Rejection {
     Revoked,
     SubjectRevoked,
     /// `cnf` is not an object of members tenant_guard can check (only `x5t#S256`).
+    /// A `jti` or `sub` that no revocation could name (too long, or with a NUL).
+    Unrevocable(&'static str),
     UnsupportedConfirmation,
     BadThumbprint,
     CertBindingRequired,
@@ -279,6 +285,11 @@ impl fmt::Display for Rejection {
                  (see tenant.issuer_tenant)",
             ),
             TenantSuspended => f.write_str("tenant is suspended (see tenant.revocations)"),
+            Unrevocable(c) => write!(
+                f,
+                "token claim {c} is longer than {MAX_REVOCABLE_BYTES} bytes or contains a NUL character \
+                 (no revocation could name it)"
+            ),
             UnsupportedConfirmation => f.write_str(
                 "token cnf claim binds it to a key tenant_guard cannot check: only x5t#S256 (a client certificate) \
                  is supported",
@@ -407,7 +418,13 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
         Some(Value::String(j)) => Some(j.as_str()),
         Some(_) => return Err(Rejection::BadClaimType("jti")),
     };
-    store.revocations.check(iss, jti, subject.as_deref(), iat, &tenant)?;
+    // what could not be listed for revocation is not accepted either
+    for (name, value) in [("jti", jti), ("sub", subject.as_deref())] {
+        if value.is_some_and(|v| v.len() > MAX_REVOCABLE_BYTES || v.contains('\0')) {
+            return Err(Rejection::Unrevocable(name));
+        }
+    }
+    store.revocations.check(iss, jti, subject.as_deref(), iat, &tenant, policy.clock_skew)?;
     let cert_thumbprint = confirmation(&claims, &mut buf)?;
     if issuer.require_cert_binding && cert_thumbprint.is_none() {
         return Err(Rejection::CertBindingRequired);

@@ -558,8 +558,10 @@ fn a_revoked_subject_refuses_tokens_issued_before_the_cut_only() {
     assert_eq!(verify_with(revoked(), &claims()).unwrap_err(), Rejection::SubjectRevoked);
     // no iat: counts as issued before any time
     assert_eq!(verify_with(revoked(), &without(claims(), "iat")).unwrap_err(), Rejection::SubjectRevoked);
-    // issued at or after the cut: a fresh login works
-    assert!(verify_with(revoked(), &with(claims(), "iat", json!(cut))).is_ok());
+    // issued within the leeway after the cut (the issuer's clock may run ahead by that much): refused too
+    assert_eq!(verify_with(revoked(), &with(claims(), "iat", json!(cut + 29))).unwrap_err(), Rejection::SubjectRevoked);
+    // issued at or after the cut plus the leeway: a fresh login works
+    assert!(verify_with(revoked(), &with(claims(), "iat", json!(cut + 30))).is_ok());
     // another subject, or the same subject name from another issuer, is untouched
     assert!(verify_with(revoked(), &with(claims(), "sub", json!("user-2"))).is_ok());
     let other_issuer = Revocations {
@@ -647,4 +649,14 @@ fn an_issuer_that_requires_binding_refuses_unbound_tokens() {
     );
     assert_eq!(verify(&hs(&claims()), &store, &policy(), NOW).unwrap_err(), Rejection::CertBindingRequired);
     assert_eq!(verify(&hs(&bound(&claims())), &store, &policy(), NOW).unwrap().cert_thumbprint, Some(CERT));
+}
+
+#[test]
+fn a_jti_or_sub_no_revocation_could_name_is_refused() {
+    let long = "j".repeat(MAX_REVOCABLE_BYTES + 1);
+    let fits = "j".repeat(MAX_REVOCABLE_BYTES);
+    assert_eq!(rejects(&hs(&with(claims(), "jti", json!(long)))), Rejection::Unrevocable("jti"));
+    assert_eq!(rejects(&hs(&with(claims(), "sub", json!(long)))), Rejection::Unrevocable("sub"));
+    assert_eq!(rejects(&hs(&with(claims(), "jti", json!("abc\u{0}")))), Rejection::Unrevocable("jti"));
+    assert!(check(&hs(&with(claims(), "jti", json!(fits)))).is_ok());
 }
