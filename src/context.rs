@@ -69,9 +69,15 @@ thread_local! {
     static STARTED: RefCell<HashMap<usize, Option<pg_sys::TimestampTz>>> = RefCell::new(HashMap::new());
 }
 
+/// Whether executor runs are tracked: once the transaction holds a context, or a token is set (nothing to check
+/// before; a workload without tokens pays nothing).
+fn tracking() -> bool {
+    (SEALED.get().is_some() || !gucs::token_bytes().is_empty()) && !in_parallel_worker()
+}
+
 /// An executor run is about to start (ExecutorStart): remembered, not run yet.
 pub fn statement_started(query_desc: usize) {
-    if !in_parallel_worker() {
+    if tracking() {
         STARTED.with_borrow_mut(|m| m.insert(query_desc, None));
     }
 }
@@ -82,13 +88,13 @@ pub fn statement_started(query_desc: usize) {
 /// suspension, a removed key or a reset context stops it there, as at every other statement (the rows its InitPlan
 /// evaluated the tenant for would otherwise keep coming).
 pub fn statement_continued(query_desc: usize) {
-    if in_parallel_worker() {
+    if !tracking() {
         return;
     }
     // SAFETY: a plain read of backend state.
     let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
     let last = STARTED.with_borrow_mut(|m| m.insert(query_desc, Some(now))).flatten();
-    if last.is_some_and(|last| last != now) && (SEALED.get().is_some() || !gucs::token_bytes().is_empty()) {
+    if last.is_some_and(|last| last != now) {
         current();
     }
 }
