@@ -103,7 +103,7 @@ CREATE FUNCTION tenant._citus_digest(what text) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.md5(COALESCE(CASE what
         WHEN 'issuers' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', i.issuer, i.jwks::text, i.audience,
-                                    i.tenant_claim, i.require_cert_binding, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
+                                    i.tenant_claim, i.require_cert_binding, i.require_jti, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
                                                        FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
                                     E'\n' ORDER BY i.issuer)
                                FROM tenant.trusted_issuer i)

@@ -37,7 +37,7 @@ COMMENT ON FUNCTION tenant.rewrap_keys() IS
     'DEFINER: administrators.';
 COMMENT ON FUNCTION tenant.untrust_issuer(text) IS
     'Removes a trusted issuer and its keys; returns whether it existed. SECURITY DEFINER: administrators.';
-COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) IS
+COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean, boolean) IS
     'What tenant.trust_issuer does (internal).';
 COMMENT ON FUNCTION tenant._protect(oid, text) IS 'What tenant.protect does (internal).';
 COMMENT ON FUNCTION tenant._label_column(text) IS

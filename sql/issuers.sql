@@ -5,7 +5,8 @@ CREATE TABLE tenant.trusted_issuer (
     tenant_claim text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    require_cert_binding boolean NOT NULL DEFAULT false
+    require_cert_binding boolean NOT NULL DEFAULT false,
+    require_jti  boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE tenant.trusted_issuer IS
     'Trusted token issuers and their key sets. Superusers only: HS256 secrets are stored here. Use tenant.trust_issuer().';
@@ -34,7 +35,8 @@ SELECT i.issuer,
        i.tenant_claim,
        i.updated_at,
        (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants,
-       i.require_cert_binding
+       i.require_cert_binding,
+       i.require_jti
   FROM tenant.trusted_issuer i
  CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
 COMMENT ON VIEW tenant.issuers IS
@@ -43,22 +45,25 @@ COMMENT ON VIEW tenant.issuers IS
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
 CREATE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
-                                    tenants uuid[] DEFAULT NULL, require_cert_binding boolean DEFAULT NULL)
+                                    tenants uuid[] DEFAULT NULL, require_cert_binding boolean DEFAULT NULL,
+                                    require_jti boolean DEFAULT NULL)
 RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants, require_cert_binding) $$;
-COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) IS
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants, require_cert_binding,
+                                  require_jti) $$;
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean) IS
     'Registers or replaces the key set (JWKS) of a trusted token issuer, the tenants it may speak for when '
-    'tenants is not NULL, and whether its tokens must be bound to a client certificate when require_cert_binding '
-    'is not NULL. Returns the number of keys.';
+    'tenants is not NULL, whether its tokens must be bound to a client certificate when require_cert_binding '
+    'is not NULL, and whether each token must carry a jti used once when require_jti is not NULL. Returns the '
+    'number of keys.';
 COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
     'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
-REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
 
 -- what administrators may do with issuers
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean), tenant.untrust_issuer(text),
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean), tenant.untrust_issuer(text),
     tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
 GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;

@@ -20,6 +20,8 @@ DROP FUNCTION tenant._keys_changed(oid);
 
 -- an issuer may require its tokens to be bound to a client certificate
 ALTER TABLE tenant.trusted_issuer ADD COLUMN require_cert_binding boolean NOT NULL DEFAULT false;
+-- and each of its tokens to carry a jti, used in one transaction only
+ALTER TABLE tenant.trusted_issuer ADD COLUMN require_jti boolean NOT NULL DEFAULT false;
 
 -- functions whose arguments changed: trust_issuer takes the tenants an issuer may speak for; protect takes a name
 DROP FUNCTION tenant.trust_issuer(text, jsonb, text, text);
@@ -38,7 +40,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:86
+-- src/lib.rs:89
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -48,7 +50,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:87
+-- src/lib.rs:90
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -266,7 +268,7 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:90
+-- src/issuers.rs:93
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -274,7 +276,8 @@ CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"audience" TEXT, /* Option < & str > */
 	"tenant_claim" TEXT, /* Option < & str > */
 	"tenants" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
-	"require_cert_binding" bool /* Option < bool > */
+	"require_cert_binding" bool, /* Option < bool > */
+	"require_jti" bool /* Option < bool > */
 ) RETURNS INT /* i32 */
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -676,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:364
+-- src/context.rs:385
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -688,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:371
+-- src/context.rs:392
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -701,7 +704,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:399
+-- src/context.rs:420
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -713,7 +716,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:393
+-- src/context.rs:414
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -750,7 +753,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:384
+-- src/context.rs:405
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -850,7 +853,7 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:415
+-- src/context.rs:436
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -925,7 +928,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:141
+-- src/issuers.rs:147
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -982,7 +985,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:409
+-- src/context.rs:430
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1101,7 +1104,7 @@ GRANT SELECT, DELETE ON tenant.revoked_token, tenant.revoked_subject TO tenant_g
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:181
+-- src/issuers.rs:187
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */
@@ -1145,7 +1148,8 @@ SELECT i.issuer,
        i.tenant_claim,
        i.updated_at,
        (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants,
-       i.require_cert_binding
+       i.require_cert_binding,
+       i.require_jti
   FROM tenant.trusted_issuer i
  CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
 
@@ -1156,28 +1160,31 @@ COMMENT ON VIEW tenant.issuers IS
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,
-                                    tenants uuid[] DEFAULT NULL, require_cert_binding boolean DEFAULT NULL)
+                                    tenants uuid[] DEFAULT NULL, require_cert_binding boolean DEFAULT NULL,
+                                    require_jti boolean DEFAULT NULL)
 RETURNS integer LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants, require_cert_binding) $$;
+AS $$ SELECT tenant._trust_issuer(issuer, jwks::text, audience, tenant_claim, tenants, require_cert_binding,
+                                  require_jti) $$;
 
-COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) IS
+COMMENT ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean) IS
     'Registers or replaces the key set (JWKS) of a trusted token issuer, the tenants it may speak for when '
-    'tenants is not NULL, and whether its tokens must be bound to a client certificate when require_cert_binding '
-    'is not NULL. Returns the number of keys.';
+    'tenants is not NULL, whether its tokens must be bound to a client certificate when require_cert_binding '
+    'is not NULL, and whether each token must carry a jti used once when require_jti is not NULL. Returns the '
+    'number of keys.';
 
 COMMENT ON FUNCTION tenant.scope_issuer(text, uuid[]) IS
     'Replaces the tenants an issuer may speak for; NULL or empty: every tenant that no issuer lists.';
 
-REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean, boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION tenant.untrust_issuer(text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION tenant.scope_issuer(text, uuid[]) FROM PUBLIC;
 
 -- what administrators may do with issuers
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean), tenant.untrust_issuer(text),
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], boolean, boolean), tenant.untrust_issuer(text),
     tenant.scope_issuer(text, uuid[]) TO tenant_guard_admin;
 
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
@@ -1377,7 +1384,7 @@ CREATE OR REPLACE FUNCTION tenant._citus_digest(what text) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.md5(COALESCE(CASE what
         WHEN 'issuers' THEN (SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', i.issuer, i.jwks::text, i.audience,
-                                    i.tenant_claim, i.require_cert_binding, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
+                                    i.tenant_claim, i.require_cert_binding, i.require_jti, (SELECT pg_catalog.string_agg(t.tenant::text, ',' ORDER BY t.tenant)
                                                        FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer)),
                                     E'\n' ORDER BY i.issuer)
                                FROM tenant.trusted_issuer i)
@@ -1909,7 +1916,7 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:88
+-- src/lib.rs:91
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 
@@ -1969,7 +1976,7 @@ COMMENT ON FUNCTION tenant.rewrap_keys() IS
 COMMENT ON FUNCTION tenant.untrust_issuer(text) IS
     'Removes a trusted issuer and its keys; returns whether it existed. SECURITY DEFINER: administrators.';
 
-COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean) IS
+COMMENT ON FUNCTION tenant._trust_issuer(text, text, text, text, uuid[], boolean, boolean) IS
     'What tenant.trust_issuer does (internal).';
 
 COMMENT ON FUNCTION tenant._protect(oid, text) IS 'What tenant.protect does (internal).';

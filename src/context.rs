@@ -222,6 +222,22 @@ fn keys() -> Rc<token::KeyStore> {
     store
 }
 
+/// The checks of a verified token that depend on its use, at each use: the time (`exp`, `nbf`, `iat`, lifetime),
+/// the connection (a certificate-bound token), and the transaction (a token its issuer allows once).
+fn use_checks(verified: &Verified) -> Result<(), Rejection> {
+    let now = check_time();
+    with_policy(|p| verified.check_time(now, p))?;
+    client_cert::check(verified)?;
+    if let Some((issuer, jti)) = &verified.once {
+        // on a Citus worker, a remote transaction holding the coordinator's ticket uses the token for the
+        // coordinator's transaction, which consumed it there (it may open several connections to one worker)
+        if !(crate::citus::installed() && crate::citus::ticket::holds_ticket()) {
+            crate::replay::consume(issuer, jti, verified.exp.saturating_add(gucs::clock_skew()), now)?;
+        }
+    }
+    Ok(())
+}
+
 /// Binds the transaction to `tenant`, or raises 28000 if it is bound to another one.
 fn seal(tenant: Uuid) {
     // Parallel workers cannot change settings, so they see the leader's token; the leader keeps the seal.
@@ -264,7 +280,7 @@ pub fn current() -> Rc<Verified> {
     }
     check_origin();
     let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
-    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)).and_then(|_| client_cert::check(&verified)) {
+    if let Err(r) = use_checks(&verified) {
         errors::no_context(Some(&r));
     }
     seal(verified.tenant);
@@ -284,8 +300,7 @@ pub fn peek_tenant() -> Option<Uuid> {
         _ => return None,
     }
     let verified = resolve(token).ok()?;
-    with_policy(|p| verified.check_time(check_time(), p)).ok()?;
-    client_cert::check(&verified).ok()?;
+    use_checks(&verified).ok()?;
     Some(verified.tenant)
 }
 
@@ -324,7 +339,7 @@ pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
         errors::session_scope_disabled();
     }
     let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
-    if let Err(r) = with_policy(|p| verified.check_time(check_time(), p)).and_then(|_| client_cert::check(&verified)) {
+    if let Err(r) = use_checks(&verified) {
         errors::token_rejected(&r);
     }
     seal(verified.tenant);

@@ -14,6 +14,7 @@
 //! | 25006    | read_only_sql_transaction            | a data key would be created, rotated or shredded in a read-only transaction or on a standby |
 //! | 40001    | serialization_failure                | another transaction created the tenant's key first (REPEATABLE READ) |
 //! | 0A000    | feature_not_supported                | CREATE EXTENSION in a database that is not UTF8; issuers or keys changed on a Citus worker |
+//! | 53400    | configuration_limit_exceeded         | the replay table (tenant_guard.replay_cache_size) is full |
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed; a Citus worker has no key for the tenant |
 //! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
@@ -862,6 +863,16 @@ pub fn citus_metadata_refused() -> ! {
         "changing Citus's shard metadata is refused: it could detach a shard from its table's protection".into(),
         None,
         Some("Move, split or drop shards of protected tables as a superuser or a member of tenant_guard_admin."),
+    )
+}
+
+/// 53400: the replay table is full (every remembered jti is still valid).
+pub fn replay_table_full(size: usize) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("tenant_guard's replay table is full: {size} unexpired jti values are remembered"),
+        Some("A token of an issuer that requires a jti used once is refused rather than accepted unchecked.".into()),
+        Some("Raise tenant_guard.replay_cache_size (server restart), or shorten the lifetime of that issuer's tokens."),
     )
 }
 

@@ -28,7 +28,7 @@ pub fn load() -> KeyStore {
             let rows = select_latest(
                 c"SELECT i.issuer, i.jwks::pg_catalog.text, i.audience, i.tenant_claim, \
                          (SELECT pg_catalog.array_agg(t.tenant) FROM tenant.issuer_tenant t \
-                           WHERE t.issuer OPERATOR(pg_catalog.=) i.issuer), i.require_cert_binding \
+                           WHERE t.issuer OPERATOR(pg_catalog.=) i.issuer), i.require_cert_binding, i.require_jti \
                     FROM tenant.trusted_issuer i",
                 &[],
                 |row| {
@@ -39,13 +39,14 @@ pub fn load() -> KeyStore {
                         row.get::<String>(4),
                         row.get::<Vec<pgrx::Uuid>>(5),
                         row.get::<bool>(6),
+                        row.get::<bool>(7),
                     )
                 },
             )
             .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.trusted_issuer".into()));
             let mut store = KeyStore::default();
             store.revocations = crate::revocations::load();
-            for (name, jwks, audience, tenant_claim, tenants, binding) in rows {
+            for (name, jwks, audience, tenant_claim, tenants, binding, once) in rows {
                 let (Some(name), Some(jwks)) = (name, jwks) else {
                     continue;
                 };
@@ -58,6 +59,7 @@ pub fn load() -> KeyStore {
                             keys: set.keys,
                             tenants: tenants.map(|list| list.iter().map(crate::uuids::from_pg).collect()),
                             require_cert_binding: binding.unwrap_or(false),
+                            require_jti: once.unwrap_or(false),
                         },
                     ),
                     // Only reachable if the table was edited by hand: skip that issuer, say so, and name no key.
@@ -81,7 +83,8 @@ fn check_text(what: &str, value: &str, max: usize) {
 /// Registers or replaces an issuer's key set. Returns the number of keys registered. `tenants`, when not NULL,
 /// replaces the list of tenants the issuer may speak for (see [`scope_issuer`]); NULL keeps it.
 /// `require_cert_binding`, when not NULL, says whether the issuer's tokens must be bound to a client certificate
-/// (`cnf` with `x5t#S256`); NULL keeps it (false for a new issuer).
+/// (`cnf` with `x5t#S256`); NULL keeps it (false for a new issuer). `require_jti` likewise says whether each of
+/// its tokens must carry a `jti` and be used in one transaction only (see `replay`).
 ///
 /// SQL: `tenant.trust_issuer(issuer text, jwks jsonb, audience text, tenant_claim text, tenants uuid[])` is a
 /// SECURITY DEFINER SQL wrapper (sql/issuers.sql) that passes the key set as text: converting a jsonb argument to
@@ -95,6 +98,7 @@ fn trust_issuer(
     tenant_claim: Option<&str>,
     tenants: Option<Vec<Option<pgrx::Uuid>>>,
     require_cert_binding: Option<bool>,
+    require_jti: Option<bool>,
 ) -> i32 {
     let Some(issuer) = issuer else { errors::invalid_parameter("issuer must not be NULL".into(), None) };
     let Some(text) = jwks else {
@@ -110,17 +114,19 @@ fn trust_issuer(
     let set = jwk::parse_jwks(text).unwrap_or_else(|e| errors::invalid_key_set(&e));
     let count = set.keys.len() as i32;
     Spi::run_with_args(
-        "INSERT INTO tenant.trusted_issuer AS t (issuer, jwks, audience, tenant_claim, require_cert_binding) \
-         VALUES ($1, $2, $3, $4, coalesce($5, false)) \
+        "INSERT INTO tenant.trusted_issuer AS t (issuer, jwks, audience, tenant_claim, require_cert_binding, \
+                                                 require_jti) \
+         VALUES ($1, $2, $3, $4, coalesce($5, false), coalesce($6, false)) \
          ON CONFLICT (issuer) DO UPDATE SET jwks = EXCLUDED.jwks, audience = EXCLUDED.audience, \
          tenant_claim = EXCLUDED.tenant_claim, require_cert_binding = coalesce($5, t.require_cert_binding), \
-         updated_at = pg_catalog.now()",
+         require_jti = coalesce($6, t.require_jti), updated_at = pg_catalog.now()",
         &[
             issuer.into(),
             JsonB(set.normalized).into(),
             audience.into(),
             tenant_claim.into(),
             require_cert_binding.into(),
+            require_jti.into(),
         ],
     )
     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store the issuer: {e}")));

@@ -12,6 +12,7 @@
 //! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
 //! - [`citus`]: the same isolation on every node of a Citus cluster (found at run time, never linked);
+//! - [`replay`]: the shared table of used `jti`s, for issuers that require each token once;
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting;
@@ -46,6 +47,7 @@ pub mod labels;
 pub mod pg_version;
 pub mod privileged;
 pub mod redaction;
+pub mod replay;
 pub mod requirements;
 pub mod revocations;
 pub mod uuids;
@@ -60,6 +62,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     no_backtraces();
     gucs::init();
+    replay::init();
     invalidation::init();
     context::init();
     keys::init();

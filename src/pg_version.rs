@@ -20,6 +20,24 @@ pub fn local_transaction_id() -> u32 {
     }
 }
 
+/// Another backend's local transaction id (a parallel worker's leader): see [`local_transaction_id`].
+///
+/// # Safety
+/// `proc` is a valid PGPROC.
+pub unsafe fn proc_local_transaction_id(proc: *mut pg_sys::PGPROC) -> u32 {
+    // SAFETY: as the caller promises.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            (*proc).lxid
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            (*proc).vxid.lxid
+        }
+    }
+}
+
 /// The oid of the catalog `pg_statistic_ext` (fixed at 3381 in its catalog header since PostgreSQL 10). pgrx 0.18's
 /// bindings for 18 do not export the constant `StatisticExtRelationId`, so it is spelled out there.
 #[cfg(not(feature = "pg18"))]

@@ -20,6 +20,8 @@ DROP FUNCTION tenant._keys_changed(oid);
 
 -- an issuer may require its tokens to be bound to a client certificate
 ALTER TABLE tenant.trusted_issuer ADD COLUMN require_cert_binding boolean NOT NULL DEFAULT false;
+-- and each of its tokens to carry a jti, used in one transaction only
+ALTER TABLE tenant.trusted_issuer ADD COLUMN require_jti boolean NOT NULL DEFAULT false;
 
 -- functions whose arguments changed: trust_issuer takes the tenants an issuer may speak for; protect takes a name
 DROP FUNCTION tenant.trust_issuer(text, jsonb, text, text);

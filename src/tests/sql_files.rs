@@ -191,7 +191,7 @@ mod tests {
                  tenant.scope_issuer(text,uuid[]) search_path=pg_catalog, pg_temp; \
                  tenant.shred(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.suspend_tenant(uuid) search_path=pg_catalog, pg_temp; \
-                 tenant.trust_issuer(text,jsonb,text,text,uuid[],boolean) search_path=pg_catalog, pg_temp; \
+                 tenant.trust_issuer(text,jsonb,text,text,uuid[],boolean,boolean) search_path=pg_catalog, pg_temp; \
                  tenant.untrust_issuer(text) search_path=pg_catalog, pg_temp"
             )
         );

@@ -48,6 +48,8 @@ pub struct Issuer {
     pub tenants: Option<HashSet<Uuid>>,
     /// Whether its tokens must be bound to a client certificate (`cnf` with `x5t#S256`, RFC 8705).
     pub require_cert_binding: bool,
+    /// Whether its tokens must carry a `jti`, usable in one transaction only (checked by the extension).
+    pub require_jti: bool,
 }
 
 impl Issuer {
@@ -156,6 +158,8 @@ pub struct Verified {
     pub claims: Map<String, Value>,
     /// The SHA-256 thumbprint of the client certificate the token is bound to (`cnf.x5t#S256`, RFC 8705).
     pub cert_thumbprint: Option<[u8; 32]>,
+    /// The issuer (`iss`) and the `jti`, when the issuer requires each token to be used once.
+    pub once: Option<(String, String)>,
 }
 
 /// What the connection a token is used on presents, for certificate-bound tokens.
@@ -234,6 +238,9 @@ pub enum Rejection {
     /// `cnf` is not an object of members tenant_guard can check (only `x5t#S256`).
     /// A `jti` or `sub` that no revocation could name (too long, or with a NUL).
     Unrevocable(&'static str),
+    JtiRequired,
+    /// Another transaction used this token already (its issuer requires each token once).
+    Replayed,
     UnsupportedConfirmation,
     BadThumbprint,
     CertBindingRequired,
@@ -289,6 +296,10 @@ impl fmt::Display for Rejection {
                 f,
                 "token claim {c} is longer than {MAX_REVOCABLE_BYTES} bytes or contains a NUL character \
                  (no revocation could name it)"
+            ),
+            JtiRequired => f.write_str("token has no jti claim, and its issuer requires one, used once"),
+            Replayed => f.write_str(
+                "token has been used already, in another transaction; its issuer requires each token (jti) once",
             ),
             UnsupportedConfirmation => f.write_str(
                 "token cnf claim binds it to a key tenant_guard cannot check: only x5t#S256 (a client certificate) \
@@ -429,7 +440,12 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
     if issuer.require_cert_binding && cert_thumbprint.is_none() {
         return Err(Rejection::CertBindingRequired);
     }
-    Ok(Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint })
+    let once = match (issuer.require_jti, jti) {
+        (false, _) => None,
+        (true, None) => return Err(Rejection::JtiRequired),
+        (true, Some(jti)) => Some((iss.clone(), jti.to_owned())),
+    };
+    Ok(Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint, once })
 }
 
 /// The certificate a token is bound to (RFC 8705 section 3.1): `cnf` must be an object whose only member is
