@@ -3,9 +3,9 @@
 //!
 //! The table of used `jti`s lives in shared memory, `tenant_guard.replay_cache_size` entries (a postmaster setting),
 //! each the first 16 bytes of SHA-256(issuer, NUL, jti), the token's expiry and the transaction that used it (its
-//! PGPROC and local transaction id; a parallel worker acts for its leader). An entry is kept until the token's
-//! `exp` plus the clock leeway, after which the token is refused as expired anyway. A full table is an error
-//! (53400) rather than a silent acceptance. The table starts empty at server start: a token used before a restart
+//! backend's process id and local transaction id; a parallel worker acts for its leader). An entry is kept until
+//! the token's `exp` plus the clock leeway, after which the token is refused as expired anyway. A full table is an
+//! error (53400) rather than a silent acceptance. The table starts empty at server start: a token used before a restart
 //! can be used once more after it, within its lifetime.
 
 use crate::errors;
@@ -27,8 +27,9 @@ struct Slot {
     key: [u8; 16],
     /// Seconds since the epoch after which the entry may be reused.
     until: i64,
-    /// The PGPROC of the backend whose transaction used it (its address, the same in every backend).
-    proc: usize,
+    /// The process id of the backend whose transaction used it (a PGPROC slot and a local transaction id are both
+    /// reused by later backends; a process id together with its local transaction id is not, within a token's life).
+    pid: i32,
     /// That backend's local transaction id.
     lxid: u32,
 }
@@ -102,17 +103,18 @@ unsafe extern "C-unwind" fn shmem_startup() {
     }
 }
 
-/// The transaction a `jti` is used by: this backend's, or a parallel worker's leader's.
-fn owner() -> (usize, u32) {
+/// The transaction a `jti` is used by: this backend's, or a parallel worker's leader's (process id, local
+/// transaction id).
+fn owner() -> (i32, u32) {
     // SAFETY: MyProc is set in every backend that runs SQL; a parallel worker's lock-group leader is its leader,
     // whose transaction it is part of for as long as it runs.
     unsafe {
         let me = pg_sys::MyProc;
         let leader = (*me).lockGroupLeader;
         if pg_sys::ParallelWorkerNumber >= 0 && !leader.is_null() {
-            (leader as usize, crate::pg_version::proc_local_transaction_id(leader))
+            ((*leader).pid, crate::pg_version::proc_local_transaction_id(leader))
         } else {
-            (me as usize, crate::pg_version::local_transaction_id())
+            ((*me).pid, crate::pg_version::local_transaction_id())
         }
     }
 }
@@ -130,7 +132,7 @@ pub fn consume(issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), Reje
     if key == [0u8; 16] {
         key[0] = 1; // the empty marker
     }
-    let (proc, lxid) = owner();
+    let (pid, lxid) = owner();
     if LAST.get() == Some((lxid, key)) {
         return Ok(());
     }
@@ -151,8 +153,8 @@ pub fn consume(issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), Reje
         for i in 0..capacity {
             let slot = &mut slots[(start + i) % capacity];
             if slot.key == key {
-                outcome = if slot.until < now || (slot.proc, slot.lxid) == (proc, lxid) {
-                    *slot = Slot { key, until, proc, lxid };
+                outcome = if slot.until < now || (slot.pid, slot.lxid) == (pid, lxid) {
+                    *slot = Slot { key, until, pid, lxid };
                     Outcome::Recorded
                 } else {
                     Outcome::Replayed
@@ -161,7 +163,7 @@ pub fn consume(issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), Reje
             }
             if slot.key == [0u8; 16] {
                 let target = reusable.unwrap_or((start + i) % capacity);
-                slots[target] = Slot { key, until, proc, lxid };
+                slots[target] = Slot { key, until, pid, lxid };
                 outcome = Outcome::Recorded;
                 break;
             }
@@ -170,7 +172,7 @@ pub fn consume(issuer: &str, jti: &str, until: i64, now: i64) -> Result<(), Reje
             }
         }
         if let (Outcome::Full, Some(target)) = (outcome, reusable) {
-            slots[target] = Slot { key, until, proc, lxid };
+            slots[target] = Slot { key, until, pid, lxid };
             outcome = Outcome::Recorded;
         }
         pg_sys::LWLockRelease((*table).lock);
