@@ -232,7 +232,16 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
         // on a Citus worker, a remote transaction holding the coordinator's ticket uses the token for the
         // coordinator's transaction, which consumed it there (it may open several connections to one worker)
         if !(crate::citus::installed() && crate::citus::ticket::holds_ticket()) {
-            crate::replay::consume(issuer, jti, verified.exp.saturating_add(gucs::clock_skew()), now)?;
+            crate::replay::consume(&crate::replay::Use {
+                issuer,
+                jti,
+                exp: verified.exp,
+                issued: verified
+                    .iat
+                    .or(verified.nbf)
+                    .unwrap_or_else(|| verified.exp.saturating_sub(i64::from(gucs::max_token_lifetime()))),
+                sharing: keys().issuers_requiring_jti(),
+            })?;
         }
     }
     Ok(())

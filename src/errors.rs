@@ -876,6 +876,20 @@ pub fn replay_table_full(size: usize) -> ! {
     )
 }
 
+/// 53400: one issuer's share of the replay table is full.
+pub fn replay_share_full(issuer: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("issuer \"{}\" has used its share of tenant_guard's replay table", quoted(issuer)),
+        Some(
+            "Each issuer that requires a jti once may hold an equal share of tenant_guard.replay_cache_size \
+             unexpired entries; its new tokens are refused rather than accepted unchecked."
+                .into(),
+        ),
+        Some("Raise tenant_guard.replay_cache_size (server restart), or shorten the lifetime of that issuer's tokens."),
+    )
+}
+
 /// 42501: a Citus function that runs a query under EXPLAIN ANALYZE for a confined role.
 pub fn citus_explain_refused(function: &str) -> ! {
     raise(

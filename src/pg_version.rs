@@ -20,20 +20,23 @@ pub fn local_transaction_id() -> u32 {
     }
 }
 
-/// Another backend's local transaction id (a parallel worker's leader): see [`local_transaction_id`].
+/// A backend's virtual transaction id (backend id or proc number, local transaction id): unique for the server's
+/// life, because PostgreSQL keeps each slot's local transaction counter across the backends that use it. (A PGPROC
+/// and a local transaction id alone are not: on 15 and 16 a new backend may take an old backend's PGPROC with
+/// another slot's counter.) 15 and 16: `PGPROC.backendId` and `PGPROC.lxid`; 17 moved both into `PGPROC.vxid`.
 ///
 /// # Safety
 /// `proc` is a valid PGPROC.
-pub unsafe fn proc_local_transaction_id(proc: *mut pg_sys::PGPROC) -> u32 {
+pub unsafe fn virtual_transaction_id(proc: *mut pg_sys::PGPROC) -> (i32, u32) {
     // SAFETY: as the caller promises.
     unsafe {
         #[cfg(any(feature = "pg15", feature = "pg16"))]
         {
-            (*proc).lxid
+            ((*proc).backendId, (*proc).lxid)
         }
         #[cfg(not(any(feature = "pg15", feature = "pg16")))]
         {
-            (*proc).vxid.lxid
+            ((*proc).vxid.procNumber, (*proc).vxid.lxid)
         }
     }
 }

@@ -13,5 +13,6 @@ mod docs;
 mod encryption;
 mod guard;
 mod labels;
+mod replay;
 mod sql_files;
 mod support;

@@ -125,6 +125,11 @@ impl KeyStore {
         self.issuers.insert(name, issuer);
     }
 
+    /// How many issuers require each token (`jti`) once.
+    pub fn issuers_requiring_jti(&self) -> usize {
+        self.issuers.values().filter(|i| i.require_jti).count()
+    }
+
     /// Whether `issuer` may speak for `tenant` (see above).
     fn speaks_for(&self, issuer: &Issuer, tenant: &Uuid) -> Result<(), Rejection> {
         match &issuer.tenants {
@@ -241,6 +246,8 @@ pub enum Rejection {
     JtiRequired,
     /// Another transaction used this token already (its issuer requires each token once).
     Replayed,
+    /// Issued before the server's table of used tokens was made (a restart emptied it): it cannot be checked.
+    IssuedBeforeReplayTable,
     UnsupportedConfirmation,
     BadThumbprint,
     CertBindingRequired,
@@ -298,6 +305,10 @@ impl fmt::Display for Rejection {
                  (no revocation could name it)"
             ),
             JtiRequired => f.write_str("token has no jti claim, and its issuer requires one, used once"),
+            IssuedBeforeReplayTable => f.write_str(
+                "token was issued before the server last started (or within tenant_guard.clock_skew after), and its \
+                 issuer requires each token (jti) once: whether it was used before cannot be known",
+            ),
             Replayed => f.write_str(
                 "token has been used already, in another transaction; its issuer requires each token (jti) once",
             ),
