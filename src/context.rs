@@ -64,6 +64,8 @@ thread_local! {
     static SEALED: Cell<Option<Uuid>> = const { Cell::new(None) };
     /// (local transaction id, clock) of the transaction's first token check (see `check_time`).
     static CLOCK: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
+    /// (local transaction id, issuer, jti) this backend recorded last (see `use_checks`).
+    static CONSUMED: RefCell<Option<(u32, String, String)>> = const { RefCell::new(None) };
     /// The executor runs of a sealed transaction: QueryDesc address -> the statement that last ran it (None: started,
     /// not run yet).
     static STARTED: RefCell<HashMap<usize, Option<pg_sys::TimestampTz>>> = RefCell::new(HashMap::new());
@@ -229,6 +231,15 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
     with_policy(|p| verified.check_time(now, p))?;
     client_cert::check(verified)?;
     if let Some((issuer, jti)) = &verified.once {
+        // the same verified token again in this transaction: recorded already (a per-row policy calls this per row)
+        let lxid = crate::pg_version::local_transaction_id();
+        let seen = CONSUMED.with_borrow(|c| {
+            c.as_ref()
+                .is_some_and(|(l, i, j)| *l == lxid && i.as_str() == issuer.as_str() && j.as_str() == jti.as_str())
+        });
+        if seen {
+            return Ok(());
+        }
         // on a Citus worker, a remote transaction holding the coordinator's ticket uses the token for the
         // coordinator's transaction, which consumed it there (it may open several connections to one worker)
         if !(crate::citus::installed() && crate::citus::ticket::holds_ticket()) {
@@ -243,6 +254,7 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
                 sharing: keys().issuers_requiring_jti(),
             })?;
         }
+        CONSUMED.with_borrow_mut(|c| *c = Some((lxid, issuer.clone(), jti.clone())));
     }
     Ok(())
 }

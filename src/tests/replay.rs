@@ -34,7 +34,7 @@ mod tests {
         assert_eq!(rec(t, 1, NOW + 60, A, 0, 1, NOW), Outcome::Recorded);
         assert_eq!(rec(t, 1, NOW + 60, A, 0, 1, NOW), Outcome::Recorded); // the same transaction again
         assert_eq!(rec(t, 1, NOW + 60, B, 0, 1, NOW), Outcome::Replayed); // another one
-        // another backend's transaction with the same local id: another transaction
+                                                                          // another backend's transaction with the same local id: another transaction
         assert_eq!(rec(t, 1, NOW + 60, (3, 18), 0, 1, NOW), Outcome::Replayed);
         // once expired by the clock, the entry is anybody's (the token itself is refused as expired before)
         assert_eq!(rec(t, 1, NOW + 200, B, 0, 1, NOW + 61), Outcome::Recorded);
