@@ -250,7 +250,7 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
                 issued: verified
                     .iat
                     .or(verified.nbf)
-                    .unwrap_or_else(|| verified.exp.saturating_sub(i64::from(gucs::max_token_lifetime()))),
+                    .unwrap_or_else(|| verified.exp.saturating_sub(gucs::max_token_lifetime())),
                 sharing: keys().issuers_requiring_jti(),
             })?;
         }
