@@ -58,10 +58,13 @@ static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 static mut TABLE: *mut Table = std::ptr::null_mut();
 
+/// A virtual transaction id: backend id (proc number on 17 and later), local transaction id.
+type Vxid = (i32, u32);
+
 thread_local! {
     /// (virtual transaction id, key) of the last `jti` this backend recorded: the same token again in the same
     /// transaction costs nothing.
-    static LAST: Cell<Option<((i32, u32), [u8; 16])>> = const { Cell::new(None) };
+    static LAST: Cell<Option<(Vxid, [u8; 16])>> = const { Cell::new(None) };
 }
 
 pub(crate) fn size(capacity: usize) -> usize {
@@ -130,7 +133,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
 }
 
 /// The transaction a `jti` is used by: this backend's, or a parallel worker's leader's.
-fn owner() -> (i32, u32) {
+fn owner() -> Vxid {
     // SAFETY: MyProc is set in every backend that runs SQL; a parallel worker's lock-group leader is its leader,
     // whose transaction it is part of for as long as it runs.
     unsafe {
@@ -227,7 +230,7 @@ pub(crate) unsafe fn record(
     table: *mut Table,
     key: [u8; 16],
     until: i64,
-    (backend, lxid): (i32, u32),
+    (backend, lxid): Vxid,
     bucket: usize,
     sharing: usize,
     now: i64,
