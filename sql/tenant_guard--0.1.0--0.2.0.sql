@@ -679,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:394
+-- src/context.rs:406
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:401
+-- src/context.rs:413
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +704,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:429
+-- src/context.rs:441
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -716,7 +716,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:423
+-- src/context.rs:435
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +753,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:414
+-- src/context.rs:426
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -853,7 +853,7 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:445
+-- src/context.rs:457
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -985,7 +985,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:439
+-- src/context.rs:451
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
