@@ -863,7 +863,7 @@ AS 'MODULE_PATHNAME', 'reset_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:138
+-- src/revocations.rs:136
 -- tenant_guard::revocations::resume_tenant
 CREATE OR REPLACE FUNCTION "resume_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -876,7 +876,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:85
+-- src/revocations.rs:83
 -- tenant_guard::revocations::revoke_subject
 CREATE OR REPLACE FUNCTION "revoke_subject"(
 	"issuer" TEXT, /* Option < & str > */
@@ -891,7 +891,7 @@ AS 'MODULE_PATHNAME', 'revoke_subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:72
+-- src/revocations.rs:70
 -- tenant_guard::revocations::revoke_token
 CREATE OR REPLACE FUNCTION "revoke_token"(
 	"jti" TEXT /* Option < & str > */
@@ -995,7 +995,7 @@ AS 'MODULE_PATHNAME', 'subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:127
+-- src/revocations.rs:125
 -- tenant_guard::revocations::suspend_tenant
 CREATE OR REPLACE FUNCTION "suspend_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -1008,7 +1008,7 @@ AS 'MODULE_PATHNAME', 'suspend_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:147
+-- src/revocations.rs:145
 -- requires:
 --   admin_role
 --   revoke_token

@@ -96,7 +96,7 @@ unsafe extern "C-unwind" fn client_authenticated(port: *mut pg_sys::Port, status
     if status != pg_sys::STATUS_OK as c_int {
         return;
     }
-    // SAFETY: the connection's Port, whose first member is its socket (every supported major).
+    // SAFETY: the connection's Port, handed to the hook by PostgreSQL.
     let value = match unsafe { peer_thumbprint(port) } {
         None => return, // not TLS: the setting stays empty
         Some(None) => "tls".to_string(),

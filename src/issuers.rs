@@ -74,7 +74,7 @@ pub fn load() -> KeyStore {
     })
 }
 
-fn check_text(what: &str, value: &str, max: usize) {
+pub(crate) fn check_text(what: &str, value: &str, max: usize) {
     if value.is_empty() || value.len() > max {
         errors::invalid_parameter(format!("{what} must be between 1 and {max} bytes long"), None);
     }

@@ -12,8 +12,8 @@ use crate::privileged::select_latest;
 use crate::token::Revocations;
 use pgrx::prelude::*;
 
-/// Longest jti, issuer or subject accepted, in bytes (the tables' CHECKs say the same).
-const MAX_BYTES: usize = 1024;
+/// Longest jti, issuer or subject accepted, in bytes (the tables' CHECKs say the same): what a token may carry.
+const MAX_BYTES: usize = crate::token::MAX_REVOCABLE_BYTES;
 
 fn fail<T>(_status: i32) -> T {
     errors::internal("tenant_guard could not read the revocations".into())
@@ -51,11 +51,9 @@ pub fn load() -> Revocations {
 }
 
 fn required<'a>(what: &str, value: Option<&'a str>) -> &'a str {
-    match value {
-        Some(v) if !v.is_empty() && v.len() <= MAX_BYTES => v,
-        Some(_) => errors::invalid_parameter(format!("{what} must be between 1 and {MAX_BYTES} bytes long"), None),
-        None => errors::invalid_parameter(format!("{what} must not be NULL"), None),
-    }
+    let Some(v) = value else { errors::invalid_parameter(format!("{what} must not be NULL"), None) };
+    crate::issuers::check_text(what, v, MAX_BYTES);
+    v
 }
 
 fn tenant_required(tenant: Option<pgrx::Uuid>) -> pgrx::Uuid {
