@@ -93,6 +93,30 @@ pub struct Jwk {
     pub kid: Option<String>,
     pub alg: Alg,
     pub material: KeyMaterial,
+    /// SHA-256 over a domain tag, the algorithm and the key material: names this exact key (for the verification
+    /// cache shared between backends) without revealing it. An HMAC secret is not recoverable from it.
+    pub fingerprint: [u8; 32],
+}
+
+impl KeyMaterial {
+    fn fingerprint(&self, alg: Alg) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"tenant_guard key fingerprint\0");
+        h.update(alg.as_str().as_bytes());
+        h.update([0u8]);
+        match self {
+            KeyMaterial::Hmac(secret) => h.update(secret.as_slice()),
+            KeyMaterial::Ed25519(key) => h.update(key.as_bytes()),
+            KeyMaterial::Es256(point) => h.update(point),
+            KeyMaterial::Rs256 { n, e } => {
+                h.update((n.len() as u64).to_be_bytes());
+                h.update(n);
+                h.update(e);
+            }
+        }
+        h.finalize().into()
+    }
 }
 
 /// Why a key set was refused. Messages name the key by position and `kid` (chosen by the administrator), never its
@@ -275,7 +299,8 @@ fn parse_jwk(obj: &Map<String, Value>) -> Result<Jwk, KeyProblem> {
             KeyMaterial::Rs256 { n: n_bytes, e: e_bytes }
         }
     };
-    Ok(Jwk { kid, alg: derived, material })
+    let fingerprint = material.fingerprint(derived);
+    Ok(Jwk { kid, alg: derived, material, fingerprint })
 }
 
 fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {

@@ -356,6 +356,29 @@ pub fn verify(token: &str, store: &KeyStore, policy: &Policy, now: i64) -> Resul
 
 /// Everything but the time checks, which depend on the moment of use and are re-run on every use of a cached result.
 pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<Verified, Rejection> {
+    verify_signed_sharing(token, store, policy, &mut |_| false).map(|(verified, _)| verified)
+}
+
+/// How the signature of a token was established by [`verify_signed_sharing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Known good already: this token's signature was checked (elsewhere) with the key of this fingerprint.
+    Known,
+    /// Checked now, with the key of this fingerprint.
+    Checked([u8; 32]),
+}
+
+/// [`verify_signed`], asking `known` first whether this token's signature was already checked with the key its
+/// header selects (by that key's fingerprint): then the signature check, the one costly step, is skipped, and every
+/// other check (the issuer, the key's presence and algorithm, the claims, the scopes, the revocations) runs as
+/// always against `store`. So a removed or replaced key, a revocation or a suspension applies at once whatever
+/// `known` remembers. `known` is consulted only for a token whose header and claims decode and whose key exists.
+pub fn verify_signed_sharing(
+    token: &str,
+    store: &KeyStore,
+    policy: &Policy,
+    known: &mut dyn FnMut(&[u8; 32]) -> bool,
+) -> Result<(Verified, Signature), Rejection> {
     if token.is_empty() {
         return Err(Rejection::Empty);
     }
@@ -401,9 +424,14 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
     if Alg::from_name(alg) != Some(key.alg) {
         return Err(Rejection::AlgorithmMismatch(key.alg));
     }
-    b64url::decode_into(s64.as_bytes(), &mut buf).map_err(|_| Rejection::NotCanonical(Part::Signature))?;
-    let signing_input = &token.as_bytes()[..h64.len() + 1 + c64.len()];
-    check_signature(&key.material, signing_input, &buf)?;
+    let signature = if known(&key.fingerprint) {
+        Signature::Known
+    } else {
+        b64url::decode_into(s64.as_bytes(), &mut buf).map_err(|_| Rejection::NotCanonical(Part::Signature))?;
+        let signing_input = &token.as_bytes()[..h64.len() + 1 + c64.len()];
+        check_signature(&key.material, signing_input, &buf)?;
+        Signature::Checked(key.fingerprint)
+    };
 
     // From here on the claims are authentic.
     let exp = numeric_date(&claims, "exp")?.ok_or(Rejection::MissingExp)?;
@@ -456,7 +484,7 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
         (true, None) => return Err(Rejection::JtiRequired),
         (true, Some(jti)) => Some((iss.clone(), jti.to_owned())),
     };
-    Ok(Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint, once })
+    Ok((Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint, once }, signature))
 }
 
 /// The certificate a token is bound to (RFC 8705 section 3.1): `cnf` must be an object whose only member is

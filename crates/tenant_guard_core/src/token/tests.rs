@@ -660,3 +660,76 @@ fn a_jti_or_sub_no_revocation_could_name_is_refused() {
     assert_eq!(rejects(&hs(&with(claims(), "jti", json!("abc\u{0}")))), Rejection::Unrevocable("jti"));
     assert!(check(&hs(&with(claims(), "jti", json!(fits)))).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sharing verifications: a signature known good for the selected key is not checked again; nothing else is skipped.
+
+fn sharing(token: &str, store: &KeyStore, known: Option<[u8; 32]>) -> Result<(Verified, Signature), Rejection> {
+    verify_signed_sharing(token, store, &policy(), &mut |fp| Some(*fp) == known)
+}
+
+#[test]
+fn a_first_verification_reports_the_fingerprint_of_the_key_that_checked_it() {
+    let mut seen = Vec::new();
+    for alg in ALGS {
+        let token = mint(alg, alg.as_str(), &claims());
+        let Signature::Checked(fp) = sharing(&token, &store(), None).unwrap().1 else { panic!("{alg:?}: not checked") };
+        // an independently parsed copy of the same key set has the same fingerprint
+        assert_eq!(sharing(&token, &store(), Some(fp)).unwrap().1, Signature::Known);
+        seen.push(fp);
+    }
+    // each key its own fingerprint: knowing one key's verdict says nothing of another's
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), ALGS.len());
+}
+
+#[test]
+fn a_known_signature_skips_only_the_signature_check() {
+    let token = hs(&claims());
+    let Signature::Checked(fp) = sharing(&token, &store(), None).unwrap().1 else { panic!() };
+    // a forged signature is caught only by the check that is skipped: proof that it was skipped
+    let forged = format!("{}.{}", token.rsplit_once('.').unwrap().0, "AAAA");
+    assert_eq!(sharing(&forged, &store(), None).unwrap_err(), Rejection::BadSignature);
+    assert!(sharing(&forged, &store(), Some(fp)).is_ok());
+    // everything else still runs: the audience, the scope, the revocations, the required binding
+    let wrong_aud = hs(&with(claims(), "aud", json!("other")));
+    assert_eq!(sharing(&wrong_aud, &store(), Some(fp)).unwrap_err(), Rejection::WrongAudience);
+    let mut suspended = store();
+    suspended.revocations.suspended.insert(TENANT.parse().unwrap());
+    assert_eq!(sharing(&token, &suspended, Some(fp)).unwrap_err(), Rejection::TenantSuspended);
+    let mut revoked = store();
+    revoked.revocations.tokens.insert("j-1".into());
+    let with_jti = hs(&with(claims(), "jti", json!("j-1")));
+    assert_eq!(sharing(&with_jti, &revoked, Some(fp)).unwrap_err(), Rejection::Revoked);
+}
+
+#[test]
+fn a_removed_or_replaced_key_is_not_covered_by_a_known_signature() {
+    let token = hs(&claims());
+    let Signature::Checked(fp) = sharing(&token, &store(), None).unwrap().1 else { panic!() };
+    // the issuer now has no key of that kid
+    let mut removed = KeyStore::default();
+    let keys: Vec<Value> = [Alg::EdDSA].iter().map(|a| testkeys::jwk_for(*a, a.as_str())).collect();
+    removed.insert(
+        ISS.into(),
+        Issuer {
+            audience: Some(AUD.into()),
+            keys: jwk::parse_jwks(&json!({ "keys": keys }).to_string()).unwrap().keys,
+            ..Default::default()
+        },
+    );
+    assert_eq!(sharing(&token, &removed, Some(fp)).unwrap_err(), Rejection::UnknownKey);
+    // the kid is reused for another secret: another fingerprint, so the signature is checked (and fails)
+    let mut replaced = KeyStore::default();
+    let other = json!({"kty": "oct", "kid": "HS256", "alg": "HS256", "k": b64url::encode(&[7u8; 32])});
+    replaced.insert(
+        ISS.into(),
+        Issuer {
+            audience: Some(AUD.into()),
+            keys: jwk::parse_jwks(&json!({ "keys": [other] }).to_string()).unwrap().keys,
+            ..Default::default()
+        },
+    );
+    assert_eq!(sharing(&token, &replaced, Some(fp)).unwrap_err(), Rejection::BadSignature);
+}
