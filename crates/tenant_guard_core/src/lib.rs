@@ -6,10 +6,12 @@
 //! - [`kek`]: master-key providers (a file, a command);
 //! - [`label`]: the grammar of tenant_guard's security labels;
 //! - [`node_ticket`]: the proof a Citus coordinator gives its workers for one distributed transaction;
-//! - [`redact`]: finding tokens in text, to keep them out of logs and statement text.
+//! - [`redact`]: finding tokens in text, to keep them out of logs and statement text;
+//! - [`discovery`]: the rules of key-set discovery (which URLs, which lifetimes).
 #![deny(unsafe_code)]
 
 pub mod ciphertext;
+pub mod discovery;
 pub mod kek;
 pub mod label;
 pub mod node_ticket;
