@@ -193,7 +193,7 @@ fn resolve(token: &[u8]) -> Outcome {
         None => {
             let keys = keys();
             let outcome = match std::str::from_utf8(&token) {
-                Ok(text) => with_policy(|p| token::verify_signed(text, &keys, p)).map(Rc::new),
+                Ok(text) => verify_sharing(text, &digest, &keys),
                 Err(_) => Err(Rejection::NotCompact),
             };
             STATE.with_borrow_mut(|s| {
@@ -207,6 +207,22 @@ fn resolve(token: &[u8]) -> Outcome {
     };
     STATE.with_borrow_mut(|s| s.last = Some((token, outcome.clone())));
     outcome
+}
+
+/// Verifies a token this backend has no outcome for, skipping the signature check when another backend checked it
+/// with the same key (see `shared_verifications`), and telling the others when this one checked it.
+fn verify_sharing(text: &str, digest: &[u8; 32], keys: &token::KeyStore) -> Outcome {
+    let entry = crate::shared_verifications::entry(digest);
+    let mut known = |signer: &[u8; 32]| entry.as_ref().is_some_and(|e| crate::shared_verifications::known(e, signer));
+    let outcome = with_policy(|p| token::verify_signed_sharing(text, keys, p, &mut known));
+    if let Err(Rejection::UnknownKey) = &outcome {
+        crate::discovery::unknown_key_seen();
+    }
+    let (verified, signature) = outcome?;
+    if let (Some(entry), token::Signature::Checked(signer)) = (&entry, signature) {
+        crate::shared_verifications::remember(entry, &signer, verified.exp);
+    }
+    Ok(Rc::new(verified))
 }
 
 /// The parsed key store, loading it from the issuer table when needed.

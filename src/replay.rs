@@ -96,7 +96,7 @@ unsafe extern "C-unwind" fn shmem_request() {
 }
 
 /// Seconds since the epoch, now (not the transaction's clock).
-fn real_now() -> i64 {
+pub(crate) fn real_now() -> i64 {
     const UNIX_TO_PG_EPOCH_SECS: i64 = 946_684_800;
     // SAFETY: reads the system clock.
     unsafe { pg_sys::GetCurrentTimestamp() }.div_euclid(1_000_000) + UNIX_TO_PG_EPOCH_SECS
@@ -104,31 +104,21 @@ fn real_now() -> i64 {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn shmem_startup() {
-    // SAFETY: chaining; then the table is created once (or found) under AddinShmemInitLock, as every module does;
-    // the postmaster's pointer is inherited by every backend it forks. A crash restart makes it anew.
+    // SAFETY: chaining; then the table is created once (or found); the postmaster's pointer is inherited by every
+    // backend it forks. A crash restart makes it anew.
     unsafe {
         if let Some(prev) = PREV_SHMEM_STARTUP {
             prev();
         }
         let capacity = gucs::replay_cache_size();
-        // AddinShmemInitLock, a macro: the 22nd of PostgreSQL's main LWLocks
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let mut found = false;
-        let table = pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), size(capacity), &mut found) as *mut Table;
-        if !found {
-            std::ptr::write_bytes(table as *mut u8, 0, size(capacity));
+        let table = crate::shmem::init_struct(SHMEM_NAME, size(capacity), |ptr| {
+            let table = ptr as *mut Table;
             (*table).capacity = capacity;
             (*table).lock = &mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
             (*table).created = real_now();
-            let mut salt = [0u8; 16];
-            if getrandom::getrandom(&mut salt).is_err() {
-                salt = (real_now() as u128 ^ (table as usize as u128)).to_le_bytes();
-            }
-            (*table).salt = salt;
-        }
+            (*table).salt = crate::shmem::salt(table as usize);
+        }) as *mut Table;
         TABLE = table;
-        pg_sys::LWLockRelease(init_lock);
     }
 }
 

@@ -1,0 +1,6 @@
+-- The verification cache shared by every backend (src/shared_verifications.rs): its counters, for administrators.
+COMMENT ON FUNCTION tenant.verification_cache_stats() IS
+    'The shared verification cache: capacity (tenant_guard.verification_cache_size), unexpired entries, signatures '
+    'checked since server start, and signatures skipped because another backend had checked them.';
+REVOKE ALL ON FUNCTION tenant.verification_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.verification_cache_stats() TO tenant_guard_admin;
