@@ -26,6 +26,25 @@ COMMENT ON TABLE tenant.issuer_tenant IS
     'Use tenant.trust_issuer(..., tenants => ...) or tenant.scope_issuer(), or write rows directly for many tenants.';
 REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
+-- Issuers whose key sets the discovery worker fetches (tenant.trust_issuer_discovery), and how the last fetch went.
+-- Registering keys by hand (tenant.trust_issuer) removes an issuer's row here; untrusting it removes it too.
+CREATE TABLE tenant.issuer_discovery (
+    issuer            text PRIMARY KEY REFERENCES tenant.trusted_issuer (issuer) ON UPDATE CASCADE ON DELETE CASCADE,
+    configuration_url text NOT NULL,
+    allowed_hosts     text[] NOT NULL DEFAULT '{}',
+    jwks_uri          text,
+    last_fetch        timestamptz,
+    last_success      timestamptz,
+    last_error        text,
+    next_fetch        timestamptz NOT NULL DEFAULT now(),
+    refresh_requested boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE tenant.issuer_discovery IS
+    'Issuers whose key sets tenant_guard fetches from their OpenID configuration, and the state of those fetches. '
+    'Use tenant.trust_issuer_discovery() and tenant.refresh_issuer().';
+REVOKE ALL ON tenant.issuer_discovery FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_discovery', '');
+
 CREATE VIEW tenant.issuers AS
 SELECT i.issuer,
        k.value ->> 'kid' AS kid,
@@ -36,12 +55,20 @@ SELECT i.issuer,
        i.updated_at,
        (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants,
        i.require_cert_binding,
-       i.require_jti
+       i.require_jti,
+       d.configuration_url AS discovery_url,
+       d.jwks_uri,
+       d.last_fetch,
+       d.last_success,
+       d.last_error,
+       d.next_fetch
   FROM tenant.trusted_issuer i
- CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
+  LEFT JOIN tenant.issuer_discovery d ON d.issuer = i.issuer
+  LEFT JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value) ON true;
 COMMENT ON VIEW tenant.issuers IS
-    'Trusted issuers: one row per key, without key material; scoped_tenants = 0 means it speaks for every tenant '
-    'that no issuer lists.';
+    'Trusted issuers: one row per key, without key material (a discovered issuer without keys yet: one row, kid '
+    'NULL); scoped_tenants = 0 means it speaks for every tenant that no issuer lists; the discovery columns are '
+    'NULL for issuers registered by hand.';
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
 CREATE FUNCTION tenant.trust_issuer(issuer text, jwks jsonb, audience text DEFAULT NULL, tenant_claim text DEFAULT NULL,

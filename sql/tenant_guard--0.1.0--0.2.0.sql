@@ -40,7 +40,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:89
+-- src/lib.rs:97
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -50,7 +50,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:90
+-- src/lib.rs:98
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -268,7 +268,7 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:93
+-- src/issuers.rs:95
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -679,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:406
+-- src/context.rs:422
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:413
+-- src/context.rs:429
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +704,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:441
+-- src/context.rs:457
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -716,7 +716,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:435
+-- src/context.rs:451
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +753,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:426
+-- src/context.rs:442
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -853,7 +853,20 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:457
+-- src/discovery/mod.rs:197
+-- tenant_guard::discovery::refresh_issuer
+CREATE OR REPLACE FUNCTION "refresh_issuer"(
+	"issuer" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_issuer_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:473
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -928,7 +941,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:147
+-- src/issuers.rs:167
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -985,7 +998,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:451
+-- src/context.rs:467
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1104,7 +1117,26 @@ GRANT SELECT, DELETE ON tenant.revoked_token, tenant.revoked_subject TO tenant_g
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:187
+-- src/discovery/mod.rs:156
+-- tenant_guard::discovery::trust_issuer_discovery
+CREATE OR REPLACE FUNCTION "trust_issuer_discovery"(
+	"issuer" TEXT, /* Option < & str > */
+	"audience" TEXT DEFAULT NULL, /* Option < & str > */
+	"tenant_claim" TEXT DEFAULT NULL, /* Option < & str > */
+	"tenants" uuid[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"require_cert_binding" bool DEFAULT NULL, /* Option < bool > */
+	"require_jti" bool DEFAULT NULL, /* Option < bool > */
+	"allowed_hosts" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS void
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'trust_issuer_discovery_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/issuers.rs:207
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */
@@ -1139,6 +1171,28 @@ REVOKE ALL ON tenant.issuer_tenant FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_tenant', '');
 
+-- Issuers whose key sets the discovery worker fetches (tenant.trust_issuer_discovery), and how the last fetch went.
+-- Registering keys by hand (tenant.trust_issuer) removes an issuer's row here; untrusting it removes it too.
+CREATE TABLE tenant.issuer_discovery (
+    issuer            text PRIMARY KEY REFERENCES tenant.trusted_issuer (issuer) ON UPDATE CASCADE ON DELETE CASCADE,
+    configuration_url text NOT NULL,
+    allowed_hosts     text[] NOT NULL DEFAULT '{}',
+    jwks_uri          text,
+    last_fetch        timestamptz,
+    last_success      timestamptz,
+    last_error        text,
+    next_fetch        timestamptz NOT NULL DEFAULT now(),
+    refresh_requested boolean NOT NULL DEFAULT true
+);
+
+COMMENT ON TABLE tenant.issuer_discovery IS
+    'Issuers whose key sets tenant_guard fetches from their OpenID configuration, and the state of those fetches. '
+    'Use tenant.trust_issuer_discovery() and tenant.refresh_issuer().';
+
+REVOKE ALL ON tenant.issuer_discovery FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.issuer_discovery', '');
+
 CREATE OR REPLACE VIEW tenant.issuers AS
 SELECT i.issuer,
        k.value ->> 'kid' AS kid,
@@ -1149,13 +1203,21 @@ SELECT i.issuer,
        i.updated_at,
        (SELECT count(*) FROM tenant.issuer_tenant t WHERE t.issuer = i.issuer) AS scoped_tenants,
        i.require_cert_binding,
-       i.require_jti
+       i.require_jti,
+       d.configuration_url AS discovery_url,
+       d.jwks_uri,
+       d.last_fetch,
+       d.last_success,
+       d.last_error,
+       d.next_fetch
   FROM tenant.trusted_issuer i
- CROSS JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value);
+  LEFT JOIN tenant.issuer_discovery d ON d.issuer = i.issuer
+  LEFT JOIN LATERAL jsonb_array_elements(i.jwks -> 'keys') AS k(value) ON true;
 
 COMMENT ON VIEW tenant.issuers IS
-    'Trusted issuers: one row per key, without key material; scoped_tenants = 0 means it speaks for every tenant '
-    'that no issuer lists.';
+    'Trusted issuers: one row per key, without key material (a discovered issuer without keys yet: one row, kid '
+    'NULL); scoped_tenants = 0 means it speaks for every tenant that no issuer lists; the discovery columns are '
+    'NULL for issuers registered by hand.';
 
 REVOKE ALL ON tenant.issuers FROM PUBLIC;
 
@@ -1916,7 +1978,63 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:91
+-- src/discovery/mod.rs:214
+-- requires:
+--   issuers_schema
+--   trust_issuer_discovery
+--   refresh_issuer
+
+-- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
+COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
+    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
+    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
+    '(host or host:port) its jwks_uri may be on.';
+
+COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
+    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/shared_verifications.rs:189
+-- tenant_guard::shared_verifications::verification_cache_stats
+CREATE OR REPLACE FUNCTION "verification_cache_stats"() RETURNS TABLE (
+	"capacity" bigint,  /* i64 */
+	"entries" bigint,  /* i64 */
+	"signatures_checked" bigint,  /* i64 */
+	"signatures_shared" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'stats_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/shared_verifications.rs:217
+-- requires:
+--   admin_role
+--   stats
+
+-- The verification cache shared by every backend (src/shared_verifications.rs): its counters, for administrators.
+COMMENT ON FUNCTION tenant.verification_cache_stats() IS
+    'The shared verification cache: capacity (tenant_guard.verification_cache_size), unexpired entries, signatures '
+    'checked since server start, and signatures skipped because another backend had checked them.';
+
+REVOKE ALL ON FUNCTION tenant.verification_cache_stats() FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.verification_cache_stats() TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:99
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 

@@ -948,3 +948,28 @@ pub fn citus_ticket_missing(no_master_key: bool) -> ! {
         }),
     )
 }
+
+/// 55000: key-set discovery was asked for in a database where no discovery worker runs.
+pub fn discovery_not_enabled(database: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("key-set discovery does not run in database \"{}\"", quoted(database)),
+        Some(
+            "A background worker fetches discovered key sets, in the databases tenant_guard.discovery_databases \
+              lists."
+                .into(),
+        ),
+        Some(
+            "Add this database to tenant_guard.discovery_databases and restart the server, or register the keys \
+              with tenant.trust_issuer().",
+        ),
+    )
+}
+
+/// 22023: an issuer given to tenant.refresh_issuer has no discovery.
+pub fn not_discovered(issuer: &str) -> ! {
+    invalid_parameter(
+        format!("issuer \"{}\" is not a discovered issuer", quoted(issuer)),
+        Some("tenant.issuers lists the issuers; those registered with tenant.trust_issuer_discovery() have a discovery_url."),
+    )
+}

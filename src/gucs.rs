@@ -40,6 +40,12 @@ pub static POOLER_STATEMENT_PREFIX: GucSetting<Option<CString>> = GucSetting::<O
 pub static CITUS_TICKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CLIENT_CERTIFICATE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REPLAY_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(65536);
+pub static VERIFICATION_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16384);
+pub static DISCOVERY_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DISCOVERY_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DISCOVERY_MIN_REFRESH: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static DISCOVERY_MAX_REFRESH: GucSetting<i32> = GucSetting::<i32>::new(86400);
+pub static DISCOVERY_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -190,6 +196,65 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.verification_cache_size",
+        c"How many verified tokens the server remembers for all its backends (0: none).",
+        c"A token verified in one backend is then accepted by the others without checking its signature again; \
+          every other check runs at each use. Entries hold a hash of the token, never the token. About 80 bytes \
+          each, in shared memory. Server start only.",
+        &VERIFICATION_CACHE_SIZE,
+        0,
+        4 * 1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.discovery_databases",
+        c"Databases (comma-separated) in which a background worker fetches the key sets of discovered issuers.",
+        c"tenant.trust_issuer_discovery() works only in these databases. One worker per database. Server start only.",
+        &DISCOVERY_DATABASES,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.discovery_ca_file",
+        c"PEM file of the certificate authorities trusted for key-set discovery; empty: the system's store.",
+        c"Read at each fetch. Only https is ever used.",
+        &DISCOVERY_CA_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.discovery_min_refresh",
+        c"Shortest time between two fetches of an issuer's key set, in seconds.",
+        c"Bounds the provider's cache lifetime from below, spaces the retries after a failed fetch, and limits the \
+          early fetches that a token with an unknown kid asks for.",
+        &DISCOVERY_MIN_REFRESH,
+        1,
+        86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S | GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.discovery_max_refresh",
+        c"Longest time between two fetches of an issuer's key set, in seconds.",
+        c"Bounds the provider's cache lifetime from above; used when the provider states none.",
+        &DISCOVERY_MAX_REFRESH,
+        1,
+        7 * 86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S | GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.discovery_timeout",
+        c"How long one key-set fetch may take in all, in seconds.",
+        c"Only the discovery worker waits for it, never a query.",
+        &DISCOVERY_TIMEOUT,
+        1,
+        300,
+        GucContext::Sighup,
+        GucFlags::UNIT_S | GucFlags::SUPERUSER_ONLY,
+    );
     let kek_flags = GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY;
     // SAFETY: the show hooks are #[pg_guard] functions with the signature PostgreSQL expects.
     unsafe {
@@ -282,6 +347,38 @@ pub fn citus_ticket<'a>() -> Option<&'a str> {
 /// `tenant_guard.replay_cache_size`, in entries.
 pub fn replay_cache_size() -> usize {
     REPLAY_CACHE_SIZE.get().max(128) as usize
+}
+
+/// `tenant_guard.verification_cache_size`, in entries (0: no shared cache).
+pub fn verification_cache_size() -> usize {
+    VERIFICATION_CACHE_SIZE.get().max(0) as usize
+}
+
+/// `tenant_guard.discovery_databases`, split at commas and trimmed.
+pub fn discovery_databases() -> Vec<String> {
+    string_setting(&DISCOVERY_DATABASES)
+        .unwrap_or_default()
+        .split(',')
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// `tenant_guard.discovery_ca_file`; None: the system's store.
+pub fn discovery_ca_file() -> Option<String> {
+    string_setting(&DISCOVERY_CA_FILE)
+}
+
+/// (`tenant_guard.discovery_min_refresh`, `discovery_max_refresh`), in seconds; the maximum is never below the
+/// minimum.
+pub fn discovery_refresh_bounds() -> (i64, i64) {
+    let min = i64::from(DISCOVERY_MIN_REFRESH.get().max(1));
+    (min, i64::from(DISCOVERY_MAX_REFRESH.get()).max(min))
+}
+
+/// `tenant_guard.discovery_timeout`, in seconds.
+pub fn discovery_timeout() -> u64 {
+    DISCOVERY_TIMEOUT.get().max(1) as u64
 }
 
 /// `tenant_guard.client_certificate` (see `client_cert`): empty unless tenant_guard set it.

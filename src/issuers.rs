@@ -51,6 +51,8 @@ pub fn load() -> KeyStore {
                     continue;
                 };
                 match jwk::parse_jwks(&jwks) {
+                    // a discovered issuer whose first fetch has not succeeded yet: no keys, nothing to say
+                    Err(jwk::JwksError::Empty) => {}
                     Ok(set) => store.insert(
                         name,
                         Issuer {
@@ -105,24 +107,43 @@ fn trust_issuer(
         errors::invalid_parameter("jwks must not be NULL".into(), Some("Pass a JWKS document: {\"keys\": [...]}."))
     };
     check_text("issuer", issuer, MAX_ISSUER_BYTES);
+    let set = jwk::parse_jwks(text).unwrap_or_else(|e| errors::invalid_key_set(&e));
+    let count = set.keys.len() as i32;
+    register(issuer, Some(set.normalized), audience, tenant_claim, tenants, require_cert_binding, require_jti);
+    // keys registered by hand end the issuer's discovery, if it had one
+    Spi::run_with_args("DELETE FROM tenant.issuer_discovery WHERE issuer = $1", &[issuer.into()])
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store the issuer: {e}")));
+    count
+}
+
+/// Stores an issuer: its key set (`None`: keep the one it has; a new issuer gets an empty one, which verifies
+/// nothing until discovery fills it), audience, tenant claim, and the options and scope when not NULL (see
+/// [`trust_issuer`]). The caller has checked `issuer`.
+pub(crate) fn register(
+    issuer: &str,
+    jwks: Option<serde_json::Value>,
+    audience: Option<&str>,
+    tenant_claim: Option<&str>,
+    tenants: Option<Vec<Option<pgrx::Uuid>>>,
+    require_cert_binding: Option<bool>,
+    require_jti: Option<bool>,
+) {
     if let Some(a) = audience {
         check_text("audience", a, MAX_NAME_BYTES);
     }
     if let Some(c) = tenant_claim {
         check_text("tenant_claim", c, MAX_NAME_BYTES);
     }
-    let set = jwk::parse_jwks(text).unwrap_or_else(|e| errors::invalid_key_set(&e));
-    let count = set.keys.len() as i32;
     Spi::run_with_args(
         "INSERT INTO tenant.trusted_issuer AS t (issuer, jwks, audience, tenant_claim, require_cert_binding, \
                                                  require_jti) \
-         VALUES ($1, $2, $3, $4, coalesce($5, false), coalesce($6, false)) \
-         ON CONFLICT (issuer) DO UPDATE SET jwks = EXCLUDED.jwks, audience = EXCLUDED.audience, \
+         VALUES ($1, coalesce($2, '{\"keys\": []}'), $3, $4, coalesce($5, false), coalesce($6, false)) \
+         ON CONFLICT (issuer) DO UPDATE SET jwks = coalesce($2, t.jwks), audience = EXCLUDED.audience, \
          tenant_claim = EXCLUDED.tenant_claim, require_cert_binding = coalesce($5, t.require_cert_binding), \
          require_jti = coalesce($6, t.require_jti), updated_at = pg_catalog.now()",
         &[
             issuer.into(),
-            JsonB(set.normalized).into(),
+            jwks.map(JsonB).into(),
             audience.into(),
             tenant_claim.into(),
             require_cert_binding.into(),
@@ -139,7 +160,6 @@ fn trust_issuer(
         }
         scope(issuer, Some(tenants));
     }
-    count
 }
 
 /// Replaces the tenants an issuer may speak for; NULL or an empty array makes it speak for every tenant that no

@@ -13,6 +13,9 @@
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
 //! - [`citus`]: the same isolation on every node of a Citus cluster (found at run time, never linked);
 //! - [`replay`]: the shared table of used `jti`s, for issuers that require each token once;
+//! - [`shared_verifications`]: verified tokens shared by every backend (a signature is checked once per server);
+//! - [`discovery`]: key sets fetched from identity providers by a background worker;
+//! - [`shmem`]: making the shared-memory structs of the modules above;
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
 //! - [`gucs`]: every `tenant_guard.*` setting;
@@ -36,6 +39,7 @@ pub mod citus;
 pub mod client_cert;
 pub use tenant_guard_core::{ciphertext, kek, token};
 pub mod context;
+pub mod discovery;
 pub mod encryption;
 pub mod errors;
 pub mod guard;
@@ -50,6 +54,8 @@ pub mod redaction;
 pub mod replay;
 pub mod requirements;
 pub mod revocations;
+pub mod shared_verifications;
+pub mod shmem;
 pub mod uuids;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -63,6 +69,8 @@ pub extern "C-unwind" fn _PG_init() {
     no_backtraces();
     gucs::init();
     replay::init();
+    shared_verifications::init();
+    discovery::init();
     invalidation::init();
     context::init();
     keys::init();

@@ -7,11 +7,12 @@
 #[cfg(test)]
 mod files {
     /// Every SQL file of the extension, by name.
-    const SQL_FILES: [(&str, &str); 22] = [
+    const SQL_FILES: [(&str, &str); 24] = [
         ("admin_role.sql", include_str!("../../sql/admin_role.sql")),
         ("audit.sql", include_str!("../../sql/audit.sql")),
         ("bootstrap.sql", include_str!("../../sql/bootstrap.sql")),
         ("citus.sql", include_str!("../../sql/citus.sql")),
+        ("discovery.sql", include_str!("../../sql/discovery.sql")),
         ("encryption.sql", include_str!("../../sql/encryption.sql")),
         ("finalize.sql", include_str!("../../sql/finalize.sql")),
         ("invalidation.sql", include_str!("../../sql/invalidation.sql")),
@@ -20,6 +21,7 @@ mod files {
         ("labels.sql", include_str!("../../sql/labels.sql")),
         ("requirements.sql", include_str!("../../sql/requirements.sql")),
         ("revocations.sql", include_str!("../../sql/revocations.sql")),
+        ("shared_verifications.sql", include_str!("../../sql/shared_verifications.sql")),
         ("trusted_code.sql", include_str!("../../sql/trusted_code.sql")),
         ("queries/issuer_state.sql", include_str!("../../sql/queries/issuer_state.sql")),
         ("queries/key_rows.sql", include_str!("../../sql/queries/key_rows.sql")),
@@ -183,6 +185,7 @@ mod tests {
                  tenant._citus_digest(text) search_path=pg_catalog, pg_temp; \
                  tenant._table_changed_trigger() search_path=pg_catalog, pg_temp; \
                  tenant.create_key(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant.refresh_issuer(text) search_path=pg_catalog, pg_temp; \
                  tenant.resume_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.revoke_subject(text,text,timestamp with time zone) search_path=pg_catalog, pg_temp; \
                  tenant.revoke_token(text) search_path=pg_catalog, pg_temp; \
@@ -192,6 +195,8 @@ mod tests {
                  tenant.shred(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.suspend_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.trust_issuer(text,jsonb,text,text,uuid[],boolean,boolean) search_path=pg_catalog, pg_temp; \
+                 tenant.trust_issuer_discovery(text,text,text,uuid[],boolean,boolean,text[]) search_path=pg_catalog, \
+                 pg_temp; \
                  tenant.untrust_issuer(text) search_path=pg_catalog, pg_temp"
             )
         );

@@ -223,7 +223,8 @@ def test_tokens_are_not_readable_back(app, keys):
                      "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
                      "tenant_guard.hide_planner_statistics", "tenant_guard.hide_statistics",
                      "tenant_guard.max_token_lifetime", "tenant_guard.pooler_statement_prefix",
-                     "tenant_guard.replay_cache_size", "tenant_guard.tenant_claim"]
+                     "tenant_guard.replay_cache_size", "tenant_guard.tenant_claim",
+                     "tenant_guard.verification_cache_size"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------
@@ -290,7 +291,8 @@ def test_issuers_view_shows_keys_without_material(admin, keys):
     cols = [r[0] for r in admin.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'tenant.issuers'::regclass AND attnum > 0 ORDER BY attnum")]
     assert cols == ["issuer", "kid", "alg", "kty", "audience", "tenant_claim", "updated_at", "scoped_tenants",
-                    "require_cert_binding", "require_jti"]
+                    "require_cert_binding", "require_jti", "discovery_url", "jwks_uri", "last_fetch", "last_success",
+                    "last_error", "next_fetch"]
 
 
 def test_admin_functions_are_not_executable_by_public(admin):
