@@ -131,3 +131,32 @@ fn usable_keys(text: &str) -> Result<String, String> {
     }
     Ok(doc.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encryption_keys_are_left_out_and_the_rest_is_judged_by_the_key_set_rules() {
+        let doc = r#"{"keys": [{"kty": "RSA", "use": "enc", "kid": "e"}, {"kty": "OKP", "use": "sig", "kid": "s"},
+                                {"kty": "EC", "kid": "n"}]}"#;
+        let kept: Value = serde_json::from_str(&usable_keys(doc).unwrap()).unwrap();
+        let kids: Vec<&str> = kept["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids, ["s", "n"]);
+        // not a key set at all: passed on as it is, for parse_jwks to refuse
+        assert_eq!(usable_keys(r#"{"a": 1}"#).unwrap(), r#"{"a":1}"#);
+        assert!(usable_keys("<html>").unwrap_err().contains("is not valid JSON"));
+        assert!(usable_keys(r#"{"keys": [], "keys": []}"#).unwrap_err().contains("duplicate"));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_holds_no_certificate_is_an_error_that_names_it() {
+        let missing = roots(Some("/nonexistent/tg-ca.pem")).unwrap_err();
+        assert!(missing.contains("cannot read tenant_guard.discovery_ca_file \"/nonexistent/tg-ca.pem\""), "{missing}");
+        let path = std::env::temp_dir().join(format!("tg-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let empty = roots(Some(path.to_str().unwrap())).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(empty.contains("holds no PEM certificate"), "{empty}");
+    }
+}
