@@ -268,7 +268,7 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:95
+-- src/issuers.rs:101
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -941,7 +941,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:167
+-- src/issuers.rs:173
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -1136,7 +1136,7 @@ AS 'MODULE_PATHNAME', 'trust_issuer_discovery_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:207
+-- src/issuers.rs:213
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */

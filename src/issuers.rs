@@ -50,26 +50,32 @@ pub fn load() -> KeyStore {
                 let (Some(name), Some(jwks)) = (name, jwks) else {
                     continue;
                 };
-                match jwk::parse_jwks(&jwks) {
-                    // a discovered issuer whose first fetch has not succeeded yet: no keys, nothing to say
-                    Err(jwk::JwksError::Empty) => {}
-                    Ok(set) => store.insert(
-                        name,
-                        Issuer {
-                            audience,
-                            tenant_claim,
-                            keys: set.keys,
-                            tenants: tenants.map(|list| list.iter().map(crate::uuids::from_pg).collect()),
-                            require_cert_binding: binding.unwrap_or(false),
-                            require_jti: once.unwrap_or(false),
-                        },
-                    ),
-                    // Only reachable if the table was edited by hand: skip that issuer, say so, and name no key.
-                    Err(e) => errors::warning(
-                        format!("tenant_guard ignores issuer \"{}\": {e}", name.escape_default()),
-                        "Register it again with tenant.trust_issuer().",
-                    ),
-                }
+                // An issuer whose keys cannot be used is still registered, without keys: it verifies nothing, and
+                // the tenants it lists stay reserved to it (another issuer must not speak for them meanwhile).
+                let keys = match jwk::parse_jwks(&jwks) {
+                    Ok(set) => set.keys,
+                    // a discovered issuer whose first fetch has not succeeded yet: nothing to say
+                    Err(jwk::JwksError::Empty) => Vec::new(),
+                    // only reachable if the table was edited by hand: say so, and name no key
+                    Err(e) => {
+                        errors::warning(
+                            format!("tenant_guard ignores the keys of issuer \"{}\": {e}", name.escape_default()),
+                            "Register it again with tenant.trust_issuer().",
+                        );
+                        Vec::new()
+                    }
+                };
+                store.insert(
+                    name,
+                    Issuer {
+                        audience,
+                        tenant_claim,
+                        keys,
+                        tenants: tenants.map(|list| list.iter().map(crate::uuids::from_pg).collect()),
+                        require_cert_binding: binding.unwrap_or(false),
+                        require_jti: once.unwrap_or(false),
+                    },
+                );
             }
             store
         })

@@ -7,7 +7,7 @@
 
 use crate::token::jwk;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tenant_guard_core::discovery::{self, MAX_BODY_BYTES};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
@@ -75,9 +75,14 @@ fn agent(request: &Request) -> Result<ureq::Agent, String> {
         .into())
 }
 
-/// GETs `url`; returns its body and Cache-Control header.
-fn get(agent: &ureq::Agent, url: &str, what: &str) -> Result<(Vec<u8>, Option<String>), String> {
-    let mut response = agent.get(url).header("Accept", "application/json").call().map_err(|e| match e {
+/// GETs `url` within what is left of the fetch's time; returns its body and Cache-Control header.
+fn get(agent: &ureq::Agent, url: &str, what: &str, deadline: Instant) -> Result<(Vec<u8>, Option<String>), String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(format!("fetching the {what} ({url}) timed out"));
+    }
+    let request = agent.get(url).header("Accept", "application/json").config().timeout_global(Some(left)).build();
+    let mut response = request.call().map_err(|e| match e {
         ureq::Error::Timeout(_) => format!("fetching the {what} ({url}) timed out"),
         other => format!("fetching the {what} ({url}) failed: {other}"),
     })?;
@@ -103,15 +108,22 @@ fn get(agent: &ureq::Agent, url: &str, what: &str) -> Result<(Vec<u8>, Option<St
 
 /// Fetches and validates the issuer's key set.
 pub fn fetch(request: &Request) -> Result<Fetched, String> {
+    // one deadline for the whole fetch, both requests together
+    let deadline = Instant::now() + request.timeout;
     let agent = agent(request)?;
-    let (config, _) = get(&agent, request.configuration_url, "OpenID configuration")?;
+    let (config, _) = get(&agent, request.configuration_url, "OpenID configuration", deadline)?;
     let jwks_uri = discovery::jwks_uri(&config, request.issuer, request.allowed_hosts).map_err(|e| e.to_string())?;
-    let (body, cache_control) = get(&agent, &jwks_uri, "key set")?;
+    let (body, cache_control) = get(&agent, &jwks_uri, "key set", deadline)?;
     let text = std::str::from_utf8(&body).map_err(|_| format!("the key set ({jwks_uri}) is not UTF-8"))?;
     let set = jwk::parse_jwks(&usable_keys(text)?).map_err(|e| format!("the key set ({jwks_uri}): {e}"))?;
     if set.keys.iter().any(|k| k.alg == jwk::Alg::HS256) {
         return Err(format!(
             "the key set ({jwks_uri}) publishes a secret (oct) key; register shared secrets with tenant.trust_issuer"
+        ));
+    }
+    if holds_nul(&set.normalized) {
+        return Err(format!(
+            "the key set ({jwks_uri}) contains a NUL character (\\u0000), which PostgreSQL cannot store"
         ));
     }
     Ok(Fetched {
@@ -120,6 +132,16 @@ pub fn fetch(request: &Request) -> Result<Fetched, String> {
         jwks: set.normalized,
         max_age: discovery::max_age(cache_control.as_deref()),
     })
+}
+
+/// Whether any member name or string of `value` holds a NUL character (jsonb cannot store one).
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(members) => members.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// The key set without the keys that are not for signatures (`"use": "enc"`, as identity providers publish beside
@@ -147,6 +169,14 @@ mod tests {
         assert_eq!(usable_keys(r#"{"a": 1}"#).unwrap(), r#"{"a":1}"#);
         assert!(usable_keys("<html>").unwrap_err().contains("is not valid JSON"));
         assert!(usable_keys(r#"{"keys": [], "keys": []}"#).unwrap_err().contains("duplicate"));
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_key_set_is_found() {
+        assert!(!holds_nul(&serde_json::json!({"keys": [{"kid": "a", "x5c": ["b"]}]})));
+        assert!(holds_nul(&serde_json::json!({"keys": [{"kid": "a", "x5u": "a\u{0}b"}]})));
+        assert!(holds_nul(&serde_json::json!({"keys": [{"kid": "a", "x\u{0}": 1}]})));
+        assert!(holds_nul(&serde_json::json!({"keys": [{"kid": "a", "x5c": ["ok", "\u{0}"]}]})));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use pgrx::PgTryBuilder;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -83,7 +84,7 @@ pub extern "C-unwind" fn tenant_guard_discovery_main(arg: pg_sys::Datum) {
         if unknown_key {
             BackgroundWorker::transaction(move || fetch_early(min_refresh));
         }
-        for job in BackgroundWorker::transaction(due) {
+        for job in BackgroundWorker::transaction(move || due(min_refresh)) {
             let outcome = fetch::fetch(&fetch::Request {
                 issuer: &job.issuer,
                 configuration_url: &job.configuration_url,
@@ -91,7 +92,7 @@ pub extern "C-unwind" fn tenant_guard_discovery_main(arg: pg_sys::Datum) {
                 ca_file: gucs::discovery_ca_file().as_deref(),
                 timeout: Duration::from_secs(gucs::discovery_timeout()),
             });
-            BackgroundWorker::transaction(move || store(&job.issuer, outcome));
+            BackgroundWorker::transaction(move || store_or_record(&job.issuer, outcome));
         }
         sleep = Duration::from_secs_f64(BackgroundWorker::transaction(until_next));
     }
@@ -120,19 +121,22 @@ fn fetch_early(min_refresh: i64) {
     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not schedule an early fetch: {e}")));
 }
 
-/// The issuers to fetch now: those due and those asked for.
-fn due() -> Vec<Job> {
+/// The issuers to fetch now (those due and those asked for), claimed: their next fetch is set `min_refresh` ahead
+/// before anything is fetched, so that an issuer whose fetch or storing fails, however it fails, is retried after the
+/// minimum interval and never holds up the others.
+fn due(min_refresh: i64) -> Vec<Job> {
     if !installed() {
         return Vec::new();
     }
-    Spi::connect(|client| {
+    Spi::connect_mut(|client| {
         client
-            .select(
-                "SELECT issuer, configuration_url, allowed_hosts FROM tenant.issuer_discovery \
+            .update(
+                "UPDATE tenant.issuer_discovery SET last_fetch = pg_catalog.now(), refresh_requested = false, \
+                        next_fetch = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1) \
                   WHERE refresh_requested OR next_fetch OPERATOR(pg_catalog.<=) pg_catalog.now() \
-                  ORDER BY next_fetch",
+                 RETURNING issuer, configuration_url, allowed_hosts",
                 None,
-                &[],
+                &[(min_refresh as f64).into()],
             )
             .map(|rows| {
                 rows.filter_map(|row| {
@@ -144,15 +148,69 @@ fn due() -> Vec<Job> {
                 })
                 .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read the discovered issuers: {e}")))
     })
 }
 
-/// Records a fetch: a good key set replaces the issuer's keys (only if they changed, so that unchanged keys cost
-/// the backends nothing); a failure keeps them and is retried after the minimum interval.
+/// Records a fetch ([`store`]) in a subtransaction: if storing fails anyway (a lock conflict, a key set PostgreSQL
+/// refuses), that failure is recorded as the fetch's error instead, and the worker goes on with the other issuers.
+fn store_or_record(issuer: &str, outcome: Result<Fetched, String>) {
+    // SAFETY: the subtransaction pattern of PL/pgSQL's exception blocks: begin, then release on success or roll back
+    // on error, restoring the memory context and resource owner of the enclosing transaction either way.
+    let (context, owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        saved
+    };
+    let restore = move || {
+        // SAFETY: as above; `context` and `owner` belong to the enclosing transaction, which is still open.
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        }
+    };
+    let failure = PgTryBuilder::new(|| {
+        store(issuer, outcome);
+        // SAFETY: the subtransaction begun above, still the current one.
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        None
+    })
+    .catch_others(|error| {
+        // SAFETY: the subtransaction begun above, whose error has been caught.
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        Some(match error {
+            pg_sys::panic::CaughtError::PostgresError(report)
+            | pg_sys::panic::CaughtError::ErrorReport(report)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: report, .. } => report.message().to_owned(),
+        })
+    })
+    .execute();
+    if let Some(message) = failure {
+        record_error(issuer, &format!("the fetched key set could not be stored: {message}"));
+    }
+}
+
+fn record_error(issuer: &str, error: &str) {
+    // the retry is scheduled already (see `due`)
+    Spi::run_with_args(
+        "UPDATE tenant.issuer_discovery SET last_error = $2 WHERE issuer OPERATOR(pg_catalog.=) $1",
+        &[issuer.into(), error.replace('\0', "\\0").into()],
+    )
+    .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not record a fetch: {e}")));
+}
+
+/// Records a fetch: a good key set replaces the issuer's keys (only if they changed: an unchanged set changes no
+/// row and fires no trigger, so it costs the backends nothing); a failure keeps them. Locks the issuer's rows in
+/// the order the administrators' functions do (the issuer, then its discovery).
 fn store(issuer: &str, outcome: Result<Fetched, String>) {
-    let (min_refresh, max_refresh) = gucs::discovery_refresh_bounds();
-    // the row is locked first: an administrator registering keys by hand meanwhile (which ends the discovery) wins
+    let stored = Spi::get_one_with_args::<JsonB>(
+        "SELECT i.jwks FROM tenant.trusted_issuer i WHERE i.issuer OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+        &[issuer.into()],
+    )
+    .ok()
+    .flatten();
     let still_discovered = Spi::get_one_with_args::<bool>(
         "SELECT true FROM tenant.issuer_discovery WHERE issuer OPERATOR(pg_catalog.=) $1 FOR UPDATE",
         &[issuer.into()],
@@ -160,21 +218,22 @@ fn store(issuer: &str, outcome: Result<Fetched, String>) {
     .ok()
     .flatten()
     .unwrap_or(false);
-    if !still_discovered {
-        return;
-    }
+    // untrusted, or registered by hand, meanwhile: the administrator's word stands
+    let (Some(JsonB(stored)), true) = (stored, still_discovered) else { return };
+    let (min_refresh, max_refresh) = gucs::discovery_refresh_bounds();
     match outcome {
         Ok(fetched) => {
             let after = tenant_guard_core::discovery::refresh_after(fetched.max_age, (min_refresh, max_refresh));
+            if stored != fetched.jwks {
+                Spi::run_with_args(
+                    "UPDATE tenant.trusted_issuer SET jwks = $2, updated_at = pg_catalog.now() \
+                      WHERE issuer OPERATOR(pg_catalog.=) $1",
+                    &[issuer.into(), JsonB(fetched.jwks).into()],
+                )
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a fetched key set: {e}")));
+            }
             Spi::run_with_args(
-                "UPDATE tenant.trusted_issuer SET jwks = $2, updated_at = pg_catalog.now() \
-                  WHERE issuer OPERATOR(pg_catalog.=) $1 AND jwks OPERATOR(pg_catalog.<>) $2",
-                &[issuer.into(), JsonB(fetched.jwks).into()],
-            )
-            .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a fetched key set: {e}")));
-            Spi::run_with_args(
-                "UPDATE tenant.issuer_discovery SET jwks_uri = $2, last_fetch = pg_catalog.now(), \
-                        last_success = pg_catalog.now(), last_error = NULL, refresh_requested = false, \
+                "UPDATE tenant.issuer_discovery SET jwks_uri = $2, last_success = last_fetch, last_error = NULL, \
                         next_fetch = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3) \
                   WHERE issuer OPERATOR(pg_catalog.=) $1",
                 &[issuer.into(), fetched.jwks_uri.into(), (after as f64).into()],
@@ -182,16 +241,7 @@ fn store(issuer: &str, outcome: Result<Fetched, String>) {
             .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not record a fetch: {e}")));
             pgrx::debug1!("tenant_guard fetched {} keys of issuer \"{}\"", fetched.keys, issuer.escape_default());
         }
-        Err(error) => {
-            Spi::run_with_args(
-                "UPDATE tenant.issuer_discovery SET last_fetch = pg_catalog.now(), last_error = $2, \
-                        refresh_requested = false, \
-                        next_fetch = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3) \
-                  WHERE issuer OPERATOR(pg_catalog.=) $1",
-                &[issuer.into(), error.into(), (min_refresh as f64).into()],
-            )
-            .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not record a fetch: {e}")));
-        }
+        Err(error) => record_error(issuer, &error),
     }
 }
 

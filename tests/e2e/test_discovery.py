@@ -386,6 +386,7 @@ MISBEHAVIOURS = {
     "foreign_jwks_uri": ("host",),
     "foreign_host": ("host",),
     "http_jwks_uri": ("https",),
+    "nul_member": ("nul",),
 }
 
 
@@ -586,3 +587,87 @@ def test_a_tenant_scope_given_at_registration_holds_for_fetched_keys(idp, admin,
     assert tenant_rows(app, idp.mint(TENANT_A)) == (TENANT_A, ["a1", "a2"])
     refused(app, idp.mint(TENANT_B))
     refused(app, idp.mint(uuid.uuid4()))
+
+
+# -- red team, round 7 --------------------------------------------------------------------------------------------------
+
+def test_a_discovered_issuer_without_keys_yet_still_reserves_its_tenants(providers, admin, app):
+    """An issuer whose keys cannot be used (before its first good fetch, or a provider that stays down) verifies
+    nothing, and the tenants it lists stay reserved to it: another, unscoped issuer may not speak for them meanwhile."""
+    down = providers(start=False)
+    register(admin, down, tenants=[str(TENANT_A)])
+    wait_for(admin, down, failed(), "failed")
+    platform = Keys("-platform")
+    platform_iss = "https://platform.discovery.test"
+    admin.execute("SELECT tenant.trust_issuer(%s, %s::jsonb, %s)", (platform_iss, Jsonb(platform.jwks(("EdDSA",))), AUD))
+    try:
+        outcome = refused(app, platform.mint(TENANT_A, iss=platform_iss))
+        assert "reserved" in outcome[1], outcome
+        accepted(app, platform.mint(TENANT_B, iss=platform_iss), TENANT_B)
+        # the same for stored keys that cannot be used (a table edited by hand)
+        admin.execute("UPDATE tenant.trusted_issuer SET jwks = '{\"keys\": [{\"kty\": \"nope\"}]}' WHERE issuer = %s",
+                      (down.issuer,))
+        outcome = refused(app, platform.mint(TENANT_A, iss=platform_iss, jti="again"))
+        assert "reserved" in outcome[1], outcome
+    finally:
+        admin.execute("SELECT tenant.untrust_issuer(%s)", (platform_iss,))
+
+
+def test_a_provider_that_poisons_its_fetch_holds_up_no_other_issuer(providers, admin, app):
+    """A key set PostgreSQL cannot store (a NUL in a member) is an error of that issuer's fetch, recorded; the other
+    issuers' refreshes go on: a retired key of another issuer stops verifying."""
+    good = providers()
+    register(admin, good)
+    wait_fetched(admin, good)
+    first = good.signing_kid
+    old = good.mint(TENANT_A)
+    good.rotate()
+    refresh(admin, good)
+    wait_fetched(admin, good)
+
+    poisoned = providers(mode="nul_member")
+    register(admin, poisoned)
+    s = wait_for(admin, poisoned, failed(), "failed")
+    assert "nul" in s["last_error"].lower(), s["last_error"]
+    assert [r["kid"] for r in s["rows"]] == [None]
+
+    good.retire(first)
+    refresh(admin, good)
+    wait_fetched(admin, good)
+    refused(app, old)
+    refresh(admin, poisoned)
+    s = wait_for(admin, poisoned, failed(after=s["last_fetch"]), "failed again")
+    assert "nul" in s["last_error"].lower()
+
+
+def test_an_unchanged_key_set_costs_the_backends_nothing(idp, admin, app):
+    """A fetch that finds the same keys changes no row: no backend drops its cached keys or verifications."""
+    register(admin, idp)
+    s = wait_fetched(admin, idp)
+    token = idp.mint(TENANT_A)
+    accepted(app, token, TENANT_A)
+    accepted(app, token, TENANT_A)
+
+    def shared():
+        return admin.execute("SELECT signatures_shared FROM tenant.verification_cache_stats()").fetchone()[0]
+
+    before = shared()
+    refresh(admin, idp)
+    again = wait_for(admin, idp, fetched(idp, after=s["last_fetch"]), "fetched again")
+    assert again["updated_at"] == s["updated_at"]
+    # the app's backend still has its own verdict: it neither reloads nor asks the shared table
+    accepted(app, token, TENANT_A)
+    assert shared() == before
+
+
+def test_the_timeout_bounds_the_whole_fetch(providers, admin):
+    """Two requests of 3 s each (configuration, then key set) under a 5 s timeout: the fetch times out."""
+    configure(admin, "discovery_timeout", 5)
+    try:
+        slow = providers(mode="slow", delay=3)
+        register(admin, slow)
+        s = wait_for(admin, slow, failed(), "failed")
+        assert "timed out" in s["last_error"], s["last_error"]
+        assert "key set" in s["last_error"], s["last_error"]
+    finally:
+        configure(admin, "discovery_timeout", None)

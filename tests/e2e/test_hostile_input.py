@@ -24,6 +24,7 @@ VALUES = {
     "oid": [None, 0, 4294967295, 1259],
     "oid[]": [None, [], [0], [4294967295, 1259, 0]],
     "uuid[]": [None, [], [None], ["00000000-0000-0000-0000-000000000000"] * 3],
+    "text[]": [None, [], [None], ["", "h" * LONG, "a:b:c", "[::1]:99999", "u@h", "\U0001F600"]],
     "regclass": [None, "pg_class", "pg_catalog.pg_proc"],
     "name": [None, "", "n" * 63],
     "integer": [None, 0, -1, 2147483647, -2147483648],
@@ -84,9 +85,9 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
         "_untrusted_column_calls", "_policy_expression", "_policy_expression_per_row", "_policy_intact",
         "_replica_issuers", "_replica_keys", "_table_changed", "_written_here", "_xid_here", "audit",
         "authenticate", "claim", "claims", "client_certificate", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
-        "key_version", "protect", "reencrypt", "reset", "resume_tenant", "revoke_subject", "revoke_token",
-        "rewrap_keys", "rotate_key", "scope_issuer", "shred", "subject", "suspend_tenant",
-        "trust_issuer", "untrust_issuer"]), "a new function: add its argument types to VALUES"
+        "key_version", "protect", "reencrypt", "refresh_issuer", "reset", "resume_tenant", "revoke_subject",
+        "revoke_token", "rewrap_keys", "rotate_key", "scope_issuer", "shred", "subject", "suspend_tenant",
+        "trust_issuer", "trust_issuer_discovery", "untrust_issuer", "verification_cache_stats"]), "a new function: add its argument types to VALUES"
     outcomes = {}
     for conn, role in ((app, "app"), (admin, "superuser")):
         conn.execute("SELECT tenant.authenticate(%s, 'session')", (keys.mint(keys_tenant()),))
@@ -106,7 +107,8 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
     # the app role was refused every admin function before it ran ("ok" only where PostgreSQL folds a STRICT call
     # with a NULL argument to NULL at plan time, which runs nothing)
     for name in ("trust_issuer", "_trust_issuer", "untrust_issuer", "rewrap_keys", "shred", "rotate_key",
-                 "create_key", "reencrypt", "_table_changed", "audit", "_audit"):
+                 "create_key", "reencrypt", "_table_changed", "audit", "_audit", "trust_issuer_discovery",
+                 "refresh_issuer", "verification_cache_stats"):
         got = [outcomes[("app", sig)] for n, sig, _ in fns if n == name]
         assert got and all("42501" in o and o <= {"42501", "ok"} for o in got), (name, got)
 

@@ -48,6 +48,7 @@ MODES = {
     "foreign_jwks_uri": "jwks_uri is on the same address, another port (alt_port, which serves the same keys)",
     "foreign_host": "jwks_uri names host localhost instead of 127.0.0.1 (same server, another host name)",
     "http_jwks_uri": "jwks_uri is http://",
+    "nul_member": "the key set is valid, but a key carries a member whose string holds \\u0000 (jsonb refuses it)",
     "slow": "every answer waits `delay` seconds first (stop() cuts the wait short)",
 }
 
@@ -214,6 +215,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, b'{"error": "internal"}')
         if mode == "redirect":
             return self._send(302, b"", Location=EVIL + JWKS_PATH)
+        if mode == "nul_member":
+            keys = idp.jwks()
+            keys["keys"][0]["x5u"] = "a\u0000b"
+            return self._send(200, json.dumps(keys).encode(), **headers)
         body = json.dumps(idp.jwks()).encode()
         if mode == "huge":
             return self._stream_huge(idp, body, headers)

@@ -733,3 +733,20 @@ fn a_removed_or_replaced_key_is_not_covered_by_a_known_signature() {
     );
     assert_eq!(sharing(&token, &replaced, Some(fp)).unwrap_err(), Rejection::BadSignature);
 }
+
+#[test]
+fn an_issuer_without_keys_still_reserves_its_tenants() {
+    // a discovered issuer before its first good fetch (or one whose stored keys are unusable) verifies nothing, and
+    // the platform's unscoped issuer must still not speak for the tenant it lists
+    let mut store = store();
+    store.insert(
+        "https://sso.customer".into(),
+        Issuer { keys: Vec::new(), tenants: Some([TENANT.parse().unwrap()].into()), ..Default::default() },
+    );
+    assert_eq!(check_with(&store, &hs(&claims())), Rejection::TenantReserved);
+    assert!(verify(&hs(&with(claims(), "tenant_id", json!(OTHER))), &store, &policy(), NOW).is_ok());
+}
+
+fn check_with(store: &KeyStore, token: &str) -> Rejection {
+    verify(token, store, &policy(), NOW).expect_err("token was accepted")
+}
