@@ -853,7 +853,7 @@ GRANT EXECUTE ON FUNCTION tenant.reencrypt(bytea, text) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/discovery/mod.rs:197
+-- src/discovery/mod.rs:214
 -- tenant_guard::discovery::refresh_issuer
 CREATE OR REPLACE FUNCTION "refresh_issuer"(
 	"issuer" TEXT /* Option < & str > */
@@ -1252,6 +1252,30 @@ GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], b
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
 
 GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/discovery/mod.rs:231
+-- requires:
+--   issuers_schema
+--   trust_issuer_discovery
+--   refresh_issuer
+
+-- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
+COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
+    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
+    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
+    '(host or host:port) its jwks_uri may be on.';
+
+COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
+    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) TO tenant_guard_admin;
 
 /* </end connected objects> */
 
@@ -1974,30 +1998,6 @@ REVOKE ALL ON FUNCTION tenant.audit() FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settings_with_credentials()
     TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/discovery/mod.rs:214
--- requires:
---   issuers_schema
---   trust_issuer_discovery
---   refresh_issuer
-
--- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
-COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
-    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
-    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
-    '(host or host:port) its jwks_uri may be on.';
-
-COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
-    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
-
-REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) TO tenant_guard_admin;
 
 /* </end connected objects> */
 

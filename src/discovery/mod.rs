@@ -182,6 +182,23 @@ fn trust_issuer_discovery(
         errors::discovery_not_enabled(&database);
     }
     crate::issuers::register(issuer, None, audience, tenant_claim, tenants, require_cert_binding, require_jti);
+    // keys fetched from a place the new allowed hosts no longer allow stop verifying now, not at the next fetch
+    let fetched_from = Spi::get_one_with_args::<String>(
+        "SELECT jwks_uri FROM tenant.issuer_discovery WHERE issuer = $1",
+        &[issuer.into()],
+    )
+    .ok()
+    .flatten();
+    if fetched_from.is_some_and(|uri| discovery::check_host(&uri, issuer, &hosts).is_err()) {
+        Spi::run_with_args(
+            "UPDATE tenant.trusted_issuer SET jwks = '{\"keys\": []}', updated_at = pg_catalog.now() WHERE issuer = $1",
+            &[issuer.into()],
+        )
+        .and_then(|_| {
+            Spi::run_with_args("UPDATE tenant.issuer_discovery SET jwks_uri = NULL WHERE issuer = $1", &[issuer.into()])
+        })
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not register the discovery: {e}")));
+    }
     Spi::run_with_args(
         "INSERT INTO tenant.issuer_discovery AS d (issuer, configuration_url, allowed_hosts, refresh_requested) \
          VALUES ($1, $2, $3, true) \

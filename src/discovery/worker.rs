@@ -64,14 +64,8 @@ pub extern "C-unwind" fn tenant_guard_discovery_main(arg: pg_sys::Datum) {
     unsafe {
         slot.latch.store(pg_sys::MyLatch, Ordering::Release);
         slot.database.store(pg_sys::MyDatabaseId.to_u32(), Ordering::Release);
-        // every statement below is fully qualified; nothing else should be found on a path
-        pg_sys::SetConfigOption(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_OVERRIDE,
-        );
     }
+    override_settings();
     let mut sleep = Duration::ZERO;
     while BackgroundWorker::wait_latch(Some(sleep)) {
         if BackgroundWorker::sighup_received() {
@@ -85,6 +79,10 @@ pub extern "C-unwind" fn tenant_guard_discovery_main(arg: pg_sys::Datum) {
             BackgroundWorker::transaction(move || fetch_early(min_refresh));
         }
         for job in BackgroundWorker::transaction(move || due(min_refresh)) {
+            // a shutdown waits for one fetch at most (the others claimed are retried after the minimum interval)
+            if BackgroundWorker::sigterm_received() {
+                break;
+            }
             let outcome = fetch::fetch(&fetch::Request {
                 issuer: &job.issuer,
                 configuration_url: &job.configuration_url,
@@ -96,6 +94,47 @@ pub extern "C-unwind" fn tenant_guard_discovery_main(arg: pg_sys::Datum) {
         }
         sleep = Duration::from_secs_f64(BackgroundWorker::transaction(until_next));
     }
+    // Asked to stop: at a server shutdown nothing restarts it; otherwise (pg_terminate_backend) it restarts after
+    // its restart time, rather than leaving the database without discovery until the next server start (an exit
+    // status of 0 would unregister it).
+    // SAFETY: the normal way out of a background worker.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+/// The worker's own settings, whatever the database's or a role's defaults say (a database owner may set any
+/// user-level setting for their database, and the worker connects to it): nothing found on a path, the bootstrap
+/// superuser's own role, transactions that can write and are not cut short, and lock waits bounded (a lock an
+/// administrator holds delays one issuer's fetch, recorded as its error, never all of them).
+fn override_settings() {
+    const SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+        (c"search_path", c"pg_catalog, pg_temp"),
+        (c"role", c"none"),
+        (c"default_transaction_read_only", c"off"),
+        (c"default_transaction_isolation", c"read committed"),
+        (c"statement_timeout", c"0"),
+        (c"idle_in_transaction_session_timeout", c"0"),
+        (c"lock_timeout", c"1s"),
+        (c"standard_conforming_strings", c"on"),
+        #[cfg(any(feature = "pg17", feature = "pg18"))]
+        (c"transaction_timeout", c"0"),
+    ];
+    for (name, value) in SETTINGS {
+        // SAFETY: both strings are NUL-terminated and static; an override source beats every default.
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            )
+        };
+    }
+    BackgroundWorker::transaction(|| {
+        // SAFETY: a catalog lookup of the current role, inside a transaction.
+        if !unsafe { pg_sys::superuser() } {
+            errors::internal("tenant_guard's discovery worker does not run as a superuser".into());
+        }
+    });
 }
 
 /// Whether tenant_guard is installed in this database (its tables exist).
@@ -112,10 +151,13 @@ fn fetch_early(min_refresh: i64) {
     if !installed() {
         return;
     }
+    // rows an administrator has locked are skipped, not waited for (their next scheduled fetch stands)
     Spi::run_with_args(
-        "UPDATE tenant.issuer_discovery SET next_fetch = LEAST(next_fetch, \
-                COALESCE(last_fetch, pg_catalog.now()) OPERATOR(pg_catalog.+) \
-                pg_catalog.make_interval(secs => $1))",
+        "UPDATE tenant.issuer_discovery d SET next_fetch = LEAST(d.next_fetch, \
+                COALESCE(d.last_fetch, pg_catalog.now()) OPERATOR(pg_catalog.+) \
+                pg_catalog.make_interval(secs => $1)) \
+          WHERE d.issuer OPERATOR(pg_catalog.=) ANY (SELECT l.issuer FROM tenant.issuer_discovery l \
+                                                     FOR UPDATE SKIP LOCKED)",
         &[(min_refresh as f64).into()],
     )
     .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not schedule an early fetch: {e}")));
@@ -131,10 +173,13 @@ fn due(min_refresh: i64) -> Vec<Job> {
     Spi::connect_mut(|client| {
         client
             .update(
-                "UPDATE tenant.issuer_discovery SET last_fetch = pg_catalog.now(), refresh_requested = false, \
+                "UPDATE tenant.issuer_discovery d SET last_fetch = pg_catalog.now(), refresh_requested = false, \
                         next_fetch = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1) \
-                  WHERE refresh_requested OR next_fetch OPERATOR(pg_catalog.<=) pg_catalog.now() \
-                 RETURNING issuer, configuration_url, allowed_hosts",
+                  WHERE d.issuer OPERATOR(pg_catalog.=) ANY ( \
+                        SELECT l.issuer FROM tenant.issuer_discovery l \
+                         WHERE l.refresh_requested OR l.next_fetch OPERATOR(pg_catalog.<=) pg_catalog.now() \
+                           FOR UPDATE SKIP LOCKED) \
+                 RETURNING d.issuer, d.configuration_url, d.allowed_hosts",
                 None,
                 &[(min_refresh as f64).into()],
             )
@@ -206,20 +251,26 @@ fn record_error(issuer: &str, error: &str) {
 /// the order the administrators' functions do (the issuer, then its discovery).
 fn store(issuer: &str, outcome: Result<Fetched, String>) {
     let stored = Spi::get_one_with_args::<JsonB>(
-        "SELECT i.jwks FROM tenant.trusted_issuer i WHERE i.issuer OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+        "SELECT i.jwks FROM tenant.trusted_issuer i WHERE i.issuer OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
         &[issuer.into()],
     )
     .ok()
     .flatten();
-    let still_discovered = Spi::get_one_with_args::<bool>(
-        "SELECT true FROM tenant.issuer_discovery WHERE issuer OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    let allowed = Spi::get_one_with_args::<Vec<String>>(
+        "SELECT allowed_hosts FROM tenant.issuer_discovery WHERE issuer OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
         &[issuer.into()],
     )
     .ok()
-    .flatten()
-    .unwrap_or(false);
+    .flatten();
     // untrusted, or registered by hand, meanwhile: the administrator's word stands
-    let (Some(JsonB(stored)), true) = (stored, still_discovered) else { return };
+    let (Some(JsonB(stored)), Some(allowed)) = (stored, allowed) else { return };
+    // the allowed hosts may have changed while the fetch was under way: what they no longer allow is not stored
+    let outcome = outcome.and_then(|fetched| {
+        match tenant_guard_core::discovery::check_host(&fetched.jwks_uri, issuer, &allowed) {
+            Ok(()) => Ok(fetched),
+            Err(e) => Err(e.to_string()),
+        }
+    });
     let (min_refresh, max_refresh) = gucs::discovery_refresh_bounds();
     match outcome {
         Ok(fetched) => {

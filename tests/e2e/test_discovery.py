@@ -671,3 +671,74 @@ def test_the_timeout_bounds_the_whole_fetch(providers, admin):
         assert "key set" in s["last_error"], s["last_error"]
     finally:
         configure(admin, "discovery_timeout", None)
+
+
+# -- red team, round 8 --------------------------------------------------------------------------------------------------
+
+def test_a_lock_an_administrator_holds_delays_only_that_issuer(providers, admin, app):
+    """An administrator's open transaction that locks issuer A's rows (a bulk scoping insert, a refresh not yet
+    committed) neither blocks the fetches of issuer B, nor the early fetch an unknown kid asks for."""
+    a, b = providers(), providers()
+    for idp in (a, b):
+        register(admin, idp)
+        wait_fetched(admin, idp)
+    with connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute("INSERT INTO tenant.issuer_tenant VALUES (%s, gen_random_uuid())", (a.issuer,))
+        holder.execute("SELECT tenant.refresh_issuer(%s)", (a.issuer,))
+        # B rotates; a token of B's new key makes the worker fetch early, past A's locked rows
+        b.rotate()
+        token = b.mint(TENANT_A)
+        end = time.monotonic() + DEADLINE
+        while True:
+            with connect(user=APP) as c:
+                if sqlstate(c, AUTH, (token,)) is None:
+                    break
+            assert time.monotonic() < end, "B's new key was not fetched while A's rows were locked"
+            time.sleep(0.3)
+        holder.execute("ROLLBACK")
+
+
+def test_database_settings_do_not_reach_the_worker(providers, admin, cluster):
+    """A database owner may set user-level defaults for their database, which the worker picks up when it connects:
+    read-only transactions, a role of their own, tight timeouts. The worker overrides them and keeps fetching."""
+    for setting in ("default_transaction_read_only = on", "statement_timeout = 1", "lock_timeout = 1",
+                    f"role = {APP}", "default_transaction_isolation = serializable"):
+        admin.execute(f"ALTER DATABASE {DB} SET {setting}")
+    try:
+        # a new worker, which connects with those defaults
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = "
+                      "'tenant_guard discovery'")
+        idp = providers()
+        register(admin, idp)
+        wait_for(admin, idp, fetched(idp), "fetched by a worker started with hostile defaults", deadline=40)
+    finally:
+        admin.execute(f"ALTER DATABASE {DB} RESET ALL")
+
+
+def test_keys_from_a_host_no_longer_allowed_stop_verifying_at_once(providers, admin, app):
+    idp = providers(mode="foreign_jwks_uri")
+    register(admin, idp, allowed_hosts=[f"127.0.0.1:{idp.alt_port}"])
+    wait_fetched(admin, idp)
+    token = idp.mint(TENANT_A)
+    accepted(app, token, TENANT_A)
+    register(admin, idp, allowed_hosts=[])
+    s = state(admin, idp.issuer)
+    assert [r["kid"] for r in s["rows"]] == [None] and s["jwks_uri"] is None
+    refused(app, idp.mint(TENANT_A, jti="after"))
+
+
+def test_a_fast_shutdown_waits_for_one_fetch_at_most(providers, cluster):
+    """Several slow providers due at once: a fast shutdown waits for the fetch in progress, not for all of them."""
+    with connect() as c:
+        configure(c, "discovery_timeout", 3)
+        slow = [providers(mode="slow", delay=30) for _ in range(4)]
+        for idp in slow:
+            register(c, idp)
+        wait_until(lambda: sum(idp.hits.get(WELL_KNOWN, 0) for idp in slow) >= 1, "a fetch under way")
+    start = time.monotonic()
+    subprocess.run([CLUSTER, "restart", OWN_DIR], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.monotonic() - start
+    assert elapsed < 3 + 5, f"a fast shutdown took {elapsed:.1f} s with four slow fetches due"
+    with connect() as c:
+        configure(c, "discovery_timeout", None)

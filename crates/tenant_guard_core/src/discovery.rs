@@ -107,7 +107,14 @@ pub fn jwks_uri(document: &[u8], issuer: &str, allowed: &[String]) -> Result<Str
         return Err(DiscoveryError::WrongIssuer);
     }
     let Some(Value::String(uri_text)) = config.get("jwks_uri") else { return Err(DiscoveryError::NoJwksUri) };
-    let uri = https_url(uri_text, "jwks_uri")?;
+    check_host(uri_text, issuer, allowed)?;
+    Ok(uri_text.clone())
+}
+
+/// Checks that `jwks_uri` is an https URL on `issuer`'s host and port, or on one of `allowed` (entries checked by
+/// [`allowed_host`]).
+pub fn check_host(jwks_uri: &str, issuer: &str, allowed: &[String]) -> Result<(), DiscoveryError> {
+    let uri = https_url(jwks_uri, "jwks_uri")?;
     let issuer_uri = https_url(issuer, "the issuer")?;
     let host = authority(&uri);
     let mut allowed_hosts = allowed.iter().map(|a| {
@@ -121,7 +128,7 @@ pub fn jwks_uri(document: &[u8], issuer: &str, allowed: &[String]) -> Result<Str
     if host != authority(&issuer_uri) && !allowed_hosts.any(|a| a == host) {
         return Err(DiscoveryError::ForeignHost(host));
     }
-    Ok(uri_text.clone())
+    Ok(())
 }
 
 /// The lifetime a response's Cache-Control grants, in seconds: `max-age`, or 0 for `no-store` / `no-cache`; None
