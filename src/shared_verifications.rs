@@ -10,7 +10,7 @@
 //! revocation or a suspension applies at once, whatever the table remembers, and the table needs no invalidation.
 //!
 //! Slots are found by the key's hash in a window of [`WINDOW`] slots; a new entry takes an empty or expired slot of
-//! the window, else the one that expires first. Reads take the table's lock shared, writes exclusive.
+//! the window, else the one that expires first (of those, the one written first). Reads take the table's lock shared, writes exclusive.
 
 use crate::gucs;
 use pgrx::pg_sys;
@@ -33,6 +33,9 @@ struct Slot {
     signer: [u8; 32],
     /// Seconds since the epoch after which the slot may be reused.
     until: i64,
+    /// When it was written (the table's write count then): of entries that expire at the same time, the oldest is
+    /// replaced first.
+    written: u64,
 }
 
 #[repr(C)]
@@ -43,6 +46,8 @@ struct Table {
     /// Signatures checked by a backend that found no entry, and signatures skipped thanks to one.
     checked: AtomicU64,
     shared: AtomicU64,
+    /// Entries written so far (under the exclusive lock).
+    writes: u64,
     slots: [Slot; 0],
 }
 
@@ -165,7 +170,7 @@ pub fn remember(entry: &Entry, signer: &[u8; 32], exp: i64) {
         let slots = (&raw mut (*table).slots) as *mut Slot;
         pg_sys::LWLockAcquire((*table).lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut chosen = entry.start;
-        let mut earliest = i64::MAX;
+        let mut earliest = (i64::MAX, u64::MAX);
         for i in 0..WINDOW.min(capacity) {
             let at = (entry.start + i) % capacity;
             let slot = &*slots.add(at);
@@ -173,12 +178,14 @@ pub fn remember(entry: &Entry, signer: &[u8; 32], exp: i64) {
                 chosen = at;
                 break;
             }
-            if slot.until < earliest {
-                earliest = slot.until;
+            // else the one that expires first, and of those the one written first
+            if (slot.until, slot.written) < earliest {
+                earliest = (slot.until, slot.written);
                 chosen = at;
             }
         }
-        *slots.add(chosen) = Slot { key: entry.key, signer: *signer, until };
+        (*table).writes += 1;
+        *slots.add(chosen) = Slot { key: entry.key, signer: *signer, until, written: (*table).writes };
         pg_sys::LWLockRelease((*table).lock);
         (*table).checked.fetch_add(1, Ordering::Relaxed);
     }
