@@ -2002,7 +2002,7 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:189
+-- src/shared_verifications.rs:196
 -- tenant_guard::shared_verifications::verification_cache_stats
 CREATE OR REPLACE FUNCTION "verification_cache_stats"() RETURNS TABLE (
 	"capacity" bigint,  /* i64 */
@@ -2017,7 +2017,7 @@ AS 'MODULE_PATHNAME', 'stats_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:217
+-- src/shared_verifications.rs:224
 -- requires:
 --   admin_role
 --   stats
