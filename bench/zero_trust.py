@@ -120,11 +120,14 @@ def first_sight(keys):
 
 
 def second_backend():
-    """Tokens another backend verified: a fresh backend authenticates N_FIRST distinct tokens it has never seen
-    (their signatures were checked elsewhere: the shared verification cache), then the same tokens again (its own
-    cache). Returns (own cache, shared first sight) as (median, min, max) µs per token."""
+    """Tokens another backend verified: a fresh backend, once it has loaded the issuers (on another token),
+    authenticates N_FIRST distinct tokens it has never seen (verified elsewhere: the shared verification cache), then
+    the same tokens again (its own cache). Returns (own cache, shared first sight) as (median, min, max) µs per
+    token."""
     own, shared = [], []
     fresh_tokens(KEYS)
+    # the backend's own first call loads the issuers: made on another token, not counted
+    warm = KEYS.mint(TENANT, alg="EdDSA", jti=str(uuid.uuid4()))
     with connect("bench_zt") as c:   # another backend verifies them first
         c.execute("SELECT count(tenant.authenticate(token)) FROM public.zt_tokens")
     with connect() as admin:
@@ -134,6 +137,7 @@ def second_backend():
     for run in range(RUNS + 1):
         with connect("bench_zt") as c:
             c.execute("BEGIN")
+            c.execute("SELECT tenant.authenticate(%s)", (warm,))
             base = server_ms(c, base_sql)
             first = server_ms(c, sql)
             again = server_ms(c, sql)
@@ -145,7 +149,8 @@ def second_backend():
             own.append(max(again - base, 0.0) * 1000 / N_FIRST)
     with connect() as admin:
         checked = admin.execute("SELECT signatures_checked FROM tenant.verification_cache_stats()").fetchone()[0]
-    assert checked == before, f"the second backends checked {checked - before} signatures: the shared cache missed"
+    # the warm-up token is checked once, by the first run's backend
+    assert checked == before + 1, f"the second backends checked {checked - before - 1} signatures: the shared cache missed"
     summary = lambda s: (statistics.median(s), min(s), max(s))  # noqa: E731
     return summary(own), summary(shared)
 

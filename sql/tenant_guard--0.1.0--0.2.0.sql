@@ -679,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:422
+-- src/context.rs:446
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:429
+-- src/context.rs:453
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +704,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:457
+-- src/context.rs:481
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -716,7 +716,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:451
+-- src/context.rs:475
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +753,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:442
+-- src/context.rs:466
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -866,7 +866,7 @@ AS 'MODULE_PATHNAME', 'refresh_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:473
+-- src/context.rs:497
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -998,7 +998,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:467
+-- src/context.rs:491
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1256,31 +1256,7 @@ GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/discovery/mod.rs:231
--- requires:
---   issuers_schema
---   trust_issuer_discovery
---   refresh_issuer
-
--- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
-COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
-    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
-    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
-    '(host or host:port) its jwks_uri may be on.';
-
-COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
-    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
-
-REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/invalidation.rs:147
+-- src/invalidation.rs:150
 -- requires:
 --   _table_changed
 --   issuers_schema
@@ -2002,13 +1978,39 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:196
+-- src/discovery/mod.rs:231
+-- requires:
+--   issuers_schema
+--   trust_issuer_discovery
+--   refresh_issuer
+
+-- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
+COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
+    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
+    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
+    '(host or host:port) its jwks_uri may be on.';
+
+COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
+    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/shared_verifications.rs:339
 -- tenant_guard::shared_verifications::verification_cache_stats
 CREATE OR REPLACE FUNCTION "verification_cache_stats"() RETURNS TABLE (
 	"capacity" bigint,  /* i64 */
 	"entries" bigint,  /* i64 */
 	"signatures_checked" bigint,  /* i64 */
-	"signatures_shared" bigint  /* i64 */
+	"signatures_shared" bigint,  /* i64 */
+	"verdicts_shared" bigint,  /* i64 */
+	"issuers_epoch" bigint  /* i64 */
 )
 STRICT VOLATILE PARALLEL SAFE 
 LANGUAGE c /* Rust */
@@ -2017,7 +2019,7 @@ AS 'MODULE_PATHNAME', 'stats_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:224
+-- src/shared_verifications.rs:376
 -- requires:
 --   admin_role
 --   stats
@@ -2025,7 +2027,9 @@ AS 'MODULE_PATHNAME', 'stats_wrapper';
 -- The verification cache shared by every backend (src/shared_verifications.rs): its counters, for administrators.
 COMMENT ON FUNCTION tenant.verification_cache_stats() IS
     'The shared verification cache: capacity (tenant_guard.verification_cache_size), unexpired entries, signatures '
-    'checked since server start, and signatures skipped because another backend had checked them.';
+    'checked since server start, signatures skipped because another backend had checked them, of those the '
+    'verifications skipped altogether because another backend had reached a verdict in the same scope, and the '
+    'issuers epoch (moved on by every committed change to the issuers, revocations and suspensions).';
 
 REVOKE ALL ON FUNCTION tenant.verification_cache_stats() FROM PUBLIC;
 

@@ -38,8 +38,8 @@ type Outcome = Result<Rc<Verified>, Rejection>;
 
 #[derive(Default)]
 struct State {
-    /// Parsed keys, loaded on first need.
-    keys: Option<Rc<token::KeyStore>>,
+    /// Parsed keys, loaded on first need, with the view they were loaded in (see `shared_verifications`).
+    keys: Option<(Rc<token::KeyStore>, View)>,
     /// Invalidation generation the cached keys and results belong to.
     generation: u64,
     /// Tenant claim name the cached results were derived with.
@@ -209,35 +209,59 @@ fn resolve(token: &[u8]) -> Outcome {
     outcome
 }
 
-/// Verifies a token this backend has no outcome for, skipping the signature check when another backend checked it
-/// with the same key (see `shared_verifications`), and telling the others when this one checked it.
-fn verify_sharing(text: &str, digest: &[u8; 32], keys: &token::KeyStore) -> Outcome {
-    let entry = crate::shared_verifications::entry(digest);
-    let mut known = |signer: &[u8; 32]| entry.as_ref().is_some_and(|e| crate::shared_verifications::known(e, signer));
+/// Verifies a token this backend has no outcome for, taking the verdict another backend reached on it in the same
+/// scope, else skipping the signature check when another backend checked it with the same key (see
+/// `shared_verifications`); then telling the others what this one concluded.
+fn verify_sharing(text: &str, digest: &[u8; 32], (keys, view): &(Rc<token::KeyStore>, View)) -> Outcome {
+    use crate::shared_verifications as shared;
+    let entry = shared::entry(digest);
+    let scope = entry.as_ref().and_then(|_| shared::Scope::current(view.epoch, view.issuers_table));
+    if let (Some(entry), Some(scope)) = (&entry, &scope) {
+        if let Some(verdict) = shared::verdict(entry, scope) {
+            return Ok(Rc::new(Verified::from_verdict(&verdict, text)));
+        }
+    }
+    let mut known = |signer: &[u8; 32]| entry.as_ref().is_some_and(|e| shared::known(e, signer));
     let outcome = with_policy(|p| token::verify_signed_sharing(text, keys, p, &mut known));
     if let Err(Rejection::UnknownKey) = &outcome {
         crate::discovery::unknown_key_seen();
     }
     let (verified, signature) = outcome?;
-    if let (Some(entry), token::Signature::Checked(signer)) = (&entry, signature) {
-        crate::shared_verifications::remember(entry, &signer, verified.exp);
+    if let Some(entry) = &entry {
+        let (signer, checked) = match signature {
+            token::Signature::Checked(signer) => (signer, true),
+            token::Signature::Known(signer) => (signer, false),
+        };
+        let verdict = scope.zip(verified.verdict());
+        shared::remember(entry, &signer, checked, verified.exp, verdict);
     }
     Ok(Rc::new(verified))
 }
 
+/// The view of the issuers a key store was loaded in: what a shared verdict must have been reached in too.
+#[derive(Clone, Copy)]
+struct View {
+    /// The issuers epoch read before loading (0: the shared table is off).
+    epoch: u64,
+    issuers_table: pg_sys::Oid,
+}
+
 /// The parsed key store, loading it from the issuer table when needed.
-fn keys() -> Rc<token::KeyStore> {
+fn keys() -> (Rc<token::KeyStore>, View) {
     if let Some(keys) = STATE.with_borrow(|s| s.keys.clone()) {
         return keys;
     }
     let generation = invalidation::generation(Watched::Issuers);
+    // read before the issuers are: every change committed before this epoch was reached is in what is loaded
+    let epoch = crate::shared_verifications::epoch();
     let store = Rc::new(issuers::load());
+    let loaded = (store, View { epoch, issuers_table: Watched::Issuers.relid() });
     // An invalidation that arrived while loading makes this copy stale: use it for this call only.
     if invalidation::generation(Watched::Issuers) == generation {
         invalidation::filled(Watched::Issuers, generation);
-        STATE.with_borrow_mut(|s| s.keys = Some(store.clone()));
+        STATE.with_borrow_mut(|s| s.keys = Some(loaded.clone()));
     }
-    store
+    loaded
 }
 
 /// The checks of a verified token that depend on its use, at each use: the time (`exp`, `nbf`, `iat`, lifetime),
@@ -267,7 +291,7 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
                     .iat
                     .or(verified.nbf)
                     .unwrap_or_else(|| verified.exp.saturating_sub(gucs::max_token_lifetime())),
-                sharing: keys().issuers_requiring_jti(),
+                sharing: keys().0.issuers_requiring_jti(),
             })?;
         }
         CONSUMED.with_borrow_mut(|c| *c = Some((lxid, issuer.clone(), jti.clone())));
@@ -450,13 +474,13 @@ fn current_id() -> pgrx::Uuid {
 /// All verified claims of the current context.
 #[pg_extern(stable, parallel_safe)]
 fn claims() -> JsonB {
-    JsonB(serde_json::Value::Object(current().claims.clone()))
+    JsonB(serde_json::Value::Object(current().claims().clone()))
 }
 
 /// One verified claim as text (strings as-is, other JSON values as JSON text); NULL when absent.
 #[pg_extern(stable, parallel_safe, strict)]
 fn claim(name: &str) -> Option<String> {
-    match current().claims.get(name)? {
+    match current().claims().get(name)? {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
@@ -466,7 +490,7 @@ fn claim(name: &str) -> Option<String> {
 /// The verified `sub` claim; NULL when the token has none.
 #[pg_extern(stable, parallel_safe)]
 fn subject() -> Option<String> {
-    current().subject.clone()
+    current().subject().map(str::to_owned)
 }
 
 /// Clears the tenant context for the session.

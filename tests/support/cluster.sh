@@ -43,6 +43,8 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 shared_preload_libraries = '${TG_PRELOAD-tenant_guard}'
 max_connections = 200
+# two-phase commit: the shared verification tests commit a revocation with COMMIT PREPARED
+max_prepared_transactions = 8
 max_worker_processes = 16
 max_parallel_workers = 8
 fsync = off

@@ -21,14 +21,17 @@ pub mod json;
 pub mod jwk;
 #[cfg(any(test, feature = "testkeys"))]
 pub mod testkeys;
+pub mod verdict;
 
 use hmac::Mac;
 use json::JsonError;
 use jwk::{Alg, Jwk, KeyMaterial, MAX_KID_BYTES};
 use serde_json::{Map, Value};
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 /// Longest token accepted, checked before decoding.
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -156,15 +159,43 @@ pub struct Policy<'a> {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub tenant: Uuid,
-    pub subject: Option<String>,
     pub exp: i64,
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
-    pub claims: Map<String, Value>,
+    /// Every claim, decoded when first asked for (see [`Verified::claims`]).
+    claims: Claims,
     /// The SHA-256 thumbprint of the client certificate the token is bound to (`cnf.x5t#S256`, RFC 8705).
     pub cert_thumbprint: Option<[u8; 32]>,
     /// The issuer (`iss`) and the `jti`, when the issuer requires each token to be used once.
     pub once: Option<(String, String)>,
+}
+
+/// The claims of a verified token: parsed at verification, or, for a token accepted on a shared [`Verdict`], kept as
+/// the token's (authentic) claims part and parsed when first asked for.
+#[derive(Clone)]
+struct Claims {
+    parsed: OnceCell<Map<String, Value>>,
+    part: Option<Zeroizing<String>>,
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Claims(..)") // never the claims themselves
+    }
+}
+
+impl Claims {
+    fn parsed(map: Map<String, Value>) -> Claims {
+        Claims { parsed: OnceCell::from(map), part: None }
+    }
+
+    fn get(&self) -> &Map<String, Value> {
+        self.parsed.get_or_init(|| {
+            let mut buf = Vec::new();
+            // the part passed the strict decoding when its token was verified: it decodes the same way again
+            self.part.as_deref().and_then(|p| decode_object(p, Part::Claims, &mut buf).ok()).unwrap_or_default()
+        })
+    }
 }
 
 /// What the connection a token is used on presents, for certificate-bound tokens.
@@ -363,7 +394,7 @@ pub fn verify_signed(token: &str, store: &KeyStore, policy: &Policy) -> Result<V
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signature {
     /// Known good already: this token's signature was checked (elsewhere) with the key of this fingerprint.
-    Known,
+    Known([u8; 32]),
     /// Checked now, with the key of this fingerprint.
     Checked([u8; 32]),
 }
@@ -425,7 +456,7 @@ pub fn verify_signed_sharing(
         return Err(Rejection::AlgorithmMismatch(key.alg));
     }
     let signature = if known(&key.fingerprint) {
-        Signature::Known
+        Signature::Known(key.fingerprint)
     } else {
         b64url::decode_into(s64.as_bytes(), &mut buf).map_err(|_| Rejection::NotCanonical(Part::Signature))?;
         let signing_input = &token.as_bytes()[..h64.len() + 1 + c64.len()];
@@ -450,7 +481,7 @@ pub fn verify_signed_sharing(
     }
     let subject = match claims.get("sub") {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(Rejection::BadClaimType("sub")),
     };
     let claim_name = issuer.tenant_claim.as_deref().unwrap_or(policy.default_tenant_claim);
@@ -469,12 +500,12 @@ pub fn verify_signed_sharing(
         Some(_) => return Err(Rejection::BadClaimType("jti")),
     };
     // what could not be listed for revocation is not accepted either
-    for (name, value) in [("jti", jti), ("sub", subject.as_deref())] {
+    for (name, value) in [("jti", jti), ("sub", subject)] {
         if value.is_some_and(|v| v.len() > MAX_REVOCABLE_BYTES || v.contains('\0')) {
             return Err(Rejection::Unrevocable(name));
         }
     }
-    store.revocations.check(iss, jti, subject.as_deref(), iat, &tenant, policy.clock_skew)?;
+    store.revocations.check(iss, jti, subject, iat, &tenant, policy.clock_skew)?;
     let cert_thumbprint = confirmation(&claims, &mut buf)?;
     if issuer.require_cert_binding && cert_thumbprint.is_none() {
         return Err(Rejection::CertBindingRequired);
@@ -484,7 +515,7 @@ pub fn verify_signed_sharing(
         (true, None) => return Err(Rejection::JtiRequired),
         (true, Some(jti)) => Some((iss.clone(), jti.to_owned())),
     };
-    Ok((Verified { tenant, subject, exp, nbf, iat, claims, cert_thumbprint, once }, signature))
+    Ok((Verified { tenant, exp, nbf, iat, claims: Claims::parsed(claims), cert_thumbprint, once }, signature))
 }
 
 /// The certificate a token is bound to (RFC 8705 section 3.1): `cnf` must be an object whose only member is
@@ -504,6 +535,16 @@ fn confirmation(claims: &Map<String, Value>, buf: &mut Vec<u8>) -> Result<Option
 }
 
 impl Verified {
+    /// All verified claims of the token.
+    pub fn claims(&self) -> &Map<String, Value> {
+        self.claims.get()
+    }
+
+    /// The `sub` claim, a string when present (checked at verification).
+    pub fn subject(&self) -> Option<&str> {
+        self.claims().get("sub").and_then(Value::as_str)
+    }
+
     /// A certificate-bound token is used only on a connection that presents that certificate.
     pub fn check_binding(&self, presented: Presented) -> Result<(), Rejection> {
         let Some(bound) = &self.cert_thumbprint else { return Ok(()) };
