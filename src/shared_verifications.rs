@@ -56,6 +56,9 @@ struct Slot {
     verdict: Verdict,
 }
 
+// docs/reference/settings.md gives the size of an entry
+const _: () = assert!(std::mem::size_of::<Slot>() == 248);
+
 /// Longest default tenant claim name a verdict is shared under (a longer one shares signatures only).
 const MAX_CLAIM: usize = 63;
 

@@ -3,6 +3,7 @@
 hand-written part of the upgrade (sql/upgrades/FROM--TO.sql: what the new version drops, renames or alters).
 
     make_script.py OLD_INSTALL.sql NEW_INSTALL.sql HEAD.sql > sql/tenant_guard--FROM--TO.sql
+    make_script.py --same COMMITTED.sql EXPECTED.sql    (exit 0: the same statements, in any order)
 
 The new install script is replayed statement by statement on top of the old objects, so each SQL object is written
 once, in its .sql file or Rust: functions are created OR REPLACE (keeping the oids that user policies, defaults
@@ -74,5 +75,20 @@ def main(old_path, new_path, head_path):
     sys.stdout.write("\n".join(out))
 
 
+def same(committed_path, expected_path):
+    """Whether the committed upgrade script holds the same statements as the one made now. pgrx orders objects with
+    no dependency between them as the linker laid them out, which differs between builds: the order is not compared
+    (tests/upgrade runs the committed script, so its order is checked there), nor are comments (source lines)."""
+    committed, expected = (sorted(code(s) for s in statements(open(p).read())) for p in (committed_path, expected_path))
+    if committed == expected:
+        return 0
+    for line in sorted(set(committed) ^ set(expected))[:10]:
+        where = "only in the committed script" if line in committed else "missing from the committed script"
+        print(f"upgrade: {where}: {line[:160]}", file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--same":
+        sys.exit(same(*sys.argv[2:]))
     main(*sys.argv[1:])
