@@ -215,7 +215,7 @@ fn resolve(token: &[u8]) -> Outcome {
 fn verify_sharing(text: &str, digest: &[u8; 32], (keys, view): &(Rc<token::KeyStore>, View)) -> Outcome {
     use crate::shared_verifications as shared;
     let entry = shared::entry(digest);
-    let scope = entry.as_ref().and_then(|_| shared::Scope::current(view.epoch, view.issuers_table));
+    let scope = view.and_then(shared::Scope::current);
     if let (Some(entry), Some(scope)) = (&entry, &scope) {
         if let Some(verdict) = shared::verdict(entry, scope) {
             return Ok(Rc::new(Verified::from_verdict(&verdict, text)));
@@ -238,13 +238,9 @@ fn verify_sharing(text: &str, digest: &[u8; 32], (keys, view): &(Rc<token::KeySt
     Ok(Rc::new(verified))
 }
 
-/// The view of the issuers a key store was loaded in: what a shared verdict must have been reached in too.
-#[derive(Clone, Copy)]
-struct View {
-    /// The issuers epoch read before loading (0: the shared table is off).
-    epoch: u64,
-    issuers_table: pg_sys::Oid,
-}
+/// The digest of a key store's content (`KeyStore::digest`), when verdicts are shared: what a shared verdict must
+/// have been reached on too.
+type View = Option<[u8; 32]>;
 
 /// The parsed key store, loading it from the issuer table when needed.
 fn keys() -> (Rc<token::KeyStore>, View) {
@@ -252,10 +248,9 @@ fn keys() -> (Rc<token::KeyStore>, View) {
         return keys;
     }
     let generation = invalidation::generation(Watched::Issuers);
-    // read before the issuers are: every change committed before this epoch was reached is in what is loaded
-    let epoch = crate::shared_verifications::epoch();
     let store = Rc::new(issuers::load());
-    let loaded = (store, View { epoch, issuers_table: Watched::Issuers.relid() });
+    let view = crate::shared_verifications::enabled().then(|| store.digest());
+    let loaded = (store, view);
     // An invalidation that arrived while loading makes this copy stale: use it for this call only.
     if invalidation::generation(Watched::Issuers) == generation {
         invalidation::filled(Watched::Issuers, generation);

@@ -37,7 +37,7 @@ impl Watched {
     }
 
     /// The watched table's oid (InvalidOid if the extension is not installed here).
-    pub fn relid(self) -> pg_sys::Oid {
+    fn relid(self) -> pg_sys::Oid {
         // SAFETY: catalog lookups by name, missing_ok.
         unsafe {
             let schema = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
@@ -139,9 +139,6 @@ fn _table_changed(relid: pg_sys::Oid) {
         )
     };
     crate::citus::replication::table_changed(watched);
-    if watched == Watched::Issuers {
-        crate::shared_verifications::issuers_changed();
-    }
     let target = watched.relid();
     // SAFETY: queues a relcache invalidation of an existing relation (its trigger is running), sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) }

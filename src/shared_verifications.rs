@@ -8,18 +8,15 @@
 //!   the issuers (the issuer, the key's presence and fingerprint, the claims, the scopes, the revocations and
 //!   suspensions). This holds whatever changed since.
 //! - the verdict ([`token::verdict::Verdict`]: the tenant, the times, the certificate binding), with the scope it
-//!   was reached in: the database, the issuers table, the policy settings it depends on (the default tenant claim,
-//!   the clock leeway) and the issuers epoch. A backend whose own view of the issuers was loaded at the same epoch,
-//!   in the same scope, takes the verdict as its own and decodes nothing (the claims are parsed from its copy of
-//!   the token if a function asks for them).
-//!
-//! The issuers epoch is a server-wide counter, bumped once a change to the trusted issuers, their scopes or the
-//!   revocations and suspensions is visible to others: at the commit of the transaction that made it (after
-//!   PostgreSQL has made it visible), and after any COMMIT PREPARED. A backend reads the epoch before it loads its view
-//!   of the issuers, so a view loaded at an epoch contains every change committed before that epoch was reached;
-//!   after a change, the next statement of every backend reloads (invalidation) at a later epoch than any verdict
-//!   reached before the change was visible. So a revocation, a suspension, a removed key or issuer applies at once;
-//!   time, certificate binding and replay are checked at each use in any case.
+//!   was reached in: the digest of the content of the view of the issuers it was reached on (`KeyStore::digest`:
+//!   every issuer, key, scope and requirement, every revocation and suspension) and the settings verification
+//!   depends on besides (the default tenant claim, the clock leeway). Verification is a function of the token, the
+//!   view and those settings, so a backend whose own view has the same digest, under the same settings, takes the
+//!   verdict as its own and decodes nothing (the claims are parsed from its copy of the token if a function asks for
+//!   them). It does not matter who loaded the view, when, in which database or transaction: a view that holds a
+//!   change (committed or not, replayed on a standby or not) has another digest than one that does not. A
+//!   revocation, a suspension, a removed key or issuer apply as soon as the backend's view holds them (its next
+//!   statement after the change is visible to it); time, certificate binding and replay are checked at each use.
 //!
 //! Slots are found by the key's hash in a window of [`WINDOW`] slots; a new entry takes an empty or expired slot of
 //! the window, else the one that expires first (of those, the one written first). Reads take the table's lock
@@ -30,7 +27,6 @@ use crate::token::verdict::Verdict;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
-use std::cell::Cell;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,61 +47,45 @@ struct Slot {
     /// When it was written (the table's write count then): of entries that expire at the same time, the oldest is
     /// replaced first.
     written: u64,
-    /// Where the verdict holds; `scope.epoch` 0: no verdict (a token its issuer allows once).
+    /// Where the verdict holds; NO_SCOPE: no verdict (a token its issuer allows once).
     scope: Scope,
     verdict: Verdict,
 }
 
 // docs/reference/settings.md gives the size of an entry
-const _: () = assert!(std::mem::size_of::<Slot>() == 248);
+const _: () = assert!(std::mem::size_of::<Slot>() == 264);
 
 /// Longest default tenant claim name a verdict is shared under (a longer one shares signatures only).
 const MAX_CLAIM: usize = 63;
 
-/// Where a verdict holds: the view of the issuers it was reached on, and the settings it depends on.
+/// Where a verdict holds: the view of the issuers it was reached on (its content), and the settings verification
+/// depends on besides.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
-    /// The issuers epoch the view was loaded at (never 0).
-    epoch: u64,
-    database: pg_sys::Oid,
-    /// `tenant.trusted_issuer`: a dropped and re-created extension is another view.
-    issuers_table: pg_sys::Oid,
+    /// `KeyStore::digest` of the view: every issuer, key, scope, requirement, revocation and suspension.
+    view: [u8; 32],
     clock_skew: i64,
     claim_len: u8,
     claim: [u8; MAX_CLAIM],
 }
 
 impl Scope {
-    /// The scope of a view of the issuers loaded at `epoch`, under the current settings; None when the table is off
-    /// or the claim name is too long to keep.
-    pub fn current(epoch: u64, issuers_table: pg_sys::Oid) -> Option<Scope> {
+    /// The scope of a verification against a view of digest `view`, under the current settings; None when the claim
+    /// name is too long to keep.
+    pub fn current(view: [u8; 32]) -> Option<Scope> {
         let name = gucs::tenant_claim().as_bytes();
-        if epoch == 0 || name.len() > MAX_CLAIM {
+        if name.is_empty() || name.len() > MAX_CLAIM {
             return None;
         }
         let mut claim = [0u8; MAX_CLAIM];
         claim[..name.len()].copy_from_slice(name);
-        Some(Scope {
-            epoch,
-            // SAFETY: a plain read of a backend global.
-            database: unsafe { pg_sys::MyDatabaseId },
-            issuers_table,
-            clock_skew: gucs::clock_skew(),
-            claim_len: name.len() as u8,
-            claim,
-        })
+        Some(Scope { view, clock_skew: gucs::clock_skew(), claim_len: name.len() as u8, claim })
     }
 }
 
-const NO_SCOPE: Scope = Scope {
-    epoch: 0,
-    database: pg_sys::InvalidOid,
-    issuers_table: pg_sys::InvalidOid,
-    clock_skew: 0,
-    claim_len: 0,
-    claim: [0; MAX_CLAIM],
-};
+/// A slot's scope when it holds no verdict (no claim name is empty).
+const NO_SCOPE: Scope = Scope { view: [0; 32], clock_skew: 0, claim_len: 0, claim: [0; MAX_CLAIM] };
 
 #[repr(C)]
 struct Table {
@@ -117,8 +97,6 @@ struct Table {
     checked: AtomicU64,
     shared: AtomicU64,
     verdicts: AtomicU64,
-    /// The issuers epoch (see the module's documentation); starts at 1.
-    epoch: AtomicU64,
     /// Entries written so far (under the exclusive lock).
     writes: u64,
     slots: [Slot; 0],
@@ -132,17 +110,15 @@ fn size(capacity: usize) -> usize {
     std::mem::size_of::<Table>() + capacity * std::mem::size_of::<Slot>()
 }
 
-/// Installs the shared-memory hooks and the transaction callback. Called once from `_PG_init`, after `gucs::init`.
+/// Installs the shared-memory hooks. Called once from `_PG_init`, after `gucs::init`.
 pub fn init() {
     // SAFETY: _PG_init runs once in the postmaster while it loads shared_preload_libraries; the previous hooks are
-    // chained; the transaction callback is registered once.
+    // chained.
     unsafe {
         PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
         pg_sys::shmem_request_hook = Some(shmem_request);
         PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
         pg_sys::shmem_startup_hook = Some(shmem_startup);
-        // inherited by every backend: a static function and no argument
-        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
     }
 }
 
@@ -177,7 +153,6 @@ unsafe extern "C-unwind" fn shmem_startup() {
             (*table).capacity = capacity;
             (*table).lock = &mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
             (*table).salt = crate::shmem::salt(table as usize);
-            (*table).epoch = AtomicU64::new(1);
         }) as *mut Table;
     }
 }
@@ -209,50 +184,10 @@ pub fn entry(digest: &[u8; 32]) -> Option<Entry> {
     Some(Entry { key, start })
 }
 
-thread_local! {
-    /// Whether this transaction changed the trusted issuers, their scopes, the revocations or the suspensions.
-    static CHANGED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The issuers epoch, read before loading a view of the issuers; 0 when the table is off.
-pub fn epoch() -> u64 {
-    // SAFETY: TABLE is null or the shared table; the epoch is atomic.
-    unsafe {
-        let table = TABLE;
-        if table.is_null() {
-            return 0;
-        }
-        (*table).epoch.load(Ordering::SeqCst)
-    }
-}
-
-/// Moves the issuers epoch on: every verdict reached before is no longer taken by a backend that reloads.
-pub fn next_epoch() {
-    // SAFETY: as in `epoch`.
-    unsafe {
-        let table = TABLE;
-        if !table.is_null() {
-            (*table).epoch.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// This transaction changed what verdicts depend on: the epoch moves on once it has committed.
-pub fn issuers_changed() {
-    CHANGED.set(true);
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        // called once the transaction is visible to every new snapshot (after ProcArrayEndTransaction)
-        XACT_EVENT_COMMIT if CHANGED.replace(false) => next_epoch(),
-        // a prepared transaction becomes visible at its COMMIT PREPARED, which moves the epoch on (guard's
-        // ProcessUtility hook)
-        XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT => CHANGED.set(false),
-        _ => {}
-    }
+/// Whether the table is on (`tenant_guard.verification_cache_size` > 0).
+pub fn enabled() -> bool {
+    // SAFETY: a plain read of a pointer set once at startup.
+    unsafe { !TABLE.is_null() }
 }
 
 /// The verdict some backend reached on this token in `scope`, if any.
@@ -267,7 +202,7 @@ pub fn verdict(entry: &Entry, scope: &Scope) -> Option<Verdict> {
         for i in 0..WINDOW.min(capacity) {
             let slot = &*slots.add((entry.start + i) % capacity);
             if slot.key == entry.key {
-                found = (slot.scope.epoch != 0 && slot.scope == *scope).then_some(slot.verdict);
+                found = (slot.scope != NO_SCOPE && slot.scope == *scope).then_some(slot.verdict);
                 break;
             }
         }
@@ -344,7 +279,7 @@ pub fn remember(entry: &Entry, signer: &[u8; 32], checked: bool, exp: i64, verdi
 
 /// What the table holds and how it served, for administrators: its capacity, its unexpired entries, the
 /// signatures checked (and remembered) since the server started, those skipped thanks to an entry, and of those the
-/// verifications skipped altogether (a verdict taken), and the issuers epoch.
+/// verifications skipped altogether (a verdict taken).
 #[pg_extern(volatile, parallel_safe, name = "verification_cache_stats")]
 fn stats() -> TableIterator<
     'static,
@@ -354,7 +289,6 @@ fn stats() -> TableIterator<
         name!(signatures_checked, i64),
         name!(signatures_shared, i64),
         name!(verdicts_shared, i64),
-        name!(issuers_epoch, i64),
     ),
 > {
     let now = crate::replay::real_now();
@@ -362,7 +296,7 @@ fn stats() -> TableIterator<
     let row = unsafe {
         let table = TABLE;
         if table.is_null() {
-            (0, 0, 0, 0, 0, 0)
+            (0, 0, 0, 0, 0)
         } else {
             let capacity = (*table).capacity;
             let slots = (&raw const (*table).slots) as *const Slot;
@@ -375,7 +309,6 @@ fn stats() -> TableIterator<
                 (*table).checked.load(Ordering::Relaxed) as i64,
                 (*table).shared.load(Ordering::Relaxed) as i64,
                 (*table).verdicts.load(Ordering::Relaxed) as i64,
-                (*table).epoch.load(Ordering::SeqCst) as i64,
             )
         }
     };

@@ -243,14 +243,6 @@ unsafe extern "C-unwind" fn process_utility(
             ),
         }
     }
-    if tag == pg_sys::NodeTag::T_TransactionStmt {
-        // SAFETY: the node is the TransactionStmt that has just run; only its kind is read.
-        let kind = unsafe { (*(node as *mut pg_sys::TransactionStmt)).kind };
-        if kind == pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT_PREPARED {
-            // what the prepared transaction changed is visible now (see shared_verifications)
-            crate::shared_verifications::next_epoch();
-        }
-    }
     if let Verdict::VerifyManagedPolicy(relid, name) = &verdict {
         // SAFETY: makes the policy just created visible to the check.
         unsafe { pg_sys::CommandCounterIncrement() };

@@ -128,6 +128,77 @@ impl KeyStore {
         self.issuers.insert(name, issuer);
     }
 
+    /// A digest of everything verification reads from the store (every issuer with its audience, tenant claim,
+    /// keys, scope and requirements; the revocations and suspensions), in a canonical order: under the same
+    /// [`Policy`], stores with the same digest reach the same verdict on every token, whoever loaded them and when.
+    /// What a shared [`verdict::Verdict`] is keyed on.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        fn bytes(h: &mut Sha256, b: &[u8]) {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        }
+        fn text(h: &mut Sha256, t: Option<&str>) {
+            match t {
+                None => h.update([0]),
+                Some(t) => {
+                    h.update([1]);
+                    bytes(h, t.as_bytes());
+                }
+            }
+        }
+        fn uuids<'a>(h: &mut Sha256, set: impl Iterator<Item = &'a Uuid>) {
+            let mut sorted: Vec<&Uuid> = set.collect();
+            sorted.sort();
+            h.update((sorted.len() as u64).to_be_bytes());
+            sorted.iter().for_each(|u| h.update(u.as_bytes()));
+        }
+        // every field named: a field added later must be considered here (the reserved tenants follow from the
+        // issuers' lists)
+        let KeyStore { issuers, reserved: _, revocations } = self;
+        let mut h = Sha256::new();
+        h.update(b"tenant_guard issuers view\0");
+        let mut names: Vec<&String> = issuers.keys().collect();
+        names.sort();
+        h.update((names.len() as u64).to_be_bytes());
+        for name in names {
+            let Issuer { audience, tenant_claim, keys, tenants, require_cert_binding, require_jti } = &issuers[name];
+            bytes(&mut h, name.as_bytes());
+            text(&mut h, audience.as_deref());
+            text(&mut h, tenant_claim.as_deref());
+            h.update((keys.len() as u64).to_be_bytes());
+            for Jwk { kid, alg, material: _, fingerprint } in keys {
+                // the fingerprint covers the algorithm and the key material
+                text(&mut h, kid.as_deref());
+                bytes(&mut h, alg.as_str().as_bytes());
+                h.update(fingerprint);
+            }
+            match tenants {
+                None => h.update([0]),
+                Some(listed) => {
+                    h.update([1]);
+                    uuids(&mut h, listed.iter());
+                }
+            }
+            h.update([u8::from(*require_cert_binding), u8::from(*require_jti)]);
+        }
+        let Revocations { tokens, subjects, suspended } = revocations;
+        let mut jtis: Vec<&String> = tokens.iter().collect();
+        jtis.sort();
+        h.update((jtis.len() as u64).to_be_bytes());
+        jtis.iter().for_each(|j| bytes(&mut h, j.as_bytes()));
+        let mut cuts: Vec<(&(String, String), &i64)> = subjects.iter().collect();
+        cuts.sort();
+        h.update((cuts.len() as u64).to_be_bytes());
+        for ((iss, sub), before) in cuts {
+            bytes(&mut h, iss.as_bytes());
+            bytes(&mut h, sub.as_bytes());
+            h.update(before.to_be_bytes());
+        }
+        uuids(&mut h, suspended.iter());
+        h.finalize().into()
+    }
+
     /// How many issuers require each token (`jti`) once.
     pub fn issuers_requiring_jti(&self) -> usize {
         self.issuers.values().filter(|i| i.require_jti).count()

@@ -74,6 +74,7 @@ mod tests {
     use super::super::{jwk, verify, Alg, Issuer, KeyStore, Policy};
     use super::*;
     use serde_json::json;
+    use uuid::Uuid;
 
     const ISS: &str = "https://auth.example.com";
     const TENANT: &str = "7f1e1c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6";
@@ -110,6 +111,132 @@ mod tests {
             assert_eq!(rebuilt.claims(), verified.claims());
             assert_eq!(rebuilt.subject(), verified.subject());
             assert_eq!(rebuilt.verdict(), Some(verdict));
+        }
+    }
+
+    fn keys(kids: &[(Alg, &str)]) -> Vec<super::super::Jwk> {
+        let keys: Vec<_> = kids.iter().map(|(a, k)| super::super::testkeys::jwk_for(*a, k)).collect();
+        jwk::parse_jwks(&json!({ "keys": keys }).to_string()).unwrap().keys
+    }
+
+    fn tenant(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    /// Two issuers, scopes, revocations: the content every mutation below changes one part of.
+    fn full(change: impl FnOnce(&mut Vec<(String, Issuer)>, &mut super::super::Revocations)) -> KeyStore {
+        let mut issuers = vec![
+            (
+                ISS.to_owned(),
+                Issuer {
+                    audience: Some("api".into()),
+                    tenant_claim: None,
+                    keys: keys(&[(Alg::EdDSA, "k"), (Alg::ES256, "e")]),
+                    tenants: Some([tenant(1), tenant(2)].into()),
+                    ..Default::default()
+                },
+            ),
+            ("https://other.example".to_owned(), Issuer { keys: keys(&[(Alg::HS256, "h")]), ..Default::default() }),
+        ];
+        let mut revocations = super::super::Revocations::default();
+        revocations.tokens.extend(["j1".to_owned(), "j2".to_owned()]);
+        revocations.subjects.insert((ISS.to_owned(), "s1".to_owned()), 100);
+        revocations.suspended.insert(tenant(9));
+        change(&mut issuers, &mut revocations);
+        let mut store = KeyStore::default();
+        for (name, issuer) in issuers {
+            store.insert(name, issuer);
+        }
+        store.revocations = revocations;
+        store
+    }
+
+    #[test]
+    fn the_digest_names_the_content_not_the_order() {
+        let a = full(|_, _| {});
+        let b = full(|issuers, revocations| {
+            issuers.reverse();
+            let tokens: Vec<String> = revocations.tokens.drain().collect();
+            revocations.tokens.extend(tokens.into_iter().rev());
+        });
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn every_part_of_the_store_changes_the_digest() {
+        type Change = Box<dyn FnOnce(&mut Vec<(String, Issuer)>, &mut super::super::Revocations)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("an issuer less", Box::new(|i, _| drop(i.pop()))),
+            ("an issuer renamed", Box::new(|i, _| i[1].0.push('/'))),
+            ("no audience", Box::new(|i, _| i[0].1.audience = None)),
+            ("another audience", Box::new(|i, _| i[0].1.audience = Some("apj".into()))),
+            ("a tenant claim", Box::new(|i, _| i[0].1.tenant_claim = Some("org".into()))),
+            ("a key less", Box::new(|i, _| drop(i[0].1.keys.pop()))),
+            ("another key, same kid", Box::new(|i, _| i[1].1.keys = keys(&[(Alg::EdDSA, "h")]))),
+            ("a kid renamed", Box::new(|i, _| i[0].1.keys[0].kid = Some("k2".into()))),
+            ("keys reordered", Box::new(|i, _| i[0].1.keys.reverse())),
+            ("unscoped", Box::new(|i, _| i[0].1.tenants = None)),
+            ("scoped to none", Box::new(|i, _| i[1].1.tenants = Some(Default::default()))),
+            (
+                "a tenant more",
+                Box::new(|i, _| {
+                    i[0].1.tenants.as_mut().unwrap().insert(tenant(3));
+                }),
+            ),
+            ("binding required", Box::new(|i, _| i[0].1.require_cert_binding = true)),
+            ("jti required", Box::new(|i, _| i[0].1.require_jti = true)),
+            (
+                "a jti revoked",
+                Box::new(|_, r| {
+                    r.tokens.insert("j3".into());
+                }),
+            ),
+            (
+                "a jti restored",
+                Box::new(|_, r| {
+                    r.tokens.remove("j1");
+                }),
+            ),
+            (
+                "a subject revoked",
+                Box::new(|_, r| {
+                    r.subjects.insert((ISS.into(), "s2".into()), 100);
+                }),
+            ),
+            (
+                "a subject's cut moved",
+                Box::new(|_, r| {
+                    r.subjects.insert((ISS.into(), "s1".into()), 101);
+                }),
+            ),
+            (
+                "a tenant suspended",
+                Box::new(|_, r| {
+                    r.suspended.insert(tenant(8));
+                }),
+            ),
+            (
+                "a tenant resumed",
+                Box::new(|_, r| {
+                    r.suspended.remove(&tenant(9));
+                }),
+            ),
+            // the same bytes, framed otherwise
+            (
+                "a jti split in two",
+                Box::new(|_, r| {
+                    r.tokens.remove("j1");
+                    r.tokens.extend(["j".to_owned(), "1".to_owned()]);
+                }),
+            ),
+        ];
+        let mut seen = vec![("the original", full(|_, _| {}).digest())];
+        for (what, change) in changes {
+            let digest = full(change).digest();
+            if let Some((other, _)) = seen.iter().find(|(_, d)| *d == digest) {
+                panic!("{what}: the same digest as {other}");
+            }
+            seen.push((what, digest));
         }
     }
 
