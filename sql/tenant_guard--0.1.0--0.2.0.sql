@@ -679,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:446
+-- src/context.rs:441
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:453
+-- src/context.rs:448
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +704,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:481
+-- src/context.rs:476
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -716,7 +716,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:475
+-- src/context.rs:470
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +753,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:466
+-- src/context.rs:461
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -866,7 +866,7 @@ AS 'MODULE_PATHNAME', 'refresh_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:497
+-- src/context.rs:492
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -998,7 +998,7 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:491
+-- src/context.rs:486
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1256,7 +1256,7 @@ GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/invalidation.rs:150
+-- src/invalidation.rs:147
 -- requires:
 --   _table_changed
 --   issuers_schema
@@ -1309,8 +1309,9 @@ CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 
--- The triggers fire whatever session_replication_role says: rows that a logical-replication apply worker or
--- pg_restore --disable-triggers writes must reach every backend's cache too.
+-- The triggers fire whatever session_replication_role says (a session that sets it to replica still tells every
+-- backend). Only ALTER TABLE ... DISABLE TRIGGER ALL, which a superuser may run, silences them: backends then keep
+-- what they cached until their next invalidation (a new backend reads the tables).
 ALTER TABLE tenant.trusted_issuer ENABLE ALWAYS TRIGGER issuers_changed;
 
 ALTER TABLE tenant.issuer_tenant ENABLE ALWAYS TRIGGER issuer_scope_changed;
@@ -1322,6 +1323,44 @@ ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
 ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
 
 ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
+
+-- A logical-replication apply worker fires no statement triggers, only row triggers enabled for replica: these tell
+-- every backend of a subscriber about the rows it applies (elsewhere the statement triggers above do).
+CREATE TRIGGER issuers_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.trusted_issuer
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER issuer_scope_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.issuer_tenant
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER keys_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.data_key
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER revoked_tokens_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.revoked_token
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER revoked_subjects_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.revoked_subject
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER suspended_tenants_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.suspended_tenant
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+ALTER TABLE tenant.trusted_issuer ENABLE REPLICA TRIGGER issuers_replicated;
+
+ALTER TABLE tenant.issuer_tenant ENABLE REPLICA TRIGGER issuer_scope_replicated;
+
+ALTER TABLE tenant.data_key ENABLE REPLICA TRIGGER keys_replicated;
+
+ALTER TABLE tenant.revoked_token ENABLE REPLICA TRIGGER revoked_tokens_replicated;
+
+ALTER TABLE tenant.revoked_subject ENABLE REPLICA TRIGGER revoked_subjects_replicated;
+
+ALTER TABLE tenant.suspended_tenant ENABLE REPLICA TRIGGER suspended_tenants_replicated;
 
 /* </end connected objects> */
 
@@ -2002,15 +2041,14 @@ GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[]
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:339
+-- src/shared_verifications.rs:283
 -- tenant_guard::shared_verifications::verification_cache_stats
 CREATE OR REPLACE FUNCTION "verification_cache_stats"() RETURNS TABLE (
 	"capacity" bigint,  /* i64 */
 	"entries" bigint,  /* i64 */
 	"signatures_checked" bigint,  /* i64 */
 	"signatures_shared" bigint,  /* i64 */
-	"verdicts_shared" bigint,  /* i64 */
-	"issuers_epoch" bigint  /* i64 */
+	"verdicts_shared" bigint  /* i64 */
 )
 STRICT VOLATILE PARALLEL SAFE 
 LANGUAGE c /* Rust */
@@ -2019,7 +2057,7 @@ AS 'MODULE_PATHNAME', 'stats_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/shared_verifications.rs:376
+-- src/shared_verifications.rs:318
 -- requires:
 --   admin_role
 --   stats
@@ -2027,9 +2065,8 @@ AS 'MODULE_PATHNAME', 'stats_wrapper';
 -- The verification cache shared by every backend (src/shared_verifications.rs): its counters, for administrators.
 COMMENT ON FUNCTION tenant.verification_cache_stats() IS
     'The shared verification cache: capacity (tenant_guard.verification_cache_size), unexpired entries, signatures '
-    'checked since server start, signatures skipped because another backend had checked them, of those the '
-    'verifications skipped altogether because another backend had reached a verdict in the same scope, and the '
-    'issuers epoch (moved on by every committed change to the issuers, revocations and suspensions).';
+    'checked since server start, signatures skipped because another backend had checked them, and of those the '
+    'verifications skipped altogether because another backend had reached a verdict on the same view of the issuers.';
 
 REVOKE ALL ON FUNCTION tenant.verification_cache_stats() FROM PUBLIC;
 

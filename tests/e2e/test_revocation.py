@@ -338,6 +338,90 @@ def test_revocations_written_around_the_triggers_setting_still_reach_every_backe
         assert detail(app, "SELECT tenant.current_id()") == refused_because(REVOKED)
     assert clean.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tenant.%' "
                          "AND tgname LIKE '%changed' AND tgenabled <> 'A'").fetchone()[0] == 0
+    assert clean.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tenant.%' "
+                         "AND tgname LIKE '%replicated' AND tgenabled = 'R'").fetchone()[0] == 6
+
+
+@pytest.fixture
+def subscriber(database, keys):
+    """A database of the same cluster subscribed, by logical replication, to the revocations, suspensions and
+    issuers of another (each with tenant_guard): (publisher connection, subscriber database name)."""
+    pub, sub = "tg_repl_pub", "tg_repl_sub"
+    slot = "tg_repl_slot"
+    with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
+        for db in (sub, pub):
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {db}")
+        if c.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    tables = "tenant.trusted_issuer, tenant.issuer_tenant, tenant.revoked_token, tenant.revoked_subject, " \
+             "tenant.suspended_tenant"
+    for db in (pub, sub):
+        with psycopg.connect(dsn(dbname=db), autocommit=True) as c:
+            c.execute("CREATE EXTENSION tenant_guard")
+            c.execute(f"GRANT USAGE ON SCHEMA tenant TO {APP}")
+    publisher = psycopg.connect(dsn(dbname=pub), autocommit=True)
+    publisher.execute("SELECT tenant.trust_issuer(%s, %s::jsonb, %s)",
+                      (ISS, psycopg.types.json.Jsonb(keys.jwks()), AUD))
+    publisher.execute(f"CREATE PUBLICATION tg_repl FOR TABLE {tables}")
+    # a subscription to the same cluster needs its slot made beforehand
+    publisher.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    with psycopg.connect(dsn(dbname=sub), autocommit=True) as c:
+        c.execute(f"CREATE SUBSCRIPTION tg_repl CONNECTION 'host={HOST} port={PORT} user=postgres dbname={pub}' "
+                  f"PUBLICATION tg_repl WITH (create_slot = false, slot_name = '{slot}', copy_data = true)")
+        for _ in range(200):   # the initial copy
+            if c.execute("SELECT count(*) FROM tenant.trusted_issuer").fetchone()[0] == 1:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the subscriber did not copy the issuers")
+    try:
+        yield publisher, sub
+    finally:
+        publisher.close()
+        with psycopg.connect(dsn(dbname=sub), autocommit=True) as c:
+            c.execute("ALTER SUBSCRIPTION tg_repl DISABLE")
+            c.execute("ALTER SUBSCRIPTION tg_repl SET (slot_name = NONE)")
+            c.execute("DROP SUBSCRIPTION tg_repl")
+        with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
+            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            for db in (sub, pub):
+                c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def applied(sub, sql, expected):
+    with psycopg.connect(dsn(dbname=sub), autocommit=True) as c:
+        for _ in range(200):
+            if c.execute(sql).fetchone()[0] == expected:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the subscriber did not apply: {sql}")
+
+
+@pytest.mark.parametrize("change", ["revoke_token", "revoke_subject", "suspend_tenant", "untrust_issuer"])
+def test_a_change_replicated_to_a_subscriber_reaches_every_backend_there(keys, subscriber, change):
+    """Red team, round 9: a logical-replication apply worker fires no statement trigger; row triggers enabled
+    for replica tell the subscriber's backends, those that had verified and cached the token too."""
+    publisher, sub = subscriber
+    tenant = uuid.uuid4()
+    token = keys.mint(tenant, jti="replicated-" + change, sub="replicated-subject")
+    sql, check, why = {
+        "revoke_token": (f"SELECT tenant.revoke_token('replicated-{change}')",
+                         "SELECT count(*) FROM tenant.revoked_token", rejected(REVOKED)),
+        "revoke_subject": (f"SELECT tenant.revoke_subject('{ISS}', 'replicated-subject', now() + interval '1 minute')",
+                           "SELECT count(*) FROM tenant.revoked_subject", rejected(SUBJECT_REVOKED)),
+        "suspend_tenant": (f"SELECT tenant.suspend_tenant('{tenant}')",
+                           "SELECT count(*) FROM tenant.suspended_tenant", rejected(SUSPENDED)),
+        "untrust_issuer": (f"SELECT tenant.untrust_issuer('{ISS}')", "SELECT 1 - count(*) FROM tenant.trusted_issuer",
+                           rejected("token issuer is not trusted (see tenant.issuers)")),
+    }[change]
+    with psycopg.connect(dsn(user=APP, dbname=sub), autocommit=True) as kept:
+        assert kept.execute("SELECT tenant.authenticate(%s)", (token,)).fetchone()[0] == tenant
+        publisher.execute(sql)
+        applied(sub, check, 1)
+        assert sqlstate(kept, "SELECT tenant.authenticate(%s)", (token,)) == why
+    with psycopg.connect(dsn(user=APP, dbname=sub), autocommit=True) as fresh:
+        assert sqlstate(fresh, "SELECT tenant.authenticate(%s)", (token,)) == why
 
 
 @pytest.mark.parametrize("claim", ["jti", "sub"])

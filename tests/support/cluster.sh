@@ -45,6 +45,8 @@ shared_preload_libraries = '${TG_PRELOAD-tenant_guard}'
 max_connections = 200
 # two-phase commit: the shared verification tests commit a revocation with COMMIT PREPARED
 max_prepared_transactions = 8
+# logical decoding: a revocation replicated to a subscriber database of the same cluster
+wal_level = logical
 max_worker_processes = 16
 max_parallel_workers = 8
 fsync = off
