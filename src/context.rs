@@ -42,8 +42,10 @@ struct State {
     keys: Option<(Rc<token::KeyStore>, View)>,
     /// Invalidation generation the cached keys and results belong to.
     generation: u64,
-    /// Tenant claim name the cached results were derived with.
+    /// Tenant claim name and clock leeway the cached results were derived with (a subject's revocation cut allows
+    /// for the leeway).
     claim: String,
+    clock_skew: i64,
     /// Verification outcomes by SHA-256 of the token. Rejections are cached too.
     cache: HashMap<[u8; 32], Outcome>,
     /// The last token seen and its outcome: the common case is the same token on every statement.
@@ -169,10 +171,11 @@ fn resolve(token: &[u8]) -> Outcome {
     invalidation::accept_once_per_statement();
     let generation = invalidation::generation(Watched::Issuers);
     let hit = STATE.with_borrow_mut(|s| {
-        if s.generation != generation || s.claim != gucs::tenant_claim() {
+        if s.generation != generation || s.claim != gucs::tenant_claim() || s.clock_skew != gucs::clock_skew() {
             s.clear();
             s.generation = generation;
             s.claim = gucs::tenant_claim().to_owned();
+            s.clock_skew = gucs::clock_skew();
         }
         if let Some((t, outcome)) = &s.last {
             if t.as_slice() == token {
@@ -247,13 +250,12 @@ fn keys() -> (Rc<token::KeyStore>, View) {
     if let Some(keys) = STATE.with_borrow(|s| s.keys.clone()) {
         return keys;
     }
-    let generation = invalidation::generation(Watched::Issuers);
+    let generation = invalidation::watch(Watched::Issuers);
     let store = Rc::new(issuers::load());
     let view = crate::shared_verifications::enabled().then(|| store.digest());
     let loaded = (store, view);
     // An invalidation that arrived while loading makes this copy stale: use it for this call only.
     if invalidation::generation(Watched::Issuers) == generation {
-        invalidation::filled(Watched::Issuers, generation);
         STATE.with_borrow_mut(|s| s.keys = Some(loaded.clone()));
     }
     loaded

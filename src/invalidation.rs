@@ -70,8 +70,7 @@ impl Watched {
 thread_local! {
     /// Per watched table: the generation, bumped by invalidations.
     static GENERATIONS: [Cell<u64>; 2] = const { [Cell::new(1), Cell::new(1)] };
-    /// Per watched table: its oid, once a cache has been filled from it (a cache filled before is kept only if no
-    /// generation passed meanwhile: see `filled`).
+    /// Per watched table: its oid, from the first time a cache is filled from it (see `watch`).
     static RELIDS: [Cell<pg_sys::Oid>; 2] = const { [Cell::new(pg_sys::InvalidOid), Cell::new(pg_sys::InvalidOid)] };
     /// (local transaction id, statement start) of the last statement that accepted invalidations.
     static LAST_STATEMENT: Cell<(u32, i64)> = const { Cell::new((0, i64::MIN)) };
@@ -89,13 +88,11 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
         let ours = RELIDS.with(|r| r[watched.index()].get());
         if relid == pg_sys::InvalidOid || (ours != pg_sys::InvalidOid && relid == ours) {
             bump(watched);
-            RELIDS.with(|r| r[watched.index()].set(pg_sys::InvalidOid));
         }
     }
 }
 
-/// The current generation of a watched table: read it before filling a cache, and keep what was filled only if it
-/// is still the same afterwards.
+/// The current generation of a watched table: a cache filled at an older one is stale.
 pub fn generation(watched: Watched) -> u64 {
     GENERATIONS.with(|g| g[watched.index()].get())
 }
@@ -108,13 +105,14 @@ pub fn bump(watched: Watched) {
     });
 }
 
-/// Records the watched table's oid once a cache has been filled from it at `generation` (see RELIDS).
-pub fn filled(watched: Watched, generation: u64) {
-    if self::generation(watched) != generation {
-        return;
-    }
+/// Watches a table before a cache is filled from it, and returns the generation to fill it at: keep what was filled
+/// only if the generation is still the same afterwards. The table is watched (its oid known to the invalidation
+/// callback) before its rows are read, so that an invalidation that arrives while they are read, even one that
+/// PostgreSQL processes as the reading query takes its lock, moves the generation on rather than being lost.
+pub fn watch(watched: Watched) -> u64 {
     let relid = watched.relid();
     RELIDS.with(|r| r[watched.index()].set(relid));
+    generation(watched)
 }
 
 /// Accepts pending invalidations once per statement.

@@ -82,7 +82,6 @@ pub fn remember(generation: u64, f: impl FnOnce(&mut Cache)) {
     if invalidation::generation(Watched::Keys) != generation {
         return;
     }
-    invalidation::filled(Watched::Keys, generation);
     CACHE.with_borrow_mut(|c| {
         if c.versions.len() + c.destroyed.len() >= CACHE_CAPACITY {
             c.clear();

@@ -72,7 +72,7 @@ pub fn active_key(tenant: &Uuid) -> Rc<Dek> {
     if let Some(dek) = cached(tenant, |c| c.active.get(tenant).cloned()) {
         return dek;
     }
-    let generation = invalidation::generation(Watched::Keys);
+    let generation = invalidation::watch(Watched::Keys);
     let rows = live_rows(tenant, generation);
     let dek = match rows.iter().find(|r| r.state == State::Active) {
         Some(row) => unwrap_row(tenant, row),
@@ -90,7 +90,7 @@ pub fn version_key(tenant: &Uuid, version: u32) -> Rc<Dek> {
     if let Some(dek) = cached(tenant, |c| c.versions.get(&(*tenant, version)).cloned()) {
         return dek;
     }
-    let generation = invalidation::generation(Watched::Keys);
+    let generation = invalidation::watch(Watched::Keys);
     let rows = live_rows(tenant, generation);
     let Some(row) = rows.iter().find(|r| r.version == version) else { errors::unknown_key_version(version) };
     let dek = unwrap_row(tenant, row);

@@ -59,6 +59,35 @@ def test_another_tenant_cannot_decrypt(keys, admin):
     assert admin.execute("SELECT count(*) FROM tenant.keys WHERE tenant IN (%s, %s)", (a, b)).fetchone()[0] == 2
 
 
+def test_a_shred_committed_while_a_backend_reads_the_keys_reaches_it_at_its_next_statement(keys, admin):
+    """Red team, round 10: the shred commits while the backend reads the tenant's keys (it waits for a lock an
+    administrator holds): the invalidation processed as it takes the lock must not be lost."""
+    t = uuid.uuid4()
+    with tenant_conn(keys, t) as writer:
+        ct = encrypt(writer, "shredded while loading")
+    with psycopg.connect(dsn()) as holder, tenant_conn(keys, t) as reader:
+        holder.execute("LOCK TABLE tenant.data_key IN ACCESS EXCLUSIVE MODE")
+        first = {}
+        thread = threading.Thread(target=lambda: first.update(r=sqlstate(reader, "SELECT tenant.decrypt(%s)", (ct,))))
+        thread.start()
+        for _ in range(200):
+            if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'",
+                             (APP,)).fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the backend did not wait on the lock")
+        holder.execute("SELECT tenant.shred(%s)", (t,))
+        holder.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        gone = ("55000", f"keys destroyed: the data keys of tenant {t} were shredded")
+        assert first["r"] is None or first["r"][0] == "55000"
+        for _ in range(2):
+            err = sqlstate(reader, "SELECT tenant.decrypt(%s)", (ct,))
+            assert err is not None and err[0] == "55000" and "keys destroyed" in err[1], (err, gone)
+
+
 def test_rotation_and_shred_reach_other_backends_by_their_next_statement(keys, admin):
     t = uuid.uuid4()
     with tenant_conn(keys, t) as c:

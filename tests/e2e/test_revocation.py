@@ -4,6 +4,7 @@ had already verified and cached too, and survives a restart and a dump/restore."
 
 import os
 import subprocess
+import threading
 import time
 import uuid
 
@@ -422,6 +423,54 @@ def test_a_change_replicated_to_a_subscriber_reaches_every_backend_there(keys, s
         assert sqlstate(kept, "SELECT tenant.authenticate(%s)", (token,)) == why
     with psycopg.connect(dsn(user=APP, dbname=sub), autocommit=True) as fresh:
         assert sqlstate(fresh, "SELECT tenant.authenticate(%s)", (token,)) == why
+
+
+def waiting_on_a_lock(admin, user):
+    for _ in range(200):
+        if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'",
+                         (user,)).fetchone()[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the backend did not wait on the lock")
+
+
+@pytest.mark.parametrize("table", ["tenant.revoked_token", "tenant.trusted_issuer"])
+def test_a_revocation_committed_while_a_backend_reads_the_issuers_reaches_it_at_its_next_statement(
+        keys, clean, table):
+    """Red team, round 10: the revocation commits while the backend loads its view (it waits for a lock an
+    administrator holds); the invalidation PostgreSQL processes as the backend takes the lock must not be lost,
+    or the backend would keep the view without the revocation until the next change."""
+    tenant = uuid.uuid4()
+    jti = "loading-" + uuid.uuid4().hex
+    token = keys.mint(tenant, jti=jti)
+    with psycopg.connect(dsn()) as holder, psycopg.connect(dsn(user=APP), autocommit=True) as app:
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        first = {}
+        reader = threading.Thread(target=lambda: first.update(r=sqlstate(app, "SELECT tenant.authenticate(%s)",
+                                                                          (token,))))
+        reader.start()
+        waiting_on_a_lock(clean, APP)
+        holder.execute("SELECT tenant.revoke_token(%s)", (jti,))
+        holder.commit()
+        reader.join(timeout=30)
+        assert not reader.is_alive()
+        # the statement that was loading may have seen either; the next ones see the revocation
+        assert first["r"] in (None, rejected(REVOKED))
+        for _ in range(2):
+            assert sqlstate(app, "SELECT tenant.authenticate(%s)", (token,)) == rejected(REVOKED)
+
+
+def test_a_backend_that_changes_the_clock_leeway_verifies_again(keys, clean):
+    """Red team, round 10: a subject's revocation cut allows for the clock leeway, so a token this backend accepted
+    under one leeway is checked again under another (superusers set it; here a session's SET)."""
+    tenant = uuid.uuid4()
+    clean.execute("SELECT tenant.revoke_subject(%s, 'leeway-subject', now() - interval '20 seconds')", (ISS,))
+    token = keys.mint(tenant, sub="leeway-subject", iat=int(time.time()) - 5)
+    with psycopg.connect(dsn(), autocommit=True) as su:
+        su.execute("SET tenant_guard.clock_skew = 0")
+        assert su.execute("SELECT tenant.authenticate(%s)", (token,)).fetchone()[0] == tenant
+        su.execute("SET tenant_guard.clock_skew = 60")
+        assert sqlstate(su, "SELECT tenant.authenticate(%s)", (token,)) == rejected(SUBJECT_REVOKED)
 
 
 @pytest.mark.parametrize("claim", ["jti", "sub"])
