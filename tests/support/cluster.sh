@@ -43,8 +43,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 shared_preload_libraries = '${TG_PRELOAD-tenant_guard}'
 max_connections = 200
-# two-phase commit: the shared verification tests commit a revocation with COMMIT PREPARED
-max_prepared_transactions = 8
+# two-phase commit: the shared verification tests prepare changes; Citus prepares one transaction per connection to
+# a worker, so as many as connections (its documentation's advice)
+max_prepared_transactions = 200
 # logical decoding: a revocation replicated to a subscriber database of the same cluster
 wal_level = logical
 max_worker_processes = 16
