@@ -2,7 +2,7 @@
 #
 #   make demo    build, install, start a throwaway cluster, run the demo application, stop
 #   make test    unit tests, in-database tests (pgrx), end-to-end tests against a real cluster
-#   make bench   benchmarks on a throwaway cluster, report in bench/results/latest.md (and zero-trust.md, pooled.md, citus.md)
+#   make bench   benchmarks on a throwaway cluster, report in bench/results/latest.md (and zero-trust.md, pooled.md, tenant-stats.md, citus.md)
 #   make soak    the pooled load through pgbouncer at full size (SOAK_TRANSACTIONS, default 120,000)
 #   make fuzz    cargo-fuzz on the token, key-set and ciphertext parsers (FUZZ_RUNS each, default 10,000,000)
 #   make install / install-release / fmt / lint / clean
@@ -131,6 +131,7 @@ bench: install-release
 	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/run.py
 	TG_DATA=$(BENCH_DIR) tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/zero_trust.py
 	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/pooled_tokens.py
+	tests/support/with-cluster.sh $(BENCH_DIR) $(BENCH_PORT) $(VENV)/bin/python bench/tenant_stats.py
 	PG=$(PG) CITUS_DIR=/tmp/tenant_guard-bench-citus tests/citus/run.sh $(VENV)/bin/python bench/citus.py
 
 fmt:

@@ -34,6 +34,12 @@ CREATE TRIGGER revoked_subjects_changed
 CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER placement_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.placement
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER database_binding_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.database_binding
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 -- The triggers fire whatever session_replication_role says (a session that sets it to replica still tells every
 -- backend). Only ALTER TABLE ... DISABLE TRIGGER ALL, which a superuser may run, silences them: backends then keep
 -- what they cached until their next invalidation (a new backend reads the tables).
@@ -43,6 +49,8 @@ ALTER TABLE tenant.data_key ENABLE ALWAYS TRIGGER keys_changed;
 ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
 ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
 ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
+ALTER TABLE tenant.placement ENABLE ALWAYS TRIGGER placement_changed;
+ALTER TABLE tenant.database_binding ENABLE ALWAYS TRIGGER database_binding_changed;
 
 -- A logical-replication apply worker fires no statement triggers, only row triggers enabled for replica: these tell
 -- every backend of a subscriber about the rows it applies (elsewhere the statement triggers above do).
@@ -64,9 +72,17 @@ CREATE TRIGGER revoked_subjects_replicated
 CREATE TRIGGER suspended_tenants_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.suspended_tenant
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER placement_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.placement
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER database_binding_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.database_binding
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
 ALTER TABLE tenant.trusted_issuer ENABLE REPLICA TRIGGER issuers_replicated;
 ALTER TABLE tenant.issuer_tenant ENABLE REPLICA TRIGGER issuer_scope_replicated;
 ALTER TABLE tenant.data_key ENABLE REPLICA TRIGGER keys_replicated;
 ALTER TABLE tenant.revoked_token ENABLE REPLICA TRIGGER revoked_tokens_replicated;
 ALTER TABLE tenant.revoked_subject ENABLE REPLICA TRIGGER revoked_subjects_replicated;
 ALTER TABLE tenant.suspended_tenant ENABLE REPLICA TRIGGER suspended_tenants_replicated;
+ALTER TABLE tenant.placement ENABLE REPLICA TRIGGER placement_replicated;
+ALTER TABLE tenant.database_binding ENABLE REPLICA TRIGGER database_binding_replicated;

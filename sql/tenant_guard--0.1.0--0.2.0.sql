@@ -40,7 +40,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:97
+-- src/lib.rs:105
 -- bootstrap
 -- The schema every tenant_guard object lives in.
 COMMENT ON SCHEMA tenant IS 'tenant_guard: signed tenant context, automatic row-level security, per-tenant encryption';
@@ -50,7 +50,7 @@ GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:98
+-- src/lib.rs:106
 -- The role whose members tenant_guard trusts with every tenant's rows and with the issuer and key API. Created if it
 -- does not exist (it is cluster-wide, and may already exist from another database); what it may call is granted
 -- with each part (issuers.sql, keys.sql, audit.sql, encryption).
@@ -268,7 +268,7 @@ AS 'MODULE_PATHNAME', '_table_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:101
+-- src/issuers.rs:102
 -- tenant_guard::issuers::_trust_issuer
 CREATE OR REPLACE FUNCTION "_trust_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -679,7 +679,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:441
+-- src/context.rs:463
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +691,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:448
+-- src/context.rs:470
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +704,20 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:476
+-- src/placement.rs:128
+-- tenant_guard::placement::bind_database
+CREATE OR REPLACE FUNCTION "bind_database"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS void
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'bind_database_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:498
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -716,7 +729,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:470
+-- src/context.rs:492
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +766,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:461
+-- src/context.rs:483
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -763,7 +776,18 @@ AS 'MODULE_PATHNAME', 'current_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:55
+-- src/placement.rs:193
+-- tenant_guard::placement::database_tenant
+CREATE OR REPLACE FUNCTION "database_tenant"() RETURNS uuid /* Option < pgrx :: Uuid > */
+STRICT STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'database_tenant_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:59
 -- tenant_guard::encryption::decrypt
 CREATE OR REPLACE FUNCTION "decrypt"(
 	"ciphertext" bytea, /* Option < & [u8] > */
@@ -776,7 +800,7 @@ AS 'MODULE_PATHNAME', 'decrypt_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:67
+-- src/encryption.rs:71
 -- tenant_guard::encryption::decrypt_bytea
 CREATE OR REPLACE FUNCTION "decrypt_bytea"(
 	"ciphertext" bytea, /* Option < & [u8] > */
@@ -789,7 +813,7 @@ AS 'MODULE_PATHNAME', 'decrypt_bytea_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:49
+-- src/encryption.rs:53
 -- tenant_guard::encryption::encrypt
 CREATE OR REPLACE FUNCTION "encrypt"(
 	"data" TEXT, /* Option < & str > */
@@ -802,7 +826,7 @@ AS 'MODULE_PATHNAME', 'encrypt_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:61
+-- src/encryption.rs:65
 -- tenant_guard::encryption::encrypt_bytea
 CREATE OR REPLACE FUNCTION "encrypt_bytea"(
 	"data" bytea, /* Option < & [u8] > */
@@ -815,7 +839,36 @@ AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:82
+-- src/transfer.rs:324
+-- tenant_guard::transfer::export
+CREATE OR REPLACE FUNCTION "export"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS jsonb /* JsonB */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'export_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/transfer.rs:331
+-- tenant_guard::transfer::import
+CREATE OR REPLACE FUNCTION "import"(
+	"document" jsonb /* Option < JsonB > */
+) RETURNS TABLE (
+	"table_name" TEXT,  /* String */
+	"rows" bigint  /* i64 */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'import_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:86
 -- tenant_guard::encryption::key_version
 CREATE OR REPLACE FUNCTION "key_version"(
 	"ciphertext" bytea /* & [u8] */
@@ -827,7 +880,35 @@ AS 'MODULE_PATHNAME', 'key_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:76
+-- src/placement.rs:77
+-- tenant_guard::placement::place_tenant
+CREATE OR REPLACE FUNCTION "place_tenant"(
+	"tenant" uuid, /* Option < pgrx :: Uuid > */
+	"database" TEXT, /* Option < & str > */
+	"server" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'place_tenant_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/transfer.rs:341
+-- tenant_guard::transfer::purge
+CREATE OR REPLACE FUNCTION "purge"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS bigint /* i64 */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purge_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/encryption.rs:80
 -- tenant_guard::encryption::reencrypt
 CREATE OR REPLACE FUNCTION "reencrypt"(
 	"ciphertext" bytea, /* Option < & [u8] > */
@@ -840,7 +921,7 @@ AS 'MODULE_PATHNAME', 'reencrypt_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/encryption.rs:87
+-- src/encryption.rs:91
 -- requires:
 --   admin_role
 --   reencrypt_sql
@@ -866,7 +947,7 @@ AS 'MODULE_PATHNAME', 'refresh_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:492
+-- src/context.rs:514
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -941,7 +1022,7 @@ AS 'MODULE_PATHNAME', 'rotate_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:173
+-- src/issuers.rs:174
 -- tenant_guard::issuers::scope_issuer
 CREATE OR REPLACE FUNCTION "scope_issuer"(
 	"issuer" TEXT, /* Option < & str > */
@@ -998,7 +1079,159 @@ GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tena
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:486
+-- src/transfer.rs:347
+-- requires:
+--   admin_role
+--   keys_schema
+--   labels_schema
+--   export_sql
+--   import_sql
+--   purge_sql
+
+-- Moving and exporting one tenant (src/transfer.rs): for administrators. The export holds the tenant's rows and
+-- its data keys wrapped as stored (never in the clear): treat it as the tenant's data.
+COMMENT ON FUNCTION tenant.export(uuid) IS
+    'One tenant''s rows from every protected table, its data keys (wrapped, never in the clear), and a count and '
+    'checksum per table, as a document tenant.import() loads into another database with the same schema. Also the '
+    'answer to a tenant''s data-export request.';
+
+COMMENT ON FUNCTION tenant.import(jsonb) IS
+    'Loads what tenant.export() produced (keys, then rows, in this database''s foreign-key order) and verifies the '
+    'counts and checksums over what it wrote; any difference rolls it back. One row per table.';
+
+COMMENT ON FUNCTION tenant.purge(uuid) IS
+    'Removes the tenant''s rows from every protected table (referencing tables first), then shreds its data keys. '
+    'Returns the rows removed.';
+
+REVOKE ALL ON FUNCTION tenant.export(uuid), tenant.import(jsonb), tenant.purge(uuid) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.export(uuid), tenant.import(jsonb), tenant.purge(uuid) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tenant_stats.rs:723
+-- tenant_guard::tenant_stats::stats_reasons
+CREATE OR REPLACE FUNCTION "stats_reasons"() RETURNS TABLE (
+	"tenant" uuid,  /* Option < pgrx :: Uuid > */
+	"reason" TEXT,  /* & '_ str */
+	"count" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'stats_reasons_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tenant_stats.rs:785
+-- tenant_guard::tenant_stats::stats_reset
+CREATE OR REPLACE FUNCTION "stats_reset"(
+	"tenant" uuid DEFAULT NULL /* Option < pgrx :: Uuid > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'stats_reset_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tenant_stats.rs:752
+-- tenant_guard::tenant_stats::stats_summary
+CREATE OR REPLACE FUNCTION "stats_summary"() RETURNS TABLE (
+	"capacity" bigint,  /* i64 */
+	"tenants" bigint,  /* i64 */
+	"evicted" bigint,  /* i64 */
+	"unattributed_rejections" bigint,  /* i64 */
+	"collecting" bool,  /* bool */
+	"reset_at" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'stats_summary_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tenant_stats.rs:668
+-- tenant_guard::tenant_stats::stats_tenants
+CREATE OR REPLACE FUNCTION "stats_tenants"() RETURNS TABLE (
+	"tenant" uuid,  /* pgrx :: Uuid */
+	"transactions" bigint,  /* i64 */
+	"rollbacks" bigint,  /* i64 */
+	"statements" bigint,  /* i64 */
+	"rows_read" bigint,  /* i64 */
+	"rows_written" bigint,  /* i64 */
+	"cpu_time" double precision,  /* f64 */
+	"wall_time" double precision,  /* f64 */
+	"auth_accepted" bigint,  /* i64 */
+	"auth_rejected" bigint,  /* i64 */
+	"encryptions" bigint,  /* i64 */
+	"decryptions" bigint,  /* i64 */
+	"since" timestamp with time zone,  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+	"last_activity" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT VOLATILE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'stats_tenants_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tenant_stats.rs:812
+-- requires:
+--   admin_role
+--   stats_tenants
+--   stats_reasons
+--   stats_summary
+--   stats_reset
+
+-- Per-tenant statistics (src/tenant_stats.rs): counters kept in shared memory, for administrators and monitoring
+-- (pg_read_all_stats, which pg_monitor includes). They hold tenant ids and counts, never tenant data; an
+-- application role must not read them (they count other tenants' activity): tenant.audit() warns about a login
+-- role that has pg_read_all_stats and privileges on protected tables.
+
+CREATE OR REPLACE VIEW tenant.stats AS
+SELECT * FROM tenant.stats_tenants();
+
+COMMENT ON VIEW tenant.stats IS
+    'Per tenant since its entry was made: transactions (and of those rolled back), completed top-level statements, '
+    'rows returned and written, CPU and wall-clock time of those statements in milliseconds, accepted and refused '
+    'authentications, encryptions and decryptions, last activity. tenant_guard.stats_max_tenants entries; see '
+    'tenant.stats_summary() for evictions.';
+
+CREATE OR REPLACE VIEW tenant.stats_rejections AS
+SELECT * FROM tenant.stats_reasons();
+
+COMMENT ON VIEW tenant.stats_rejections IS
+    'Refused tokens and contexts by tenant and reason. A refusal is counted under a tenant only when its token was '
+    'proven to be the tenant''s (its signature checked); every other refusal has tenant NULL.';
+
+COMMENT ON FUNCTION tenant.stats_summary() IS
+    'The statistics table: capacity (tenant_guard.stats_max_tenants), tenants in it, tenants evicted to make room and '
+    'refusals under no tenant since the last full reset, whether collection is on (tenant_guard.track_tenants), and '
+    'when the last full reset was.';
+
+COMMENT ON FUNCTION tenant.stats_reset(uuid) IS
+    'Forgets one tenant''s statistics, or with NULL (the default) all of them, the evictions and the refusals under '
+    'no tenant. Returns how many tenant entries it removed.';
+
+REVOKE ALL ON FUNCTION tenant.stats_tenants(), tenant.stats_reasons(), tenant.stats_summary(),
+    tenant.stats_reset(uuid) FROM PUBLIC;
+
+REVOKE ALL ON tenant.stats, tenant.stats_rejections FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.stats_tenants(), tenant.stats_reasons(), tenant.stats_summary()
+    TO tenant_guard_admin, pg_read_all_stats;
+
+GRANT SELECT ON tenant.stats, tenant.stats_rejections TO tenant_guard_admin, pg_read_all_stats;
+
+GRANT EXECUTE ON FUNCTION tenant.stats_reset(uuid) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/context.rs:508
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1136,7 +1369,101 @@ AS 'MODULE_PATHNAME', 'trust_issuer_discovery_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/issuers.rs:213
+-- src/placement.rs:182
+-- tenant_guard::placement::unbind_database
+CREATE OR REPLACE FUNCTION "unbind_database"() RETURNS bool /* bool */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unbind_database_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/placement.rs:112
+-- tenant_guard::placement::unplace_tenant
+CREATE OR REPLACE FUNCTION "unplace_tenant"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS bool /* bool */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unplace_tenant_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/placement.rs:200
+-- requires:
+--   admin_role
+--   place_tenant
+--   unplace_tenant
+--   bind_database
+--   unbind_database
+--   database_tenant
+
+-- Silo, pool and hybrid behind one API (src/placement.rs): which database serves which tenant, and the one tenant a
+-- silo database is bound to. Both are read with the trusted issuers by every backend, and a change reaches every
+-- backend from its next statement on (the triggers in sql/invalidation.sql). Dumped with the database.
+CREATE TABLE tenant.placement (
+    tenant    uuid PRIMARY KEY CHECK (tenant <> '00000000-0000-0000-0000-000000000000'),
+    database  text NOT NULL CHECK (octet_length(database) BETWEEN 1 AND 63),
+    server    text CHECK (octet_length(server) BETWEEN 1 AND 255),
+    placed_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE tenant.placement IS
+    'Which database (on this server when server is NULL) serves which tenant. A tenant placed in another database '
+    'is refused here, with an error naming that database. Readable by everyone, for routers; written with '
+    'tenant.place_tenant(), tenant.unplace_tenant() and tenant.bind_database().';
+
+REVOKE ALL ON tenant.placement FROM PUBLIC;
+
+GRANT SELECT ON tenant.placement TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.placement', '');
+
+CREATE TABLE tenant.database_binding (
+    one      boolean PRIMARY KEY DEFAULT true CHECK (one),
+    tenant   uuid NOT NULL CHECK (tenant <> '00000000-0000-0000-0000-000000000000'),
+    bound_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE tenant.database_binding IS
+    'The one tenant this database serves (a silo), if any: tokens for any other tenant are refused. Use '
+    'tenant.bind_database() and tenant.unbind_database(); read with tenant.database_tenant().';
+
+REVOKE ALL ON tenant.database_binding FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.database_binding', '');
+
+COMMENT ON FUNCTION tenant.place_tenant(uuid, text, text) IS
+    'Places a tenant in a database (on another server when server is given): served there, refused here unless '
+    'that is this database. Returns the database it was placed in before, or NULL.';
+
+COMMENT ON FUNCTION tenant.unplace_tenant(uuid) IS
+    'Forgets where a tenant is served: this database serves it again. True if it was placed.';
+
+COMMENT ON FUNCTION tenant.bind_database(uuid) IS
+    'Binds this database to one tenant (a silo): tokens for any other tenant are refused. Refused while bound to '
+    'another tenant or while a protected table holds rows of another tenant.';
+
+COMMENT ON FUNCTION tenant.unbind_database() IS 'Lifts the binding. True if the database was bound.';
+
+COMMENT ON FUNCTION tenant.database_tenant() IS 'The tenant this database is bound to; NULL in a pool.';
+
+REVOKE ALL ON FUNCTION tenant.place_tenant(uuid, text, text), tenant.unplace_tenant(uuid),
+    tenant.bind_database(uuid), tenant.unbind_database() FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.place_tenant(uuid, text, text), tenant.unplace_tenant(uuid),
+    tenant.bind_database(uuid), tenant.unbind_database() TO tenant_guard_admin;
+
+GRANT EXECUTE ON FUNCTION tenant.database_tenant() TO PUBLIC;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/issuers.rs:214
 -- tenant_guard::issuers::untrust_issuer
 CREATE OR REPLACE FUNCTION "untrust_issuer"(
 	"issuer" TEXT /* & str */
@@ -1256,12 +1583,37 @@ GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/discovery/mod.rs:231
+-- requires:
+--   issuers_schema
+--   trust_issuer_discovery
+--   refresh_issuer
+
+-- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
+COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
+    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
+    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
+    '(host or host:port) its jwks_uri may be on.';
+
+COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
+    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/invalidation.rs:147
 -- requires:
 --   _table_changed
 --   issuers_schema
 --   keys_schema
 --   revocations_schema
+--   placement
 
 -- Every backend caches trusted issuers (with their scopes) and data keys: a statement trigger on each table tells
 -- them all when it changes (see src/invalidation.rs). The trigger function is SECURITY DEFINER: administrators
@@ -1309,6 +1661,14 @@ CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 
+CREATE TRIGGER placement_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.placement
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER database_binding_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.database_binding
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
 -- The triggers fire whatever session_replication_role says (a session that sets it to replica still tells every
 -- backend). Only ALTER TABLE ... DISABLE TRIGGER ALL, which a superuser may run, silences them: backends then keep
 -- what they cached until their next invalidation (a new backend reads the tables).
@@ -1323,6 +1683,10 @@ ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
 ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
 
 ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
+
+ALTER TABLE tenant.placement ENABLE ALWAYS TRIGGER placement_changed;
+
+ALTER TABLE tenant.database_binding ENABLE ALWAYS TRIGGER database_binding_changed;
 
 -- A logical-replication apply worker fires no statement triggers, only row triggers enabled for replica: these tell
 -- every backend of a subscriber about the rows it applies (elsewhere the statement triggers above do).
@@ -1350,6 +1714,14 @@ CREATE TRIGGER suspended_tenants_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.suspended_tenant
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
 
+CREATE TRIGGER placement_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.placement
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
+CREATE TRIGGER database_binding_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.database_binding
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
 ALTER TABLE tenant.trusted_issuer ENABLE REPLICA TRIGGER issuers_replicated;
 
 ALTER TABLE tenant.issuer_tenant ENABLE REPLICA TRIGGER issuer_scope_replicated;
@@ -1361,6 +1733,10 @@ ALTER TABLE tenant.revoked_token ENABLE REPLICA TRIGGER revoked_tokens_replicate
 ALTER TABLE tenant.revoked_subject ENABLE REPLICA TRIGGER revoked_subjects_replicated;
 
 ALTER TABLE tenant.suspended_tenant ENABLE REPLICA TRIGGER suspended_tenants_replicated;
+
+ALTER TABLE tenant.placement ENABLE REPLICA TRIGGER placement_replicated;
+
+ALTER TABLE tenant.database_binding ENABLE REPLICA TRIGGER database_binding_replicated;
 
 /* </end connected objects> */
 
@@ -2017,30 +2393,6 @@ GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settin
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/discovery/mod.rs:231
--- requires:
---   issuers_schema
---   trust_issuer_discovery
---   refresh_issuer
-
--- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
-COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
-    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
-    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
-    '(host or host:port) its jwks_uri may be on.';
-
-COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
-    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
-
-REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/shared_verifications.rs:283
 -- tenant_guard::shared_verifications::verification_cache_stats
 CREATE OR REPLACE FUNCTION "verification_cache_stats"() RETURNS TABLE (
@@ -2075,7 +2427,7 @@ GRANT EXECUTE ON FUNCTION tenant.verification_cache_stats() TO tenant_guard_admi
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:99
+-- src/lib.rs:107
 -- finalize
 -- Comments on the functions defined in Rust, and what is granted on them.
 

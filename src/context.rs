@@ -21,6 +21,7 @@ use crate::errors;
 use crate::gucs::{self, TokenOrigin};
 use crate::invalidation::{self, Watched};
 use crate::issuers;
+use crate::token::reason::Reason;
 use crate::token::{self, Policy, Rejection, Verified};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -303,9 +304,15 @@ fn seal(tenant: Uuid) {
         return;
     }
     match SEALED.get() {
-        Some(sealed) if sealed != tenant => errors::sealed(),
+        Some(sealed) if sealed != tenant => {
+            crate::tenant_stats::refused(Some(&tenant), Reason::Sealed);
+            errors::sealed()
+        }
         Some(_) => {}
-        None => SEALED.set(Some(tenant)),
+        None => {
+            SEALED.set(Some(tenant));
+            crate::tenant_stats::sealed(&tenant);
+        }
     }
 }
 
@@ -318,10 +325,14 @@ fn check_origin() {
         TokenOrigin::Session if in_parallel_worker() => {}
         TokenOrigin::Session | TokenOrigin::ConnectionOption => {
             if !gucs::session_scope_allowed() {
+                crate::tenant_stats::refused(None, Reason::Origin);
                 errors::session_scope_disabled();
             }
         }
-        TokenOrigin::Stored => errors::no_context_stored_token(),
+        TokenOrigin::Stored => {
+            crate::tenant_stats::refused(None, Reason::Origin);
+            errors::no_context_stored_token()
+        }
     }
 }
 
@@ -337,11 +348,22 @@ pub fn current() -> Rc<Verified> {
         errors::no_context(None);
     }
     check_origin();
-    let verified = resolve(token).unwrap_or_else(|r| errors::no_context(Some(&r)));
-    if let Err(r) = use_checks(&verified) {
-        errors::no_context(Some(&r));
-    }
+    let verified = checked(token, |r| errors::no_context(Some(r)));
     seal(verified.tenant);
+    verified
+}
+
+/// Verifies `token` and runs its use checks, counting a refusal (under the tenant when the token was proven to be
+/// the tenant's, see `tenant_stats`) before `refuse` raises it.
+fn checked(token: &[u8], refuse: fn(&Rejection) -> !) -> Rc<Verified> {
+    let verified = resolve(token).unwrap_or_else(|r| {
+        crate::tenant_stats::refused(None, r.reason());
+        refuse(&r)
+    });
+    if let Err(r) = use_checks(&verified) {
+        crate::tenant_stats::refused(Some(&verified.tenant), r.reason());
+        refuse(&r)
+    }
     verified
 }
 
@@ -394,12 +416,10 @@ impl Scope {
 /// Verifies `token` now (raising 28000 with the failed check), seals the transaction, and stores the token.
 pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
     if scope == Scope::Session && !gucs::session_scope_allowed() {
+        crate::tenant_stats::refused(None, Reason::Origin);
         errors::session_scope_disabled();
     }
-    let verified = resolve(token.as_bytes()).unwrap_or_else(|r| errors::token_rejected(&r));
-    if let Err(r) = use_checks(&verified) {
-        errors::token_rejected(&r);
-    }
+    let verified = checked(token.as_bytes(), |r| errors::token_rejected(r));
     seal(verified.tenant);
     set_token(token, scope);
     // the workers already in this transaction get it now, later ones when Citus opens their transaction

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 pub fn encrypt(plaintext: &[u8], context: Option<&[u8]>) -> Vec<u8> {
     let tenant = context::current().tenant;
     let dek = keys::active_key(&tenant);
+    crate::tenant_stats::encrypted(&tenant);
     ciphertext::seal(&dek.key, dek.version, tenant.as_bytes(), context, plaintext, &keys::nonce())
 }
 
@@ -22,7 +23,10 @@ pub fn decrypt(ciphertext: &[u8], context: Option<&[u8]>) -> Zeroizing<Vec<u8>> 
     let tenant = context::current().tenant;
     let version = ciphertext::key_version(ciphertext).unwrap_or_else(|e| errors::bad_ciphertext(&e));
     let dek = keys::version_key(&tenant, version);
-    ciphertext::open(&dek.key, tenant.as_bytes(), context, ciphertext).unwrap_or_else(|e| errors::bad_ciphertext(&e))
+    let plaintext = ciphertext::open(&dek.key, tenant.as_bytes(), context, ciphertext)
+        .unwrap_or_else(|e| errors::bad_ciphertext(&e));
+    crate::tenant_stats::decrypted(&tenant);
+    plaintext
 }
 
 /// The same plaintext, encrypted again under the tenant's active key version (with a fresh nonce).

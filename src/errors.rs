@@ -15,7 +15,9 @@
 //! | 40001    | serialization_failure                | another transaction created the tenant's key first (REPEATABLE READ) |
 //! | 0A000    | feature_not_supported                | CREATE EXTENSION in a database that is not UTF8; issuers or keys changed on a Citus worker |
 //! | 53400    | configuration_limit_exceeded         | the replay table (tenant_guard.replay_cache_size) is full |
+//! | 42P01    | undefined_table                      | an imported export holds a table this database does not protect |
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed; a Citus worker has no key for the tenant |
+//! | 3D000    | invalid_catalog_name                 | a tenant is placed in a database this server does not have |
 //! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
@@ -683,6 +685,91 @@ pub fn not_text() -> ! {
         "decrypted value is not valid UTF-8 text".into(),
         None,
         Some("It was encrypted with tenant.encrypt_bytea(); decrypt it with tenant.decrypt_bytea()."),
+    )
+}
+
+/// 3D000: `tenant.place_tenant` names a database this server does not have (and no other server).
+pub fn unknown_database(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME,
+        format!("database \"{}\" does not exist on this server", name.escape_default()),
+        None,
+        Some(
+            "Create the database first, or name the server that has it: tenant.place_tenant(tenant, database, server).",
+        ),
+    )
+}
+
+/// 55000: `tenant.bind_database` while the database is bound to another tenant.
+pub fn already_bound() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "this database is already bound to another tenant; call tenant.unbind_database() first".into(),
+        None,
+        None,
+    )
+}
+
+/// 55000: `tenant.bind_database` while a protected table holds other tenants' rows.
+pub fn bind_other_tenants_rows(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("{table} holds rows of other tenants than the one this database would be bound to"),
+        None,
+        Some("A silo holds one tenant's rows: move the others out first (tenant.export, tenant.purge)."),
+    )
+}
+
+/// 22023: `tenant.import` was given something that is not an export.
+pub fn bad_export(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("not a tenant export: {what}"),
+        None,
+        Some("Pass the document tenant.export() returned, unchanged."),
+    )
+}
+
+/// 42P01: the export holds a table this database does not have (or does not protect).
+pub fn import_table_missing(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        format!("the export holds rows of table {table}, which this database does not have or does not protect"),
+        None,
+        Some("Import into a database with the same schema and the same security labels."),
+    )
+}
+
+/// 42804: a table has other stored columns here than in the export.
+pub fn import_columns_differ(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!("table {table} has other columns or another tenant column here than in the export"),
+        None,
+        Some("Import into a database with the same schema."),
+    )
+}
+
+/// XX001: what the import wrote does not match the export's count or checksum.
+pub fn import_mismatch(table: &str, expected: i64, found: i64) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!(
+            "the rows imported into {table} do not match the export ({expected} expected, {found} found, or their \
+             checksum differs): nothing was imported"
+        ),
+        None,
+        None,
+    )
+}
+
+/// 55000: `tenant.import` for a tenant that has other data keys here.
+pub fn import_keys_exist(tenant: &uuid::Uuid) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("tenant {tenant} already has other data keys in this database"),
+        None,
+        Some("A tenant is imported once into a database; purge it there first to import it again."),
     )
 }
 

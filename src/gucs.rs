@@ -41,6 +41,8 @@ pub static CITUS_TICKET: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 pub static CLIENT_CERTIFICATE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REPLAY_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(65536);
 pub static VERIFICATION_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16384);
+pub static STATS_MAX_TENANTS: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static TRACK_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static DISCOVERY_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DISCOVERY_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DISCOVERY_MIN_REFRESH: GucSetting<i32> = GucSetting::<i32>::new(300);
@@ -208,6 +210,25 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.stats_max_tenants",
+        c"How many tenants per-tenant statistics (tenant.stats) keep at once (0: no statistics).",
+        c"When every entry is in use, the least recently active of the tenants a new one competes with is evicted \
+          and counted. About 300 bytes each, in shared memory. Server start only.",
+        &STATS_MAX_TENANTS,
+        0,
+        1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.track_tenants",
+        c"Whether per-tenant statistics (tenant.stats) are collected.",
+        c"Set in postgresql.conf or with ALTER SYSTEM: no session can stop its own activity from being counted.",
+        &TRACK_TENANTS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"tenant_guard.discovery_databases",
         c"Databases (comma-separated) in which a background worker fetches the key sets of discovered issuers.",
@@ -352,6 +373,16 @@ pub fn replay_cache_size() -> usize {
 /// `tenant_guard.verification_cache_size`, in entries (0: no shared cache).
 pub fn verification_cache_size() -> usize {
     VERIFICATION_CACHE_SIZE.get().max(0) as usize
+}
+
+/// `tenant_guard.stats_max_tenants`, in entries (0: no statistics).
+pub fn stats_max_tenants() -> usize {
+    STATS_MAX_TENANTS.get().max(0) as usize
+}
+
+/// `tenant_guard.track_tenants`.
+pub fn track_tenants() -> bool {
+    TRACK_TENANTS.get()
 }
 
 /// `tenant_guard.discovery_databases`, split at commas and trimmed.

@@ -57,6 +57,8 @@ impl Watched {
                 "tenant.revoked_token",
                 "tenant.revoked_subject",
                 "tenant.suspended_tenant",
+                "tenant.placement",
+                "tenant.database_binding",
             ],
             Watched::Keys => &["tenant.data_key"],
         }
@@ -145,5 +147,5 @@ fn _table_changed(relid: pg_sys::Oid) {
 extension_sql_file!(
     "../sql/invalidation.sql",
     name = "invalidation",
-    requires = [_table_changed, "issuers_schema", "keys_schema", "revocations_schema"]
+    requires = [_table_changed, "issuers_schema", "keys_schema", "revocations_schema", "placement"]
 );

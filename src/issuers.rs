@@ -46,6 +46,7 @@ pub fn load() -> KeyStore {
             .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.trusted_issuer".into()));
             let mut store = KeyStore::default();
             store.revocations = crate::revocations::load();
+            store.placement = crate::placement::load();
             for (name, jwks, audience, tenant_claim, tenants, binding, once) in rows {
                 let (Some(name), Some(jwks)) = (name, jwks) else {
                     continue;

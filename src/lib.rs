@@ -8,6 +8,7 @@
 //! - [`context`]: the tenant context, the only place that holds tenant state; [`client_cert`]: the connection's
 //!   client certificate, for certificate-bound tokens;
 //! - [`issuers`]: trusted issuers and their keys; [`revocations`]: revoked tokens and subjects, suspended tenants;
+//!   [`placement`]: which tenants this database serves (silo, pool, hybrid);
 //! - [`privileged`]: internal queries under a pinned search_path, as the bootstrap superuser where needed;
 //! - [`labels`]: security labels and the policies they attach; [`guard`]: the tamper guard;
 //! - [`audit`]: `tenant.audit()`, the isolation linter;
@@ -15,6 +16,8 @@
 //! - [`replay`]: the shared table of used `jti`s, for issuers that require each token once;
 //! - [`shared_verifications`]: verified tokens shared by every backend (a signature is checked once per server);
 //! - [`discovery`]: key sets fetched from identity providers by a background worker;
+//! - [`transfer`]: one tenant's export, import into another database, and purge;
+//! - [`tenant_stats`]: per-tenant statistics (`tenant.stats`), counted in shared memory;
 //! - [`shmem`]: making the shared-memory structs of the modules above;
 //! - [`redaction`]: keeps tokens out of the server log and other sessions' view of statement text;
 //! - [`errors`]: every SQLSTATE tenant_guard raises;
@@ -49,6 +52,7 @@ pub mod issuers;
 pub mod keys;
 pub mod labels;
 pub mod pg_version;
+pub mod placement;
 pub mod privileged;
 pub mod redaction;
 pub mod replay;
@@ -56,6 +60,8 @@ pub mod requirements;
 pub mod revocations;
 pub mod shared_verifications;
 pub mod shmem;
+pub mod transfer;
+pub mod tenant_stats;
 pub mod uuids;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -81,6 +87,8 @@ pub extern "C-unwind" fn _PG_init() {
     citus::pruning::init();
     redaction::init();
     client_cert::init();
+    // last: its executor and utility hooks run outermost, so that what the others run for a statement is part of it
+    tenant_stats::init();
     requirements::check_server_version();
 }
 

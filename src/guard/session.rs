@@ -223,6 +223,7 @@ unsafe fn set(stmt: *mut pg_sys::VariableSetStmt) {
         )
     };
     if sets_value && !is_local && name.eq_ignore_ascii_case(&gucs::TOKEN_NAME.to_string_lossy()) {
+        crate::tenant_stats::refused(None, crate::token::reason::Reason::Origin);
         errors::session_scope_disabled();
     }
 }

@@ -147,6 +147,11 @@ pgrx::extension_sql_file!(
     requires = ["admin_role", admin::create_key, admin::rotate_key, admin::shred_tenant, admin::rewrap_keys],
 );
 
+/// Crypto-shreds every data key version of `tenant` (as `tenant.shred`). Returns how many versions it destroyed.
+pub fn shred_tenant(tenant: &Uuid) -> i32 {
+    admin::shred(tenant)
+}
+
 /// The current master key, when one is configured (the secret every node of a Citus cluster shares, from which
 /// `citus::ticket` derives its own key; never used directly).
 pub fn master_key_if_configured() -> Option<crate::ciphertext::Key> {

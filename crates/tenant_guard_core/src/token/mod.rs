@@ -19,6 +19,7 @@
 pub mod b64url;
 pub mod json;
 pub mod jwk;
+pub mod reason;
 #[cfg(any(test, feature = "testkeys"))]
 pub mod testkeys;
 pub mod verdict;
@@ -74,6 +75,38 @@ pub struct KeyStore {
     reserved: HashSet<Uuid>,
     /// What an administrator revoked or suspended (`tenant.revoke_token`, `revoke_subject`, `suspend_tenant`).
     pub revocations: Revocations,
+    /// Which tenants this database serves (`tenant.bind_database`, `tenant.place_tenant`).
+    pub placement: Placement,
+}
+
+/// Which tenants a database serves: silo, pool and hybrid behind one API. A database bound to a tenant (a silo)
+/// serves that tenant only; a tenant placed in another database (moved to a silo, or back to a pool) is refused
+/// here, with an error that says where it went, so that a stale route cannot read or write the old copy.
+#[derive(Debug, Default)]
+pub struct Placement {
+    /// The one tenant this database serves; None: any tenant not placed elsewhere.
+    pub bound: Option<Uuid>,
+    /// Tenants served elsewhere, and where.
+    pub elsewhere: HashMap<Uuid, Location>,
+}
+
+/// Where a tenant is served: a database, on this server (None) or another one (as `tenant.placement` names it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub database: String,
+    pub server: Option<String>,
+}
+
+impl Placement {
+    fn check(&self, tenant: &Uuid) -> Result<(), Rejection> {
+        if let Some(location) = self.elsewhere.get(tenant) {
+            return Err(Rejection::Moved(*tenant, location.clone()));
+        }
+        if self.bound.is_some_and(|bound| bound != *tenant) {
+            return Err(Rejection::WrongDatabase);
+        }
+        Ok(())
+    }
 }
 
 /// Tokens, subjects and tenants an administrator has withdrawn. A verified token is refused when its `jti` is
@@ -155,7 +188,7 @@ impl KeyStore {
         }
         // every field named: a field added later must be considered here (the reserved tenants follow from the
         // issuers' lists)
-        let KeyStore { issuers, reserved: _, revocations } = self;
+        let KeyStore { issuers, reserved: _, revocations, placement } = self;
         let mut h = Sha256::new();
         h.update(b"tenant_guard issuers view\0");
         let mut names: Vec<&String> = issuers.keys().collect();
@@ -196,6 +229,22 @@ impl KeyStore {
             h.update(before.to_be_bytes());
         }
         uuids(&mut h, suspended.iter());
+        let Placement { bound, elsewhere } = placement;
+        match bound {
+            None => h.update([0]),
+            Some(b) => {
+                h.update([1]);
+                h.update(b.as_bytes());
+            }
+        }
+        let mut moved: Vec<(&Uuid, &Location)> = elsewhere.iter().collect();
+        moved.sort();
+        h.update((moved.len() as u64).to_be_bytes());
+        for (tenant, Location { database, server }) in moved {
+            h.update(tenant.as_bytes());
+            bytes(&mut h, database.as_bytes());
+            text(&mut h, server.as_deref());
+        }
         h.finalize().into()
     }
 
@@ -340,6 +389,10 @@ pub enum Rejection {
     TenantOutOfScope,
     TenantReserved,
     TenantSuspended,
+    /// The tenant is served by another database (`tenant.placement`).
+    Moved(Uuid, Location),
+    /// This database is bound to another tenant.
+    WrongDatabase,
     Revoked,
     SubjectRevoked,
     /// `cnf` is not an object of members tenant_guard can check (only `x5t#S256`).
@@ -401,6 +454,14 @@ impl fmt::Display for Rejection {
                  (see tenant.issuer_tenant)",
             ),
             TenantSuspended => f.write_str("tenant is suspended (see tenant.revocations)"),
+            Moved(tenant, Location { database, server }) => {
+                write!(f, "tenant {tenant} moved to database \"{}\"", database.escape_default())?;
+                if let Some(server) = server {
+                    write!(f, " on server \"{}\"", server.escape_default())?;
+                }
+                f.write_str(" (see tenant.placement): connect there")
+            }
+            WrongDatabase => f.write_str("this database is bound to another tenant (see tenant.placement)"),
             Unrevocable(c) => write!(
                 f,
                 "token claim {c} is longer than {MAX_REVOCABLE_BYTES} bytes or contains a NUL character \
@@ -577,6 +638,7 @@ pub fn verify_signed_sharing(
         }
     }
     store.revocations.check(iss, jti, subject, iat, &tenant, policy.clock_skew)?;
+    store.placement.check(&tenant)?;
     let cert_thumbprint = confirmation(&claims, &mut buf)?;
     if issuer.require_cert_binding && cert_thumbprint.is_none() {
         return Err(Rejection::CertBindingRequired);

@@ -587,6 +587,40 @@ fn a_suspended_tenant_gets_no_context_whatever_the_token() {
     assert!(Rejection::SubjectRevoked.to_string().contains("subject"));
 }
 
+#[test]
+fn a_bound_database_serves_its_tenant_and_a_moved_tenant_is_told_where_it_went() {
+    let tenant = Uuid::parse_str(TENANT).unwrap();
+    let other = "0b1e1c1a-2b3c-4d5e-8f90-a1b2c3d4e5f6";
+    let with_placement = |placement: Placement, c: &Value| {
+        let mut store = store();
+        store.placement = placement;
+        verify(&hs(c), &store, &policy(), NOW)
+    };
+    let silo = || Placement { bound: Some(tenant), ..Default::default() };
+    assert!(with_placement(silo(), &claims()).is_ok());
+    assert_eq!(
+        with_placement(silo(), &with(claims(), "tenant_id", json!(other))).unwrap_err(),
+        Rejection::WrongDatabase
+    );
+    let here = Location { database: "silo_acme".into(), server: None };
+    let moved = || Placement { elsewhere: [(tenant, here.clone())].into(), ..Default::default() };
+    assert_eq!(with_placement(moved(), &claims()).unwrap_err(), Rejection::Moved(tenant, here.clone()));
+    assert!(with_placement(moved(), &with(claims(), "tenant_id", json!(other))).is_ok());
+    assert_eq!(
+        Rejection::Moved(tenant, here.clone()).to_string(),
+        format!("tenant {TENANT} moved to database \"silo_acme\" (see tenant.placement): connect there")
+    );
+    let far = Location { database: "t\"1".into(), server: Some("db2.internal".into()) };
+    assert_eq!(
+        Rejection::Moved(tenant, far).to_string(),
+        format!(
+            "tenant {TENANT} moved to database \"t\\\"1\" on server \"db2.internal\" (see tenant.placement): \
+             connect there"
+        )
+    );
+    assert_eq!(Rejection::WrongDatabase.to_string(), "this database is bound to another tenant (see tenant.placement)");
+}
+
 const CERT: [u8; 32] = [7u8; 32];
 
 fn bound(c: &Value) -> Value {

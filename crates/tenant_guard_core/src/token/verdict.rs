@@ -241,6 +241,39 @@ mod tests {
     }
 
     #[test]
+    fn every_change_of_placement_changes_the_digest() {
+        use super::super::{Location, Placement};
+        let at = |database: &str, server: Option<&str>| Location {
+            database: database.into(),
+            server: server.map(Into::into),
+        };
+        let with = |bound: Option<Uuid>, elsewhere: &[(Uuid, Location)]| {
+            let mut store = full(|_, _| {});
+            store.placement = Placement { bound, elsewhere: elsewhere.iter().cloned().collect() };
+            store.digest()
+        };
+        let digests = [
+            ("nothing placed", with(None, &[])),
+            ("bound", with(Some(tenant(4)), &[])),
+            ("bound to another", with(Some(tenant(5)), &[])),
+            ("one moved", with(None, &[(tenant(4), at("silo", None))])),
+            ("moved elsewhere", with(None, &[(tenant(4), at("silo2", None))])),
+            ("moved to another server", with(None, &[(tenant(4), at("silo", Some("db2")))])),
+            ("another moved", with(None, &[(tenant(5), at("silo", None))])),
+            ("two moved", with(None, &[(tenant(4), at("silo", None)), (tenant(5), at("silo", None))])),
+            ("bound and one moved", with(Some(tenant(4)), &[(tenant(5), at("silo", None))])),
+            // the same bytes, framed otherwise
+            ("a name split", with(None, &[(tenant(4), at("si", Some("lo")))])),
+        ];
+        for (i, (what, digest)) in digests.iter().enumerate() {
+            if let Some((other, _)) = digests[..i].iter().find(|(_, d)| d == digest) {
+                panic!("{what}: the same digest as {other}");
+            }
+        }
+        assert_eq!(digests[0].1, full(|_, _| {}).digest());
+    }
+
+    #[test]
     fn a_token_allowed_once_has_no_verdict() {
         let token = mint(Alg::EdDSA, "k", &json!({"iss": ISS, "tenant_id": TENANT, "exp": NOW + 60, "jti": "j-1"}));
         let verified = verify(&token, &store(true), &policy(), NOW).unwrap();

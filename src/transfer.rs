@@ -1,0 +1,351 @@
+//! Moving and exporting one tenant: `tenant.export(tenant)` gives its rows from every protected table, its data
+//! keys (wrapped, never in the clear) and a count and checksum per table, as one jsonb document;
+//! `tenant.import(document)` loads it into another database with the same schema and verifies the counts and
+//! checksums there; `tenant.purge(tenant)` removes the tenant from the source, rows first, then its keys shredded.
+//!
+//! **What is exported.** Every table `tenant.scoped_tables` lists that holds rows of the tenant, once: a partitioned table with all its partitions
+//! (a partition is not exported again on its own), any other table without its inheritance children (`ONLY`). Of
+//! each, the tenant's rows (the tenant column equal to it), as `to_jsonb` of the stored columns (generated columns are
+//! recomputed on import); ciphertexts are bytea values, copied as they are: they are bound to the tenant, the key
+//! version and their context, not to the database, so they decrypt wherever the tenant's keys are.
+//!
+//! **Checksums.** Per table, the SHA-256 of the rows' jsonb texts in sorted order, one per line: computed when
+//! exporting, and again over what the import wrote. A mismatch (a row lost or changed, a column converted
+//! differently) rolls the import back.
+//!
+//! **Keys.** Exported as stored: wrapped by the master key (or by the tenant's own key, see `keys`), bound to the
+//! tenant and the version. The importing database must unwrap them with the same master key, or with the exporting
+//! server's key configured as `tenant_guard.kek_previous_*` (then `tenant.rewrap_keys()`).
+//!
+//! **Order.** Tables are loaded so that a table comes after the tables its foreign keys reference (among those
+//! exported), and purged in the reverse order.
+
+use crate::errors;
+use crate::uuids::{from_pg, to_pg};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The format this module writes and reads.
+const FORMAT: &str = "tenant_guard tenant export v1";
+
+/// A protected table as exported: its name (regclass text), tenant column, stored columns, and whether to read it
+/// without its children (`ONLY`).
+struct Table {
+    oid: pg_sys::Oid,
+    name: String,
+    tenant_column: String,
+    columns: Vec<String>,
+    only: bool,
+}
+
+fn spi_error<T>(what: &str) -> impl FnOnce(pgrx::spi::Error) -> T + '_ {
+    move |e| errors::internal(format!("tenant_guard could not {what}: {e}"))
+}
+
+fn tenant_required(tenant: Option<pgrx::Uuid>) -> Uuid {
+    let Some(tenant) = tenant else { errors::invalid_parameter("tenant must not be NULL".into(), None) };
+    let tenant = from_pg(&tenant);
+    if tenant.is_nil() {
+        errors::invalid_parameter("the nil uuid is not a tenant".into(), None);
+    }
+    tenant
+}
+
+fn quote(ident: &str) -> String {
+    pgrx::spi::quote_identifier(ident)
+}
+
+/// The protected tables of this database, each once, parents before the tables that reference them.
+fn tables() -> Vec<Table> {
+    let rows: Vec<(pg_sys::Oid, String, String, bool, Vec<String>)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid, s.table_name::pg_catalog.text, s.tenant_column::pg_catalog.text, \
+                        c.relkind OPERATOR(pg_catalog.<>) 'p', \
+                        (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum) \
+                           FROM pg_catalog.pg_attribute a \
+                          WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                            AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) '') \
+                   FROM tenant.scoped_tables s \
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.table_name::pg_catalog.oid \
+                  WHERE NOT (c.relispartition AND EXISTS ( \
+                            SELECT 1 FROM pg_catalog.pg_partition_ancestors(c.oid) p \
+                              JOIN tenant.scoped_tables o ON o.table_name::pg_catalog.oid OPERATOR(pg_catalog.=) p.relid \
+                             WHERE p.relid OPERATOR(pg_catalog.<>) c.oid)) \
+                  ORDER BY 2",
+                None,
+                &[],
+            )
+            .unwrap_or_else(spi_error("list the protected tables"))
+            .filter_map(|r| {
+                Some((
+                    r.get::<pg_sys::Oid>(1).ok()??,
+                    r.get::<String>(2).ok()??,
+                    r.get::<String>(3).ok()??,
+                    r.get::<bool>(4).ok()??,
+                    r.get::<Vec<String>>(5).ok()??,
+                ))
+            })
+            .collect()
+    });
+    let edges: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT conrelid, confrelid FROM pg_catalog.pg_constraint \
+                  WHERE contype OPERATOR(pg_catalog.=) 'f' AND conrelid OPERATOR(pg_catalog.<>) confrelid",
+                None,
+                &[],
+            )
+            .unwrap_or_else(spi_error("read the foreign keys"))
+            .filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??)))
+            .collect()
+    });
+    let mut pending: Vec<Table> = rows
+        .into_iter()
+        .map(|(oid, name, tenant_column, only, columns)| Table { oid, name, tenant_column, columns, only })
+        .collect();
+    // Kahn's order: a table once every table it references (among the pending ones) is placed; a cycle keeps the
+    // name order (its rows must then be loaded with deferrable constraints)
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|t| {
+            !edges.iter().any(|(from, to)| *from == t.oid && pending.iter().any(|p| p.oid == *to && p.oid != t.oid))
+        });
+        ordered.push(pending.remove(ready.unwrap_or(0)));
+    }
+    ordered
+}
+
+/// The rows of `tenant` in `table` as (count, checksum, rows).
+fn read_rows(table: &Table, tenant: &Uuid) -> (i64, String, Value) {
+    let from = format!("{}{}", if table.only { "ONLY " } else { "" }, table.name);
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(c)).collect();
+    let sql = format!(
+        "WITH r AS (SELECT pg_catalog.to_jsonb(x) AS j FROM (SELECT {} FROM {from} WHERE {} OPERATOR(pg_catalog.=) $1) x) \
+         SELECT pg_catalog.count(*), \
+                pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to( \
+                    COALESCE(pg_catalog.string_agg(j::pg_catalog.text, E'\\n' ORDER BY j::pg_catalog.text), ''), \
+                    'UTF8')), 'hex'), \
+                COALESCE(pg_catalog.jsonb_agg(j ORDER BY j::pg_catalog.text), '[]') \
+           FROM r",
+        columns.join(", "),
+        quote(&table.tenant_column),
+    );
+    Spi::get_three_with_args::<i64, String, JsonB>(&sql, &[to_pg(tenant).into()])
+        .map(|(n, sum, rows)| (n.unwrap_or(0), sum.unwrap_or_default(), rows.map_or(json!([]), |j| j.0)))
+        .unwrap_or_else(spi_error("read a protected table"))
+}
+
+/// The tenant's data key rows, wrapped as stored: (version, state, wrapped as base64, created, retired, destroyed).
+fn read_keys(tenant: &Uuid) -> Value {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object( \
+                    'version', version, 'state', state, \
+                    'wrapped', pg_catalog.encode(wrapped, 'base64'), 'created_at', created_at, \
+                    'retired_at', retired_at, 'destroyed_at', destroyed_at) ORDER BY version), '[]') \
+           FROM tenant.data_key WHERE tenant OPERATOR(pg_catalog.=) $1",
+        &[to_pg(tenant).into()],
+    )
+    .unwrap_or_else(spi_error("read tenant.data_key"))
+    .map_or(json!([]), |j| j.0)
+}
+
+/// One tenant's rows from every protected table, its wrapped data keys, and a count and checksum per table.
+pub fn export(tenant: &Uuid) -> Value {
+    crate::citus::replication::check_admin_here("export a tenant");
+    // the tables that hold rows of the tenant (a table without any carries nothing, and need not exist where the
+    // export is imported)
+    let tables: Vec<Value> = tables()
+        .iter()
+        .filter_map(|t| {
+            let (count, checksum, rows) = read_rows(t, tenant);
+            (count > 0).then(|| {
+                json!({
+                    "table": t.name, "tenant_column": t.tenant_column, "columns": t.columns,
+                    "count": count, "checksum": checksum, "rows": rows,
+                })
+            })
+        })
+        .collect();
+    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text")
+        .unwrap_or_else(spi_error("read the database name"));
+    json!({
+        "format": FORMAT,
+        "tenant": tenant.to_string(),
+        "database": database,
+        "keys": read_keys(tenant),
+        "tables": tables,
+    })
+}
+
+fn bad_document(what: String) -> ! {
+    errors::bad_export(&what)
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v.get(name).unwrap_or_else(|| bad_document(format!("it has no \"{name}\"")))
+}
+
+fn text<'a>(v: &'a Value, name: &str) -> &'a str {
+    field(v, name).as_str().unwrap_or_else(|| bad_document(format!("\"{name}\" is not a string")))
+}
+
+/// Loads an export into this database: keys first (the tenant must have none here, or exactly these), then each
+/// table's rows, then the counts and checksums are verified over what was written. Returns (table, rows) per table.
+pub fn import(doc: &Value) -> Vec<(String, i64)> {
+    crate::citus::replication::check_admin_here("import a tenant");
+    if doc.get("format").and_then(Value::as_str) != Some(FORMAT) {
+        bad_document(format!("its format is not \"{FORMAT}\""));
+    }
+    let tenant = Uuid::parse_str(text(doc, "tenant")).unwrap_or_else(|_| bad_document("\"tenant\" is not a uuid".into()));
+    if tenant.is_nil() {
+        bad_document("\"tenant\" is the nil uuid".into());
+    }
+    // a silo bound to another tenant takes no other tenant's rows
+    let bound = crate::placement::bound_tenant()
+        .unwrap_or_else(spi_error("read the binding"));
+    if bound.is_some_and(|b| from_pg(&b) != tenant) {
+        errors::already_bound();
+    }
+    import_keys(&tenant, field(doc, "keys"));
+    let here: Vec<Table> = tables();
+    let listed = field(doc, "tables").as_array().unwrap_or_else(|| bad_document("\"tables\" is not an array".into()));
+    // in this database's order (its foreign keys), whatever the document's
+    let mut results = Vec::new();
+    for table in &here {
+        let Some(entry) = listed.iter().find(|e| e.get("table").and_then(Value::as_str) == Some(table.name.as_str()))
+        else {
+            continue;
+        };
+        results.push((table.name.clone(), import_table(&tenant, table, entry)));
+    }
+    for entry in listed {
+        let name = text(entry, "table");
+        if !here.iter().any(|t| t.name == name) {
+            errors::import_table_missing(name);
+        }
+    }
+    crate::citus::replication::keys_changed(Some(&[tenant]));
+    results
+}
+
+fn import_table(tenant: &Uuid, table: &Table, entry: &Value) -> i64 {
+    let columns: Vec<String> = field(entry, "columns")
+        .as_array()
+        .unwrap_or_else(|| bad_document("\"columns\" is not an array".into()))
+        .iter()
+        .map(|c| c.as_str().unwrap_or_else(|| bad_document("a column name is not a string".into())).to_owned())
+        .collect();
+    if columns != table.columns || text(entry, "tenant_column") != table.tenant_column {
+        errors::import_columns_differ(&table.name);
+    }
+    let rows = field(entry, "rows");
+    let count = field(entry, "count").as_i64().unwrap_or_else(|| bad_document("\"count\" is not a number".into()));
+    let checksum = text(entry, "checksum");
+    // every row must be the tenant's: a document edited to carry another tenant's rows is refused
+    let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let insert = format!(
+        "WITH src AS (SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::{name}, $1)) \
+         INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM src \
+          WHERE {tc} IS NOT DISTINCT FROM $2",
+        name = table.name,
+        cols = quoted.join(", "),
+        tc = quote(&table.tenant_column),
+    );
+    let written = Spi::connect_mut(|client| {
+        client
+            .update(&insert, None, &[JsonB(rows.clone()).into(), to_pg(tenant).into()])
+            .unwrap_or_else(spi_error("write the imported rows"))
+            .len() as i64
+    });
+    let listed = rows.as_array().map_or(0, Vec::len) as i64;
+    let (here_count, here_sum, _) = read_rows(table, tenant);
+    if written != listed || here_count != count || here_sum != checksum {
+        errors::import_mismatch(&table.name, count, here_count);
+    }
+    written
+}
+
+fn import_keys(tenant: &Uuid, keys: &Value) {
+    let keys = keys.as_array().unwrap_or_else(|| bad_document("\"keys\" is not an array".into()));
+    let existing = read_keys(tenant);
+    let existing = existing.as_array().map_or(&[][..], Vec::as_slice);
+    if !existing.is_empty() {
+        let same = existing.len() == keys.len()
+            && existing.iter().zip(keys).all(|(a, b)| a.get("wrapped") == b.get("wrapped") && a.get("state") == b.get("state"));
+        if !same {
+            errors::import_keys_exist(tenant);
+        }
+        return;
+    }
+    for key in keys {
+        let version = field(key, "version").as_i64().unwrap_or_else(|| bad_document("a key version is not a number".into()));
+        let state = text(key, "state");
+        let wrapped = key.get("wrapped").and_then(Value::as_str);
+        Spi::run_with_args(
+            "INSERT INTO tenant.data_key (tenant, version, state, wrapped, created_at, retired_at, destroyed_at) \
+             VALUES ($1, $2::pg_catalog.int4, $3, pg_catalog.decode($4, 'base64'), \
+                     COALESCE(($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'created_at')::pg_catalog.timestamptz, pg_catalog.now()), \
+                     ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'retired_at')::pg_catalog.timestamptz, \
+                     ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'destroyed_at')::pg_catalog.timestamptz)",
+            &[to_pg(tenant).into(), version.into(), state.into(), wrapped.into(), JsonB(key.clone()).into()],
+        )
+        .unwrap_or_else(|e| errors::bad_export(&format!("a data key could not be stored ({e})")));
+    }
+}
+
+/// Removes the tenant's rows from every protected table (referencing tables first), then shreds its data keys.
+/// Returns the rows removed.
+pub fn purge(tenant: &Uuid) -> i64 {
+    crate::citus::replication::check_admin_here("purge a tenant");
+    let mut removed = 0;
+    for table in tables().iter().rev() {
+        let sql = format!(
+            "DELETE FROM {}{} WHERE {} OPERATOR(pg_catalog.=) $1",
+            if table.only { "ONLY " } else { "" },
+            table.name,
+            quote(&table.tenant_column)
+        );
+        removed += Spi::connect_mut(|client| {
+            client.update(&sql, None, &[to_pg(tenant).into()]).unwrap_or_else(spi_error("delete the tenant's rows")).len()
+                as i64
+        });
+    }
+    crate::keys::shred_tenant(tenant);
+    removed
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SQL API. Thin wrappers; the logic is above.
+
+/// One tenant's rows, keys (wrapped) and checksums, as a document `tenant.import` loads elsewhere.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "export")]
+#[search_path(pg_catalog, pg_temp)]
+fn export_sql(tenant: Option<pgrx::Uuid>) -> JsonB {
+    JsonB(export(&tenant_required(tenant)))
+}
+
+/// Loads what `tenant.export` produced; verifies counts and checksums. One row per table.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "import")]
+#[search_path(pg_catalog, pg_temp)]
+fn import_sql(
+    document: Option<JsonB>,
+) -> TableIterator<'static, (name!(table_name, String), name!(rows, i64))> {
+    let Some(document) = document else { errors::invalid_parameter("document must not be NULL".into(), None) };
+    TableIterator::new(import(&document.0))
+}
+
+/// Removes the tenant's rows from every protected table, then shreds its keys. Returns the rows removed.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "purge")]
+#[search_path(pg_catalog, pg_temp)]
+fn purge_sql(tenant: Option<pgrx::Uuid>) -> i64 {
+    purge(&tenant_required(tenant))
+}
+
+extension_sql_file!(
+    "../sql/transfer.sql",
+    name = "transfer",
+    requires = ["admin_role", "keys_schema", "labels_schema", export_sql, import_sql, purge_sql],
+);
