@@ -34,6 +34,9 @@ CREATE TRIGGER revoked_subjects_changed
 CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER key_provider_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.key_provider
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 CREATE TRIGGER placement_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.placement
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
@@ -49,6 +52,7 @@ ALTER TABLE tenant.data_key ENABLE ALWAYS TRIGGER keys_changed;
 ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
 ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
 ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
+ALTER TABLE tenant.key_provider ENABLE ALWAYS TRIGGER key_provider_changed;
 ALTER TABLE tenant.placement ENABLE ALWAYS TRIGGER placement_changed;
 ALTER TABLE tenant.database_binding ENABLE ALWAYS TRIGGER database_binding_changed;
 
@@ -72,6 +76,9 @@ CREATE TRIGGER revoked_subjects_replicated
 CREATE TRIGGER suspended_tenants_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.suspended_tenant
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+CREATE TRIGGER key_provider_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.key_provider
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
 CREATE TRIGGER placement_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.placement
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
@@ -84,5 +91,6 @@ ALTER TABLE tenant.data_key ENABLE REPLICA TRIGGER keys_replicated;
 ALTER TABLE tenant.revoked_token ENABLE REPLICA TRIGGER revoked_tokens_replicated;
 ALTER TABLE tenant.revoked_subject ENABLE REPLICA TRIGGER revoked_subjects_replicated;
 ALTER TABLE tenant.suspended_tenant ENABLE REPLICA TRIGGER suspended_tenants_replicated;
+ALTER TABLE tenant.key_provider ENABLE REPLICA TRIGGER key_provider_replicated;
 ALTER TABLE tenant.placement ENABLE REPLICA TRIGGER placement_replicated;
 ALTER TABLE tenant.database_binding ENABLE REPLICA TRIGGER database_binding_replicated;

@@ -753,7 +753,7 @@ AS 'MODULE_PATHNAME', 'client_certificate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:154
+-- src/keys/admin.rs:217
 -- tenant_guard::keys::admin::create_key
 CREATE OR REPLACE FUNCTION "create_key"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -776,7 +776,7 @@ AS 'MODULE_PATHNAME', 'current_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:193
+-- src/placement.rs:192
 -- tenant_guard::placement::database_tenant
 CREATE OR REPLACE FUNCTION "database_tenant"() RETURNS uuid /* Option < pgrx :: Uuid > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -839,7 +839,7 @@ AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:324
+-- src/transfer.rs:356
 -- tenant_guard::transfer::export
 CREATE OR REPLACE FUNCTION "export"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -852,7 +852,7 @@ AS 'MODULE_PATHNAME', 'export_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:331
+-- src/transfer.rs:363
 -- tenant_guard::transfer::import
 CREATE OR REPLACE FUNCTION "import"(
 	"document" jsonb /* Option < JsonB > */
@@ -895,7 +895,7 @@ AS 'MODULE_PATHNAME', 'place_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:341
+-- src/transfer.rs:371
 -- tenant_guard::transfer::purge
 CREATE OR REPLACE FUNCTION "purge"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -998,7 +998,7 @@ AS 'MODULE_PATHNAME', 'revoke_token_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:175
+-- src/keys/admin.rs:238
 -- tenant_guard::keys::admin::rewrap_keys
 CREATE OR REPLACE FUNCTION "rewrap_keys"() RETURNS bigint /* i64 */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1009,7 +1009,7 @@ AS 'MODULE_PATHNAME', 'rewrap_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:161
+-- src/keys/admin.rs:224
 -- tenant_guard::keys::admin::rotate_key
 CREATE OR REPLACE FUNCTION "rotate_key"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -1036,7 +1036,21 @@ AS 'MODULE_PATHNAME', 'scope_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:168
+-- src/keys/admin.rs:246
+-- tenant_guard::keys::admin::set_key_provider
+CREATE OR REPLACE FUNCTION "set_key_provider"(
+	"tenant" uuid, /* Option < pgrx :: Uuid > */
+	"key_ref" TEXT /* Option < & str > */
+) RETURNS INT /* i32 */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_key_provider_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/keys/admin.rs:231
 -- tenant_guard::keys::admin::shred
 CREATE OR REPLACE FUNCTION "shred"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -1053,13 +1067,31 @@ REVOKE ALL ON tenant.data_key FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('tenant.data_key', '');
 
+-- Bring your own key: a tenant whose data keys are wrapped by its own master key, which
+-- tenant_guard.tenant_kek_command returns given the tenant id and this reference (src/keys/master.rs).
+CREATE TABLE tenant.key_provider (
+    tenant  uuid PRIMARY KEY,
+    key_ref text NOT NULL CHECK (octet_length(key_ref) BETWEEN 1 AND 512),
+    set_at  timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE tenant.key_provider IS
+    'Tenants with their own master key (bring your own key): the reference tenant_guard.tenant_kek_command is given. '
+    'Superusers only. Use tenant.set_key_provider().';
+
+REVOKE ALL ON tenant.key_provider FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.key_provider', '');
+
 CREATE OR REPLACE VIEW tenant.keys AS
-SELECT tenant, version, state, created_at, retired_at, destroyed_at,
-       pg_catalog.encode(pg_catalog.substr(wrapped, 2, 8), 'hex') AS kek_id
-  FROM tenant.data_key;
+SELECT k.tenant, k.version, k.state, k.created_at, k.retired_at, k.destroyed_at,
+       pg_catalog.encode(pg_catalog.substr(k.wrapped, 2, 8), 'hex') AS kek_id,
+       p.key_ref AS key_provider
+  FROM tenant.data_key k LEFT JOIN tenant.key_provider p ON p.tenant = k.tenant;
 
 COMMENT ON VIEW tenant.keys IS
-    'Data key versions per tenant: state, timestamps, and the id of the master key that wraps each. No key material.';
+    'Data key versions per tenant: state, timestamps, the id of the master key that wraps each, and the tenant''s own '
+    'key reference when its own master key wraps them (NULL: the platform''s). No key material.';
 
 REVOKE ALL ON tenant.keys FROM PUBLIC;
 
@@ -1073,13 +1105,20 @@ REVOKE ALL ON FUNCTION tenant.shred(uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION tenant.rewrap_keys() FROM PUBLIC;
 
-GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tenant.shred(uuid), tenant.rewrap_keys()
-    TO tenant_guard_admin;
+REVOKE ALL ON FUNCTION tenant.set_key_provider(uuid, text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.create_key(uuid), tenant.rotate_key(uuid), tenant.shred(uuid), tenant.rewrap_keys(),
+    tenant.set_key_provider(uuid, text) TO tenant_guard_admin;
+
+COMMENT ON FUNCTION tenant.set_key_provider(uuid, text) IS
+    'Bring your own key: wraps the tenant''s data keys, in place, with its own master key, which '
+    'tenant_guard.tenant_kek_command returns given the tenant id and key_ref (NULL: the platform''s master key again). '
+    'Returns how many key versions it rewrapped.';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:347
+-- src/transfer.rs:377
 -- requires:
 --   admin_role
 --   keys_schema
@@ -1369,7 +1408,7 @@ AS 'MODULE_PATHNAME', 'trust_issuer_discovery_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:182
+-- src/placement.rs:181
 -- tenant_guard::placement::unbind_database
 CREATE OR REPLACE FUNCTION "unbind_database"() RETURNS bool /* bool */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1393,7 +1432,7 @@ AS 'MODULE_PATHNAME', 'unplace_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:200
+-- src/placement.rs:198
 -- requires:
 --   admin_role
 --   place_tenant
@@ -1661,6 +1700,10 @@ CREATE TRIGGER suspended_tenants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.suspended_tenant
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
 
+CREATE TRIGGER key_provider_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.key_provider
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
+
 CREATE TRIGGER placement_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant.placement
     FOR EACH STATEMENT EXECUTE FUNCTION tenant._table_changed_trigger();
@@ -1683,6 +1726,8 @@ ALTER TABLE tenant.revoked_token ENABLE ALWAYS TRIGGER revoked_tokens_changed;
 ALTER TABLE tenant.revoked_subject ENABLE ALWAYS TRIGGER revoked_subjects_changed;
 
 ALTER TABLE tenant.suspended_tenant ENABLE ALWAYS TRIGGER suspended_tenants_changed;
+
+ALTER TABLE tenant.key_provider ENABLE ALWAYS TRIGGER key_provider_changed;
 
 ALTER TABLE tenant.placement ENABLE ALWAYS TRIGGER placement_changed;
 
@@ -1714,6 +1759,10 @@ CREATE TRIGGER suspended_tenants_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.suspended_tenant
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
 
+CREATE TRIGGER key_provider_replicated
+    AFTER INSERT OR UPDATE OR DELETE ON tenant.key_provider
+    FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
+
 CREATE TRIGGER placement_replicated
     AFTER INSERT OR UPDATE OR DELETE ON tenant.placement
     FOR EACH ROW EXECUTE FUNCTION tenant._table_changed_trigger();
@@ -1733,6 +1782,8 @@ ALTER TABLE tenant.revoked_token ENABLE REPLICA TRIGGER revoked_tokens_replicate
 ALTER TABLE tenant.revoked_subject ENABLE REPLICA TRIGGER revoked_subjects_replicated;
 
 ALTER TABLE tenant.suspended_tenant ENABLE REPLICA TRIGGER suspended_tenants_replicated;
+
+ALTER TABLE tenant.key_provider ENABLE REPLICA TRIGGER key_provider_replicated;
 
 ALTER TABLE tenant.placement ENABLE REPLICA TRIGGER placement_replicated;
 

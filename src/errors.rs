@@ -18,7 +18,7 @@
 //! | 42P01    | undefined_table                      | an imported export holds a table this database does not protect |
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed; a Citus worker has no key for the tenant |
 //! | 3D000    | invalid_catalog_name                 | a tenant is placed in a database this server does not have |
-//! | 58000    | system_error                         | the master key is not configured or cannot be loaded  |
+//! | 58000    | system_error                         | the master key is not configured or cannot be loaded; a tenant's own key provider fails |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
 //!
@@ -770,6 +770,47 @@ pub fn import_keys_exist(tenant: &uuid::Uuid) -> ! {
         format!("tenant {tenant} already has other data keys in this database"),
         None,
         Some("A tenant is imported once into a database; purge it there first to import it again."),
+    )
+}
+
+/// 58000: a tenant's own key provider failed (a revoked customer key): its data cannot be decrypted.
+pub fn tenant_kek_unavailable(tenant: &uuid::Uuid, why: &KekError) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!("the key of tenant {tenant} is unavailable: its key provider failed ({why})"),
+        Some(
+            "The tenant's data keys are wrapped by its own master key (tenant.set_key_provider): until its provider \
+              returns that key again, the tenant's data can be neither decrypted nor encrypted. Other tenants are not \
+              affected."
+                .into(),
+        ),
+        Some("Restore the tenant's key in its KMS, or check tenant_guard.tenant_kek_command."),
+    )
+}
+
+/// 58000: a tenant has its own key reference but no tenant key command is configured.
+pub fn tenant_kek_not_configured(tenant: &uuid::Uuid) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!("the key of tenant {tenant} is unavailable: tenant_guard.tenant_kek_command is not set"),
+        None,
+        Some("Set tenant_guard.tenant_kek_command in postgresql.conf (or with ALTER SYSTEM) and reload."),
+    )
+}
+
+/// 58000: a tenant's provider returns another key than the one that wrapped its data keys.
+pub fn tenant_kek_changed(tenant: &uuid::Uuid) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!(
+            "the key of tenant {tenant} is unavailable: its key provider returns another key than the one that \
+                 wrapped its data keys"
+        ),
+        None,
+        Some(
+            "Restore the tenant's original key in its KMS; to change it, use tenant.set_key_provider() with the new \
+              key while the old one still works.",
+        ),
     )
 }
 

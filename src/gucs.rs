@@ -52,6 +52,8 @@ pub static KEK_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static KEK_PREVIOUS_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TENANT_KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TENANT_KEY_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Largest accepted `tenant_guard.clock_skew`, in seconds.
 pub const MAX_CLOCK_SKEW: i32 = 300;
@@ -327,7 +329,31 @@ pub fn init() {
             None,
             Some(show_kek_previous_command),
         );
+        GucRegistry::define_string_guc_with_hooks(
+            c"tenant_guard.tenant_kek_command",
+            c"Command that prints a tenant's own master key (bring your own key), given the tenant id as $1 and the \
+              key reference of tenant.set_key_provider() as $2.",
+            c"Run by /bin/sh; the arguments are never parsed by the shell. A non-zero exit status means the key is \
+              unavailable (revoked): that tenant's data cannot be decrypted. Shown to superusers only.",
+            &TENANT_KEK_COMMAND,
+            GucContext::Sighup,
+            kek_flags,
+            None,
+            None,
+            Some(show_tenant_kek_command),
+        );
     }
+    GucRegistry::define_int_guc(
+        c"tenant_guard.tenant_key_cache_seconds",
+        c"How long a backend keeps a tenant's own master key, and the data keys it unwrapped, before it asks the \
+          tenant's key provider again.",
+        c"A revoked customer key stops decryption in every backend within this time (0: at each use).",
+        &TENANT_KEY_CACHE_SECONDS,
+        0,
+        86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     // Reserve the prefix: after this, SET tenant_guard.<typo> is an error instead of a silent placeholder.
     // SAFETY: called once from _PG_init, with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_guard".as_ptr()) };
@@ -491,13 +517,19 @@ unsafe extern "C-unwind" fn show_kek_previous_command() -> *const std::ffi::c_ch
     show_secret(&KEK_PREVIOUS_COMMAND)
 }
 
+#[pg_guard]
+unsafe extern "C-unwind" fn show_tenant_kek_command() -> *const std::ffi::c_char {
+    show_secret(&TENANT_KEK_COMMAND)
+}
+
 /// The secret-bearing settings, by name, with their values (for the audit's credential check).
-pub fn secret_settings() -> [(&'static str, Option<String>); 4] {
+pub fn secret_settings() -> [(&'static str, Option<String>); 5] {
     [
         ("tenant_guard.kek_file", string_setting(&KEK_FILE)),
         ("tenant_guard.kek_command", string_setting(&KEK_COMMAND)),
         ("tenant_guard.kek_previous_file", string_setting(&KEK_PREVIOUS_FILE)),
         ("tenant_guard.kek_previous_command", string_setting(&KEK_PREVIOUS_COMMAND)),
+        ("tenant_guard.tenant_kek_command", string_setting(&TENANT_KEK_COMMAND)),
     ]
 }
 
@@ -684,6 +716,16 @@ pub enum KekSource {
 }
 
 pub use tenant_guard_core::kek::KekSlot;
+
+/// `tenant_guard.tenant_kek_command`: the provider of tenants' own master keys; None when not set.
+pub fn tenant_kek_command() -> Option<String> {
+    string_setting(&TENANT_KEK_COMMAND)
+}
+
+/// `tenant_guard.tenant_key_cache_seconds`.
+pub fn tenant_key_cache_seconds() -> u64 {
+    TENANT_KEY_CACHE_SECONDS.get().max(0) as u64
+}
 
 /// Both providers of one slot are set.
 #[derive(Debug)]

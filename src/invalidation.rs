@@ -60,7 +60,7 @@ impl Watched {
                 "tenant.placement",
                 "tenant.database_binding",
             ],
-            Watched::Keys => &["tenant.data_key"],
+            Watched::Keys => &["tenant.data_key", "tenant.key_provider"],
         }
     }
 

@@ -60,8 +60,8 @@ pub mod requirements;
 pub mod revocations;
 pub mod shared_verifications;
 pub mod shmem;
-pub mod transfer;
 pub mod tenant_stats;
+pub mod transfer;
 pub mod uuids;
 
 ::pgrx::pg_module_magic!(name, version);

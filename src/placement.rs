@@ -131,8 +131,7 @@ fn bind_database(tenant: Option<pgrx::Uuid>) {
     let tenant = tenant_required(tenant);
     // no binding or row can change meanwhile
     Spi::run("LOCK TABLE tenant.database_binding IN EXCLUSIVE MODE").unwrap_or_else(spi_error("lock the binding"));
-    let current = crate::placement::bound_tenant()
-        .unwrap_or_else(spi_error("read the binding"));
+    let current = crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"));
     match current.map(|t| from_pg(&t)) {
         Some(bound) if bound == tenant => return,
         Some(_) => errors::already_bound(),
@@ -193,8 +192,7 @@ fn unbind_database() -> bool {
 #[pg_extern(stable, parallel_safe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn database_tenant() -> Option<pgrx::Uuid> {
-    crate::placement::bound_tenant()
-        .unwrap_or_else(spi_error("read the binding"))
+    crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"))
 }
 
 extension_sql_file!(

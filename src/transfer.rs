@@ -176,6 +176,7 @@ pub fn export(tenant: &Uuid) -> Value {
         "tenant": tenant.to_string(),
         "database": database,
         "keys": read_keys(tenant),
+        "key_provider": crate::keys::own_key_ref(tenant),
         "tables": tables,
     })
 }
@@ -199,17 +200,17 @@ pub fn import(doc: &Value) -> Vec<(String, i64)> {
     if doc.get("format").and_then(Value::as_str) != Some(FORMAT) {
         bad_document(format!("its format is not \"{FORMAT}\""));
     }
-    let tenant = Uuid::parse_str(text(doc, "tenant")).unwrap_or_else(|_| bad_document("\"tenant\" is not a uuid".into()));
+    let tenant =
+        Uuid::parse_str(text(doc, "tenant")).unwrap_or_else(|_| bad_document("\"tenant\" is not a uuid".into()));
     if tenant.is_nil() {
         bad_document("\"tenant\" is the nil uuid".into());
     }
     // a silo bound to another tenant takes no other tenant's rows
-    let bound = crate::placement::bound_tenant()
-        .unwrap_or_else(spi_error("read the binding"));
+    let bound = crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"));
     if bound.is_some_and(|b| from_pg(&b) != tenant) {
         errors::already_bound();
     }
-    import_keys(&tenant, field(doc, "keys"));
+    import_keys(&tenant, field(doc, "keys"), doc.get("key_provider").and_then(Value::as_str));
     let here: Vec<Table> = tables();
     let listed = field(doc, "tables").as_array().unwrap_or_else(|| bad_document("\"tables\" is not an array".into()));
     // in this database's order (its foreign keys), whatever the document's
@@ -268,20 +269,33 @@ fn import_table(tenant: &Uuid, table: &Table, entry: &Value) -> i64 {
     written
 }
 
-fn import_keys(tenant: &Uuid, keys: &Value) {
+fn import_keys(tenant: &Uuid, keys: &Value, key_provider: Option<&str>) {
     let keys = keys.as_array().unwrap_or_else(|| bad_document("\"keys\" is not an array".into()));
     let existing = read_keys(tenant);
     let existing = existing.as_array().map_or(&[][..], Vec::as_slice);
     if !existing.is_empty() {
         let same = existing.len() == keys.len()
-            && existing.iter().zip(keys).all(|(a, b)| a.get("wrapped") == b.get("wrapped") && a.get("state") == b.get("state"));
+            && existing
+                .iter()
+                .zip(keys)
+                .all(|(a, b)| a.get("wrapped") == b.get("wrapped") && a.get("state") == b.get("state"));
         if !same {
             errors::import_keys_exist(tenant);
         }
         return;
     }
+    if let Some(key_ref) = key_provider {
+        // wrapped by the tenant's own key: this database asks the same provider for it
+        Spi::run_with_args(
+            "INSERT INTO tenant.key_provider (tenant, key_ref) VALUES ($1, $2) \
+             ON CONFLICT (tenant) DO UPDATE SET key_ref = EXCLUDED.key_ref",
+            &[to_pg(tenant).into(), key_ref.into()],
+        )
+        .unwrap_or_else(|e| errors::bad_export(&format!("the key provider could not be stored ({e})")));
+    }
     for key in keys {
-        let version = field(key, "version").as_i64().unwrap_or_else(|| bad_document("a key version is not a number".into()));
+        let version =
+            field(key, "version").as_i64().unwrap_or_else(|| bad_document("a key version is not a number".into()));
         let state = text(key, "state");
         let wrapped = key.get("wrapped").and_then(Value::as_str);
         Spi::run_with_args(
@@ -309,8 +323,10 @@ pub fn purge(tenant: &Uuid) -> i64 {
             quote(&table.tenant_column)
         );
         removed += Spi::connect_mut(|client| {
-            client.update(&sql, None, &[to_pg(tenant).into()]).unwrap_or_else(spi_error("delete the tenant's rows")).len()
-                as i64
+            client
+                .update(&sql, None, &[to_pg(tenant).into()])
+                .unwrap_or_else(spi_error("delete the tenant's rows"))
+                .len() as i64
         });
     }
     crate::keys::shred_tenant(tenant);
@@ -330,9 +346,7 @@ fn export_sql(tenant: Option<pgrx::Uuid>) -> JsonB {
 /// Loads what `tenant.export` produced; verifies counts and checksums. One row per table.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "import")]
 #[search_path(pg_catalog, pg_temp)]
-fn import_sql(
-    document: Option<JsonB>,
-) -> TableIterator<'static, (name!(table_name, String), name!(rows, i64))> {
+fn import_sql(document: Option<JsonB>) -> TableIterator<'static, (name!(table_name, String), name!(rows, i64))> {
     let Some(document) = document else { errors::invalid_parameter("document must not be NULL".into(), None) };
     TableIterator::new(import(&document.0))
 }

@@ -1,9 +1,9 @@
 //! The key admin API: create, rotate, shred a tenant's data keys, and rewrap them all after a master-key change.
 //! SECURITY DEFINER in SQL (see sql/keys.sql), executable by tenant_guard_admin.
 
-use super::master::{current_kek, load_kek, new_dek};
+use super::master::{current_kek, load_kek, new_dek, unwrap_dek, wrap_dek};
 use super::nonce::nonce;
-use super::table::{check_writable, insert_key, with_tenant_locked, State};
+use super::table::{check_writable, insert_key, key_ref, with_tenant_locked, State};
 use super::{cache, ensure_key, Ensured};
 use crate::ciphertext;
 use crate::errors;
@@ -33,7 +33,7 @@ pub fn rotate(tenant: &Uuid) -> u32 {
             errors::keys_destroyed(Some(tenant));
         }
         let version = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
-        let (_dek, wrapped) = new_dek(tenant, version);
+        let (_dek, wrapped) = new_dek(tenant, version, key_ref(client, tenant).as_deref());
         client
             .update(
                 "UPDATE tenant.data_key SET state = 'retired', retired_at = now() \
@@ -99,7 +99,9 @@ pub fn rewrap_all() -> i64 {
                 .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not lock tenant.data_key: {e}")));
             let rows: Vec<(pgrx::Uuid, i32, Vec<u8>)> = client
                 .update(
-                    "SELECT tenant, version, wrapped FROM tenant.data_key WHERE wrapped IS NOT NULL \
+                    "SELECT tenant, version, wrapped FROM tenant.data_key k WHERE wrapped IS NOT NULL \
+                        AND NOT EXISTS (SELECT 1 FROM tenant.key_provider p \
+                                         WHERE p.tenant OPERATOR(pg_catalog.=) k.tenant) \
                      ORDER BY tenant, version",
                     None,
                     &[],
@@ -147,6 +149,67 @@ pub fn rewrap_all() -> i64 {
     rewrapped
 }
 
+/// Longest key reference accepted, in bytes (the table's CHECK says the same).
+const MAX_KEY_REF: usize = 512;
+
+/// Gives `tenant` its own master key (bring your own key): `key_ref` names it to `tenant_guard.tenant_kek_command`
+/// (None: back to the platform's master key). Every live data key version of the tenant is unwrapped with the key
+/// that wraps it now and wrapped again with the new one, in place; keys it creates later are wrapped with the new
+/// one. Returns how many versions it rewrapped.
+pub fn set_provider(tenant: &Uuid, new_ref: Option<&str>) -> i32 {
+    crate::citus::replication::check_admin_here("set a tenant's key provider");
+    if let Some(r) = new_ref {
+        if r.is_empty() || r.len() > MAX_KEY_REF || r.chars().any(char::is_control) {
+            errors::invalid_parameter(
+                format!("key_ref must be 1 to {MAX_KEY_REF} bytes long, without control characters"),
+                Some("Pass the reference of the tenant's key in its KMS (an ARN, a key name), as the key command expects it."),
+            );
+        }
+    }
+    cache::sync();
+    check_writable("set a tenant's key provider");
+    let rewrapped = with_tenant_locked(tenant, |client, rows| {
+        if rows.iter().any(|r| r.state == State::Destroyed) {
+            errors::keys_destroyed(Some(tenant));
+        }
+        let old_ref = key_ref(client, tenant);
+        let mut again = Vec::new();
+        for row in &rows {
+            let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
+            let dek = unwrap_dek(tenant, row.version, wrapped, old_ref.as_deref());
+            again.push((row.version, wrap_dek(tenant, row.version, &dek, new_ref)));
+        }
+        if rows.is_empty() {
+            if let Some(r) = new_ref {
+                // the provider must work before it is relied on
+                super::master::tenant_kek(tenant, r, true);
+            }
+        }
+        for (version, wrapped) in &again {
+            client
+                .update(
+                    "UPDATE tenant.data_key SET wrapped = $3 WHERE tenant = $1 AND version = $2",
+                    None,
+                    &[to_pg(tenant).into(), (*version as i32).into(), wrapped.clone().into()],
+                )
+                .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store a data key: {e}")));
+        }
+        let stored = match new_ref {
+            Some(r) => client.update(
+                "INSERT INTO tenant.key_provider (tenant, key_ref) VALUES ($1, $2) \
+                 ON CONFLICT (tenant) DO UPDATE SET key_ref = EXCLUDED.key_ref, set_at = now()",
+                None,
+                &[to_pg(tenant).into(), r.into()],
+            ),
+            None => client.update("DELETE FROM tenant.key_provider WHERE tenant = $1", None, &[to_pg(tenant).into()]),
+        };
+        stored.unwrap_or_else(|e| errors::internal(format!("tenant_guard could not store the key provider: {e}")));
+        again.len() as i32
+    });
+    crate::citus::replication::keys_changed(Some(&[*tenant]));
+    rewrapped
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // SQL API. Thin wrappers; the logic is above.
 
@@ -176,4 +239,13 @@ fn shred_tenant(tenant: pgrx::Uuid) -> i32 {
 #[search_path(pg_catalog, pg_temp)]
 fn rewrap_keys() -> i64 {
     rewrap_all()
+}
+
+/// Bring your own key: wraps the tenant's data keys with its own master key, named by `key_ref` to
+/// `tenant_guard.tenant_kek_command` (NULL: the platform's master key again). Returns how many versions it rewrapped.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_key_provider(tenant: Option<pgrx::Uuid>, key_ref: Option<&str>) -> i32 {
+    let Some(tenant) = tenant else { errors::invalid_parameter("tenant must not be NULL".into(), None) };
+    set_provider(&from_pg(&tenant), key_ref)
 }

@@ -8,7 +8,9 @@ use crate::errors;
 use crate::gucs::{self, KekSlot, KekSource};
 use crate::kek;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A loaded master key and the provider it came from.
@@ -20,6 +22,49 @@ pub struct LoadedKek {
 
 thread_local! {
     static KEKS: RefCell<[Option<Rc<LoadedKek>>; 2]> = const { RefCell::new([None, None]) };
+    /// Tenants' own master keys, by (tenant, key reference), with when they were loaded.
+    static TENANT_KEKS: RefCell<HashMap<(Uuid, String), Cached>> = RefCell::new(HashMap::new());
+}
+
+/// A tenant's own master key, and when this backend loaded it.
+type Cached = (Rc<TenantKek>, Instant);
+
+/// A tenant's own master key (bring your own key), from `tenant_guard.tenant_kek_command`.
+pub struct TenantKek {
+    pub key: Key,
+    pub id: [u8; ciphertext::KEK_ID_LEN],
+}
+
+/// The master key of `tenant`'s provider (`key_ref`), from this backend's cache unless it is older than
+/// `tenant_guard.tenant_key_cache_seconds` or `fresh`; 58000 naming the tenant when the provider fails (a revoked
+/// customer key) or none is configured.
+pub fn tenant_kek(tenant: &Uuid, key_ref: &str, fresh: bool) -> Rc<TenantKek> {
+    let ttl = Duration::from_secs(gucs::tenant_key_cache_seconds());
+    let cache_key = (*tenant, key_ref.to_owned());
+    if !fresh {
+        let hit =
+            TENANT_KEKS.with_borrow(|c| c.get(&cache_key).filter(|(_, at)| at.elapsed() < ttl).map(|(k, _)| k.clone()));
+        if let Some(hit) = hit {
+            return hit;
+        }
+    }
+    let Some(command) = gucs::tenant_kek_command() else { errors::tenant_kek_not_configured(tenant) };
+    let tenant_text = tenant.to_string();
+    let key = match kek::from_command_with_args(&command, &[&tenant_text, key_ref]) {
+        Ok(key) => key,
+        Err(e) => {
+            TENANT_KEKS.with_borrow_mut(|c| c.remove(&cache_key));
+            errors::tenant_kek_unavailable(tenant, &e)
+        }
+    };
+    let loaded = Rc::new(TenantKek { id: ciphertext::kek_id(&key), key });
+    TENANT_KEKS.with_borrow_mut(|c| {
+        if c.len() >= 1024 {
+            c.clear();
+        }
+        c.insert(cache_key, (loaded.clone(), Instant::now()));
+    });
+    loaded
 }
 
 fn server_uid() -> u32 {
@@ -61,8 +106,22 @@ pub fn current_kek(fresh: bool) -> Rc<LoadedKek> {
 /// Unwraps a stored data key with whichever configured master key wrapped it. The previous master key's provider
 /// is asked only when the current key did not wrap it: a failing previous provider never stops data wrapped by the
 /// current key from decrypting, and fails only what needs it (with an error naming the previous-key settings).
-pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8]) -> Key {
+///
+/// A tenant with its own key (`key_ref`) has its data keys wrapped by that key: its provider is asked (through this
+/// backend's cache), and its failure fails the unwrap, naming the tenant.
+pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8], key_ref: Option<&str>) -> Key {
     let id = ciphertext::wrapped_kek_id(wrapped).unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
+    if let Some(key_ref) = key_ref {
+        for fresh in [false, true] {
+            let own = tenant_kek(tenant, key_ref, fresh);
+            if own.id == id {
+                return ciphertext::unwrap(&own.key, tenant.as_bytes(), version, wrapped)
+                    .unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
+            }
+        }
+        // not wrapped by the tenant's own key: its provider now returns another key than the one that wrapped it
+        errors::tenant_kek_changed(tenant);
+    }
     for fresh in [false, true] {
         let current = current_kek(fresh);
         let kek =
@@ -75,10 +134,21 @@ pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8]) -> Key {
     errors::kek_unknown(None)
 }
 
-/// A new random data key for `tenant`/`version`, and its wrapping under a freshly loaded master key.
-pub fn new_dek(tenant: &Uuid, version: u32) -> (Key, Vec<u8>) {
-    let kek = current_kek(true);
+/// A new random data key for `tenant`/`version`, and its wrapping under a freshly loaded master key: the
+/// tenant's own (`key_ref`), else the platform's.
+pub fn new_dek(tenant: &Uuid, version: u32, key_ref: Option<&str>) -> (Key, Vec<u8>) {
     let dek: Key = random::<KEY_LEN>();
-    let wrapped = ciphertext::wrap(&kek.key, tenant.as_bytes(), version, &dek, &nonce());
+    let wrapped = wrap_dek(tenant, version, &dek, key_ref);
     (dek, wrapped)
+}
+
+/// `dek` wrapped for `tenant`/`version` under a freshly loaded master key: the tenant's own (`key_ref`), else the
+/// platform's current one.
+pub fn wrap_dek(tenant: &Uuid, version: u32, dek: &Key, key_ref: Option<&str>) -> Vec<u8> {
+    match key_ref {
+        Some(key_ref) => {
+            ciphertext::wrap(&tenant_kek(tenant, key_ref, true).key, tenant.as_bytes(), version, dek, &nonce())
+        }
+        None => ciphertext::wrap(&current_kek(true).key, tenant.as_bytes(), version, dek, &nonce()),
+    }
 }

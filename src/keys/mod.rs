@@ -33,6 +33,7 @@ use crate::ciphertext::{DataKey, Key};
 use crate::errors;
 use crate::invalidation::{self, Watched};
 use master::{new_dek, unwrap_dek};
+use pgrx::prelude::*;
 use std::rc::Rc;
 use table::{check_writable, insert_key, read_rows, with_tenant_locked, Row, State};
 use uuid::Uuid;
@@ -47,6 +48,7 @@ fn cached(tenant: &Uuid, pick: impl FnOnce(&cache::Cache) -> Option<Rc<Dek>>) ->
     cache::sync();
     cache::with(|c| if c.destroyed.contains(tenant) { Err(()) } else { Ok(pick(c)) })
         .unwrap_or_else(|()| errors::keys_destroyed(None))
+        .filter(|dek| dek.until.is_none_or(|until| std::time::Instant::now() < until))
 }
 
 /// The tenant's key rows, read fresh; 55000 (remembered) if the tenant was shredded.
@@ -64,7 +66,15 @@ fn live_rows(tenant: &Uuid, generation: u64) -> Vec<Row> {
 /// The usable key of a stored row.
 fn unwrap_row(tenant: &Uuid, row: &Row) -> Rc<Dek> {
     let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
-    Rc::new(Dek { version: row.version, key: DataKey::new(&unwrap_dek(tenant, row.version, wrapped)) })
+    let key = DataKey::new(&unwrap_dek(tenant, row.version, wrapped, row.key_ref.as_deref()));
+    Rc::new(Dek { version: row.version, key, until: own_key_deadline(row.key_ref.as_deref()) })
+}
+
+/// Until when a data key unwrapped with a tenant's own master key may be used from the cache before its provider
+/// is asked again (a revoked customer key stops decryption within `tenant_guard.tenant_key_cache_seconds`); None
+/// for the platform's key.
+fn own_key_deadline(key_ref: Option<&str>) -> Option<std::time::Instant> {
+    key_ref.map(|_| std::time::Instant::now() + std::time::Duration::from_secs(crate::gucs::tenant_key_cache_seconds()))
 }
 
 /// The tenant's active data key, creating version 1 if the tenant has none.
@@ -121,7 +131,7 @@ pub(super) fn ensure_key(tenant: &Uuid, named: bool) -> Ensured {
             return Ensured::Existing(row);
         }
         crate::citus::replication::check_key_creation(tenant);
-        let (dek, wrapped) = new_dek(tenant, version);
+        let (dek, wrapped) = new_dek(tenant, version, table::key_ref(client, tenant).as_deref());
         if !insert_key(client, tenant, version, wrapped) {
             errors::key_creation_conflict();
         }
@@ -136,7 +146,10 @@ pub(super) fn ensure_key(tenant: &Uuid, named: bool) -> Ensured {
 /// Creates the tenant's first data key (on its first encryption).
 fn create_first(tenant: &Uuid) -> Rc<Dek> {
     match ensure_key(tenant, false) {
-        Ensured::Created(version, dek) => Rc::new(Dek { version, key: DataKey::new(&dek) }),
+        Ensured::Created(version, dek) => {
+            let key_ref = own_key_ref(tenant);
+            Rc::new(Dek { version, key: DataKey::new(&dek), until: own_key_deadline(key_ref.as_deref()) })
+        }
         Ensured::Existing(row) => unwrap_row(tenant, &row),
     }
 }
@@ -144,8 +157,20 @@ fn create_first(tenant: &Uuid) -> Rc<Dek> {
 pgrx::extension_sql_file!(
     "../../sql/keys.sql",
     name = "keys_schema",
-    requires = ["admin_role", admin::create_key, admin::rotate_key, admin::shred_tenant, admin::rewrap_keys],
+    requires = [
+        "admin_role",
+        admin::create_key,
+        admin::rotate_key,
+        admin::shred_tenant,
+        admin::rewrap_keys,
+        admin::set_key_provider
+    ],
 );
+
+/// The tenant's own key reference (bring your own key), if its own master key wraps its data keys.
+pub fn own_key_ref(tenant: &Uuid) -> Option<String> {
+    crate::privileged::as_bootstrap_superuser(|| Spi::connect(|c| table::key_ref(c, tenant)))
+}
 
 /// Crypto-shreds every data key version of `tenant` (as `tenant.shred`). Returns how many versions it destroyed.
 pub fn shred_tenant(tenant: &Uuid) -> i32 {

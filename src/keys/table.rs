@@ -44,6 +44,8 @@ pub struct Row {
     pub version: u32,
     pub state: State,
     pub wrapped: Option<Vec<u8>>,
+    /// The tenant's own key reference (`tenant.set_key_provider`), when its own master key wraps its data keys.
+    pub key_ref: Option<String>,
 }
 
 fn parse_state(text: &str) -> State {
@@ -57,12 +59,15 @@ fn parse_state(text: &str) -> State {
 /// A tenant's key rows, read with the latest snapshot (see `privileged::select_latest`). Inside `Spi::connect`.
 fn select_rows(tenant: &Uuid) -> Vec<Row> {
     select_latest(
-        c"SELECT version, state, wrapped FROM tenant.data_key WHERE tenant OPERATOR(pg_catalog.=) $1 ORDER BY version",
+        c"SELECT k.version, k.state, k.wrapped, p.key_ref \
+            FROM tenant.data_key k LEFT JOIN tenant.key_provider p ON p.tenant OPERATOR(pg_catalog.=) k.tenant \
+           WHERE k.tenant OPERATOR(pg_catalog.=) $1 ORDER BY k.version",
         &[(pg_sys::UUIDOID, to_pg(tenant).into_datum())],
         |row| Row {
             version: row.get::<i32>(1).unwrap_or(0) as u32,
             state: parse_state(&row.get::<String>(2).unwrap_or_default()),
             wrapped: row.get::<Vec<u8>>(3),
+            key_ref: row.get::<String>(4),
         },
     )
     .unwrap_or_else(|_| errors::internal("tenant_guard could not read tenant.data_key".into()))
@@ -96,6 +101,19 @@ pub fn with_tenant_locked<R>(tenant: &Uuid, f: impl FnOnce(&mut SpiClient<'_>, V
             f(client, rows)
         })
     })
+}
+
+/// The tenant's own key reference, read now under its lock (None: the platform's master key wraps its keys).
+pub fn key_ref(client: &SpiClient<'_>, tenant: &Uuid) -> Option<String> {
+    client
+        .select(
+            "SELECT key_ref FROM tenant.key_provider WHERE tenant OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[to_pg(tenant).into()],
+        )
+        .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read tenant.key_provider: {e}")))
+        .next()
+        .and_then(|r| r.get::<String>(1).ok().flatten())
 }
 
 pub fn insert_key(client: &mut SpiClient<'_>, tenant: &Uuid, version: u32, wrapped: Vec<u8>) -> bool {

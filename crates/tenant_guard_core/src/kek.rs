@@ -106,9 +106,18 @@ pub fn from_file(path: &Path, server_uid: u32) -> Result<Key, KekError> {
 
 /// Runs `command` through `/bin/sh -c` and reads the master key from its standard output.
 pub fn from_command(command: &str) -> Result<Key, KekError> {
+    from_command_with_args(command, &[])
+}
+
+/// Runs `command` through `/bin/sh -c` with `args` as its positional parameters (`$1`, `$2`, ...), and reads the
+/// key from its standard output. The arguments reach the command as they are: the shell never parses them, so a
+/// value such as `x; rm -rf /` is one argument, not a command. (A tenant's own key: its id and key reference.)
+pub fn from_command_with_args(command: &str, args: &[&str]) -> Result<Key, KekError> {
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
+        .arg("tenant_guard")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -310,5 +319,22 @@ mod tests {
         ] {
             assert!(!looks_like_credential(command), "{command}");
         }
+    }
+}
+
+#[cfg(test)]
+mod command_argument_tests {
+    use super::*;
+
+    const HEX: &str = "5465737420717569636b206d6173746572206b65792c206e6f74207265616c21";
+
+    #[test]
+    fn arguments_reach_the_command_as_positional_parameters_never_parsed() {
+        let command = format!("test \"$1\" = tenant-1 && test \"$2\" = 'a b; touch /tmp/tg-never' && echo {HEX}");
+        assert!(from_command_with_args(&command, &["tenant-1", "a b; touch /tmp/tg-never"]).is_ok());
+        assert!(!std::path::Path::new("/tmp/tg-never").exists());
+        assert_eq!(from_command_with_args(&command, &["tenant-2", "x"]).err(), Some(KekError::CommandFailed(Some(1))));
+        // a revoked key: the provider fails, and says nothing but its status
+        assert_eq!(from_command_with_args("exit 3", &["t", "k"]).err(), Some(KekError::CommandFailed(Some(3))));
     }
 }
