@@ -78,12 +78,42 @@ AS 'MODULE_PATHNAME', 'citus_coordinator_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/transfer.rs:442
+-- tenant_guard::transfer::_export
+CREATE OR REPLACE FUNCTION "_export"(
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'export_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/guard/user_code.rs:68
 -- tenant_guard::guard::user_code::_first_normal_oid
 CREATE OR REPLACE FUNCTION "_first_normal_oid"() RETURNS bigint /* i64 */
 IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'first_normal_oid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/transfer.rs:450
+-- tenant_guard::transfer::_import
+CREATE OR REPLACE FUNCTION "_import"(
+	"document" TEXT, /* Option < & str > */
+	"tenant" uuid /* Option < pgrx :: Uuid > */
+) RETURNS TABLE (
+	"table_name" TEXT,  /* String */
+	"rows" bigint  /* i64 */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'import_sql_wrapper';
 
 /* </end connected objects> */
 
@@ -399,13 +429,27 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
                 SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid
                   FROM pg_catalog.pg_constraint c
                  WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND c.contypid = n.objid
+                UNION ALL
+                -- the casts from and to a type, which PostgreSQL picks at run time (to_jsonb and row_to_json use
+                -- a cast to json, ::text a cast to text): they run on its values
+                SELECT 'pg_catalog.pg_cast'::pg_catalog.regclass, c.oid
+                  FROM pg_catalog.pg_cast c
+                 WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                   AND (c.castsource = n.objid OR c.casttarget = n.objid) AND c.castfunc <> 0
+                UNION ALL
+                -- the operators over a type, likewise
+                SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid
+                  FROM pg_catalog.pg_operator o
+                 WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                   AND (o.oprleft = n.objid OR o.oprright = n.objid)
              ) step
     )
     SELECT classid, objid FROM node
 $$;
 
 COMMENT ON FUNCTION tenant._code_nodes(oid, oid) IS
-    'The catalog rows whose code runs with an object: itself, its types, their domains'' constraints (internal).';
+    'The catalog rows whose code runs with an object: itself, its types, their domains'' constraints, the casts and '
+    'operators over them (internal).';
 
 -- The code a catalog row stores: the expressions PostgreSQL evaluates for it (node trees), and a trigger's function
 -- and arguments.
@@ -679,7 +723,7 @@ COMMENT ON FUNCTION tenant._unique_without_tenant(oid, name) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:463
+-- src/context.rs:544
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT /* Option < & str > */
@@ -691,7 +735,7 @@ AS 'MODULE_PATHNAME', 'authenticate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:470
+-- src/context.rs:551
 -- tenant_guard::context::authenticate
 CREATE OR REPLACE FUNCTION "authenticate"(
 	"token" TEXT, /* Option < & str > */
@@ -704,7 +748,7 @@ AS 'MODULE_PATHNAME', 'authenticate_scoped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:128
+-- src/placement.rs:130
 -- tenant_guard::placement::bind_database
 CREATE OR REPLACE FUNCTION "bind_database"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -717,7 +761,7 @@ AS 'MODULE_PATHNAME', 'bind_database_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:498
+-- src/context.rs:582
 -- tenant_guard::context::claim
 CREATE OR REPLACE FUNCTION "claim"(
 	"name" TEXT /* & str */
@@ -729,7 +773,7 @@ AS 'MODULE_PATHNAME', 'claim_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:492
+-- src/context.rs:576
 -- tenant_guard::context::claims
 CREATE OR REPLACE FUNCTION "claims"() RETURNS jsonb /* JsonB */
 STRICT STABLE PARALLEL SAFE
@@ -753,7 +797,7 @@ AS 'MODULE_PATHNAME', 'client_certificate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:217
+-- src/keys/admin.rs:222
 -- tenant_guard::keys::admin::create_key
 CREATE OR REPLACE FUNCTION "create_key"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -766,7 +810,7 @@ AS 'MODULE_PATHNAME', 'create_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:483
+-- src/context.rs:564
 -- tenant_guard::context::current_id
 CREATE OR REPLACE FUNCTION "current_id"() RETURNS uuid /* pgrx :: Uuid */
 STRICT STABLE PARALLEL SAFE
@@ -776,7 +820,7 @@ AS 'MODULE_PATHNAME', 'current_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:192
+-- src/placement.rs:212
 -- tenant_guard::placement::database_tenant
 CREATE OR REPLACE FUNCTION "database_tenant"() RETURNS uuid /* Option < pgrx :: Uuid > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -839,35 +883,6 @@ AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:356
--- tenant_guard::transfer::export
-CREATE OR REPLACE FUNCTION "export"(
-	"tenant" uuid /* Option < pgrx :: Uuid > */
-) RETURNS jsonb /* JsonB */
-VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'export_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/transfer.rs:363
--- tenant_guard::transfer::import
-CREATE OR REPLACE FUNCTION "import"(
-	"document" jsonb /* Option < JsonB > */
-) RETURNS TABLE (
-	"table_name" TEXT,  /* String */
-	"rows" bigint  /* i64 */
-)
-VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'import_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/encryption.rs:86
 -- tenant_guard::encryption::key_version
 CREATE OR REPLACE FUNCTION "key_version"(
@@ -895,7 +910,7 @@ AS 'MODULE_PATHNAME', 'place_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:371
+-- src/transfer.rs:462
 -- tenant_guard::transfer::purge
 CREATE OR REPLACE FUNCTION "purge"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -947,7 +962,7 @@ AS 'MODULE_PATHNAME', 'refresh_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:514
+-- src/context.rs:598
 -- tenant_guard::context::reset
 CREATE OR REPLACE FUNCTION "reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -957,7 +972,7 @@ AS 'MODULE_PATHNAME', 'reset_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:136
+-- src/revocations.rs:138
 -- tenant_guard::revocations::resume_tenant
 CREATE OR REPLACE FUNCTION "resume_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -998,7 +1013,7 @@ AS 'MODULE_PATHNAME', 'revoke_token_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:238
+-- src/keys/admin.rs:243
 -- tenant_guard::keys::admin::rewrap_keys
 CREATE OR REPLACE FUNCTION "rewrap_keys"() RETURNS bigint /* i64 */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1009,7 +1024,7 @@ AS 'MODULE_PATHNAME', 'rewrap_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:224
+-- src/keys/admin.rs:229
 -- tenant_guard::keys::admin::rotate_key
 CREATE OR REPLACE FUNCTION "rotate_key"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -1036,7 +1051,7 @@ AS 'MODULE_PATHNAME', 'scope_issuer_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:246
+-- src/keys/admin.rs:251
 -- tenant_guard::keys::admin::set_key_provider
 CREATE OR REPLACE FUNCTION "set_key_provider"(
 	"tenant" uuid, /* Option < pgrx :: Uuid > */
@@ -1050,7 +1065,7 @@ AS 'MODULE_PATHNAME', 'set_key_provider_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/keys/admin.rs:231
+-- src/keys/admin.rs:236
 -- tenant_guard::keys::admin::shred
 CREATE OR REPLACE FUNCTION "shred"(
 	"tenant" uuid /* pgrx :: Uuid */
@@ -1118,7 +1133,7 @@ COMMENT ON FUNCTION tenant.set_key_provider(uuid, text) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/transfer.rs:377
+-- src/transfer.rs:468
 -- requires:
 --   admin_role
 --   keys_schema
@@ -1128,23 +1143,38 @@ COMMENT ON FUNCTION tenant.set_key_provider(uuid, text) IS
 --   purge_sql
 
 -- Moving and exporting one tenant (src/transfer.rs): for administrators. The export holds the tenant's rows and
--- its data keys wrapped as stored (never in the clear): treat it as the tenant's data.
+-- its data keys wrapped as stored (never in the clear): treat it as the tenant's data. The document is built and
+-- taken apart by PostgreSQL, as jsonb, around the Rust functions (_export, _import), which see its rows as text
+-- only: a tenant's jsonb values may be nested deeper than Rust's JSON parser allows.
+CREATE OR REPLACE FUNCTION tenant.export(tenant uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$ SELECT tenant._export(tenant)::jsonb $$;
+
+CREATE OR REPLACE FUNCTION tenant.import(document jsonb, tenant uuid DEFAULT NULL) RETURNS TABLE(table_name text, rows bigint)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$ SELECT * FROM tenant._import(document::text, tenant) $$;
+
 COMMENT ON FUNCTION tenant.export(uuid) IS
     'One tenant''s rows from every protected table, its data keys (wrapped, never in the clear), and a count and '
     'checksum per table, as a document tenant.import() loads into another database with the same schema. Also the '
     'answer to a tenant''s data-export request.';
 
-COMMENT ON FUNCTION tenant.import(jsonb) IS
+COMMENT ON FUNCTION tenant.import(jsonb, uuid) IS
     'Loads what tenant.export() produced (keys, then rows, in this database''s foreign-key order) and verifies the '
-    'counts and checksums over what it wrote; any difference rolls it back. One row per table.';
+    'counts and checksums over what it wrote; any difference rolls it back. With a tenant, refuses the export of any '
+    'other. One row per table. Pass the document as a bind parameter.';
 
 COMMENT ON FUNCTION tenant.purge(uuid) IS
     'Removes the tenant''s rows from every protected table (referencing tables first), then shreds its data keys. '
     'Returns the rows removed.';
 
-REVOKE ALL ON FUNCTION tenant.export(uuid), tenant.import(jsonb), tenant.purge(uuid) FROM PUBLIC;
+COMMENT ON FUNCTION tenant._export(uuid) IS 'tenant.export() as JSON text (internal).';
 
-GRANT EXECUTE ON FUNCTION tenant.export(uuid), tenant.import(jsonb), tenant.purge(uuid) TO tenant_guard_admin;
+COMMENT ON FUNCTION tenant._import(text, uuid) IS 'tenant.import() of JSON text (internal).';
+
+REVOKE ALL ON FUNCTION tenant.export(uuid), tenant.import(jsonb, uuid), tenant.purge(uuid), tenant._export(uuid),
+    tenant._import(text, uuid) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.export(uuid), tenant.import(jsonb, uuid), tenant.purge(uuid), tenant._export(uuid),
+    tenant._import(text, uuid) TO tenant_guard_admin;
 
 /* </end connected objects> */
 
@@ -1270,7 +1300,7 @@ GRANT EXECUTE ON FUNCTION tenant.stats_reset(uuid) TO tenant_guard_admin;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/context.rs:508
+-- src/context.rs:592
 -- tenant_guard::context::subject
 CREATE OR REPLACE FUNCTION "subject"() RETURNS TEXT /* Option < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1293,7 +1323,7 @@ AS 'MODULE_PATHNAME', 'suspend_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/revocations.rs:145
+-- src/revocations.rs:147
 -- requires:
 --   admin_role
 --   revoke_token
@@ -1408,7 +1438,7 @@ AS 'MODULE_PATHNAME', 'trust_issuer_discovery_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:181
+-- src/placement.rs:201
 -- tenant_guard::placement::unbind_database
 CREATE OR REPLACE FUNCTION "unbind_database"() RETURNS bool /* bool */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1419,7 +1449,7 @@ AS 'MODULE_PATHNAME', 'unbind_database_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:112
+-- src/placement.rs:114
 -- tenant_guard::placement::unplace_tenant
 CREATE OR REPLACE FUNCTION "unplace_tenant"(
 	"tenant" uuid /* Option < pgrx :: Uuid > */
@@ -1432,7 +1462,7 @@ AS 'MODULE_PATHNAME', 'unplace_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/placement.rs:198
+-- src/placement.rs:218
 -- requires:
 --   admin_role
 --   place_tenant
@@ -1618,30 +1648,6 @@ GRANT EXECUTE ON FUNCTION tenant.trust_issuer(text, jsonb, text, text, uuid[], b
 GRANT SELECT ON tenant.issuers TO tenant_guard_admin;
 
 GRANT SELECT, INSERT, DELETE ON tenant.issuer_tenant TO tenant_guard_admin;
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/discovery/mod.rs:231
--- requires:
---   issuers_schema
---   trust_issuer_discovery
---   refresh_issuer
-
--- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
-COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
-    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
-    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
-    '(host or host:port) its jwks_uri may be on.';
-
-COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
-    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
-
-REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
-    tenant.refresh_issuer(text) TO tenant_guard_admin;
 
 /* </end connected objects> */
 
@@ -2440,6 +2446,30 @@ REVOKE ALL ON FUNCTION tenant.audit() FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION tenant.audit(), tenant._audit(integer), tenant._settings_with_credentials()
     TO tenant_guard_admin;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/discovery/mod.rs:231
+-- requires:
+--   issuers_schema
+--   trust_issuer_discovery
+--   refresh_issuer
+
+-- Key-set discovery (src/discovery): the functions are SECURITY DEFINER Rust functions; administrators only.
+COMMENT ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]) IS
+    'Registers an issuer whose key set tenant_guard fetches over HTTPS from its OpenID configuration and keeps '
+    'fresh in a background worker; returns at once (tenant.issuers shows each fetch). allowed_hosts: other hosts '
+    '(host or host:port) its jwks_uri may be on.';
+
+COMMENT ON FUNCTION tenant.refresh_issuer(text) IS
+    'Asks the discovery worker to fetch a discovered issuer''s key set now; returns at once.';
+
+REVOKE ALL ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION tenant.trust_issuer_discovery(text, text, text, uuid[], boolean, boolean, text[]),
+    tenant.refresh_issuer(text) TO tenant_guard_admin;
 
 /* </end connected objects> */
 

@@ -92,12 +92,26 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
                 SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid
                   FROM pg_catalog.pg_constraint c
                  WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND c.contypid = n.objid
+                UNION ALL
+                -- the casts from and to a type, which PostgreSQL picks at run time (to_jsonb and row_to_json use
+                -- a cast to json, ::text a cast to text): they run on its values
+                SELECT 'pg_catalog.pg_cast'::pg_catalog.regclass, c.oid
+                  FROM pg_catalog.pg_cast c
+                 WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                   AND (c.castsource = n.objid OR c.casttarget = n.objid) AND c.castfunc <> 0
+                UNION ALL
+                -- the operators over a type, likewise
+                SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid
+                  FROM pg_catalog.pg_operator o
+                 WHERE n.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                   AND (o.oprleft = n.objid OR o.oprright = n.objid)
              ) step
     )
     SELECT classid, objid FROM node
 $$;
 COMMENT ON FUNCTION tenant._code_nodes(oid, oid) IS
-    'The catalog rows whose code runs with an object: itself, its types, their domains'' constraints (internal).';
+    'The catalog rows whose code runs with an object: itself, its types, their domains'' constraints, the casts and '
+    'operators over them (internal).';
 
 -- The code a catalog row stores: the expressions PostgreSQL evaluates for it (node trees), and a trigger's function
 -- and arguments.

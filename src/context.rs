@@ -69,6 +69,8 @@ thread_local! {
     static CLOCK: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
     /// (local transaction id, issuer, jti) this backend recorded last (see `use_checks`).
     static CONSUMED: RefCell<Option<(u32, String, String)>> = const { RefCell::new(None) };
+    /// The tenant tenant_guard itself acts for while it moves that tenant's rows (see [`with_internal_tenant`]).
+    static INTERNAL: Cell<Option<Uuid>> = const { Cell::new(None) };
     /// The executor runs of a sealed transaction: QueryDesc address -> the statement that last ran it (None: started,
     /// not run yet).
     static STARTED: RefCell<HashMap<usize, Option<pg_sys::TimestampTz>>> = RefCell::new(HashMap::new());
@@ -298,22 +300,85 @@ fn use_checks(verified: &Verified) -> Result<(), Rejection> {
 }
 
 /// Binds the transaction to `tenant`, or raises 28000 if it is bound to another one.
-fn seal(tenant: Uuid) {
+/// Returns whether it sealed it now.
+fn seal(tenant: Uuid) -> bool {
     // Parallel workers cannot change settings, so they see the leader's token; the leader keeps the seal.
     if in_parallel_worker() {
-        return;
+        return false;
     }
     match SEALED.get() {
         Some(sealed) if sealed != tenant => {
             crate::tenant_stats::refused(Some(&tenant), Reason::Sealed);
             errors::sealed()
         }
-        Some(_) => {}
+        Some(_) => false,
         None => {
             SEALED.set(Some(tenant));
             crate::tenant_stats::sealed(&tenant);
+            true
         }
     }
+}
+
+/// Seals the transaction to the tenant of `verified` (checked from `token`). The first time, the transaction takes
+/// its context locks (see [`wait_for_contexts`]), waiting for an administrator who is moving, suspending or binding
+/// away that tenant; if a change arrived meanwhile, the token is checked again against it.
+fn seal_locked(token: &[u8], verified: Rc<Verified>, refuse: fn(&Rejection) -> !) -> Rc<Verified> {
+    if !seal(verified.tenant) {
+        return verified;
+    }
+    let before = invalidation::generation(Watched::Issuers);
+    lock_contexts(Some(&verified.tenant), pg_sys::ShareLock);
+    // SAFETY: reads the invalidations committed while this transaction waited (as every statement start does).
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    if invalidation::generation(Watched::Issuers) == before {
+        return verified;
+    }
+    let again = checked(token, refuse);
+    if again.tenant != verified.tenant {
+        errors::sealed();
+    }
+    again
+}
+
+/// First key of the context locks (ASCII "tgc" and 1 for one tenant's, 2 for every tenant's).
+const CONTEXT_LOCK: u32 = 0x7467_6301;
+const ALL_CONTEXTS_LOCK: u32 = 0x7467_6302;
+/// Their advisory-lock subtype: no SQL function (pg_advisory_lock takes 1 and 2) can take or hold one.
+const CONTEXT_LOCK_SUBTYPE: u16 = 0x7467;
+
+/// Takes, in `mode`, until the transaction ends, the lock on `tenant`'s contexts in this database (None: the lock
+/// on every tenant's), and in share mode with a tenant, the lock on every tenant's too.
+fn lock_contexts(tenant: Option<&Uuid>, mode: u32) {
+    let tag = |class: u32, field3: u32| pg_sys::LOCKTAG {
+        // SAFETY: plain read of a backend global.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: class,
+        locktag_field3: field3,
+        locktag_field4: CONTEXT_LOCK_SUBTYPE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    let mut tags = Vec::with_capacity(2);
+    if let Some(tenant) = tenant {
+        let words = tenant.as_bytes().chunks(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")));
+        tags.push(tag(CONTEXT_LOCK, words.fold(0, |acc, w| acc ^ w)));
+    }
+    if tenant.is_none() || mode == pg_sys::ShareLock {
+        tags.push(tag(ALL_CONTEXTS_LOCK, 0));
+    }
+    for tag in tags {
+        // SAFETY: a valid lock tag; a transaction-level lock (released at commit or abort), waiting as long as
+        // lock_timeout allows.
+        unsafe { pg_sys::LockAcquire(&tag, mode as pg_sys::LOCKMODE, false, false) };
+    }
+}
+
+/// For an administrator about to move or bind away a tenant (None: every tenant): waits until every transaction that holds that tenant's context in this database has ended, and makes
+/// new ones wait until this transaction ends. They then see its change (a placement, a suspension, a binding) and
+/// are refused: no transaction that established its context before the change writes after it.
+pub fn wait_for_contexts(tenant: Option<&Uuid>) {
+    lock_contexts(tenant, pg_sys::ExclusiveLock);
 }
 
 /// Applies the scope rules to where the current token came from: a stored default never counts, and a session
@@ -341,6 +406,20 @@ fn in_parallel_worker() -> bool {
     unsafe { pg_sys::ParallelWorkerNumber >= 0 }
 }
 
+/// Runs `f` with `tenant` as the tenant of `tenant.current_id()`, without a token: for tenant_guard's own statements
+/// that move one tenant's rows (`transfer`), run as the table's owner so that row-level security confines them to
+/// that tenant. Nothing in SQL can set it; it ends with `f`, however `f` ends. The transaction is not sealed.
+pub fn with_internal_tenant<R>(tenant: Uuid, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Uuid>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERNAL.set(self.0);
+        }
+    }
+    let _restore = Restore(INTERNAL.replace(Some(tenant)));
+    f()
+}
+
 /// The verified context of the current statement, or 42501.
 pub fn current() -> Rc<Verified> {
     let token = gucs::token_bytes();
@@ -349,8 +428,7 @@ pub fn current() -> Rc<Verified> {
     }
     check_origin();
     let verified = checked(token, |r| errors::no_context(Some(r)));
-    seal(verified.tenant);
-    verified
+    seal_locked(token, verified, |r| errors::no_context(Some(r)))
 }
 
 /// Verifies `token` and runs its use checks, counting a refusal (under the tenant when the token was proven to be
@@ -370,6 +448,9 @@ fn checked(token: &[u8], refuse: fn(&Rejection) -> !) -> Rc<Verified> {
 /// The tenant the current token would yield, without raising anything or sealing the transaction: None where
 /// [`current`] would refuse. For the planner, which may plan ahead of use (the statement itself checks again).
 pub fn peek_tenant() -> Option<Uuid> {
+    if let Some(tenant) = INTERNAL.get() {
+        return Some(tenant);
+    }
     let token = gucs::token_bytes();
     if token.is_empty() {
         return None;
@@ -420,7 +501,7 @@ pub fn authenticate_token(token: &str, scope: Scope) -> Uuid {
         errors::session_scope_disabled();
     }
     let verified = checked(token.as_bytes(), |r| errors::token_rejected(r));
-    seal(verified.tenant);
+    let verified = seal_locked(token.as_bytes(), verified, |r| errors::token_rejected(r));
     set_token(token, scope);
     // the workers already in this transaction get it now, later ones when Citus opens their transaction
     if crate::citus::installed() {
@@ -482,6 +563,9 @@ fn authenticate_scoped(token: Option<&str>, scope: Option<&str>) -> pgrx::Uuid {
 /// table is empty, then copies the rows itself).
 #[pg_extern(stable, parallel_safe)]
 fn current_id() -> pgrx::Uuid {
+    if let Some(tenant) = INTERNAL.get() {
+        return crate::uuids::to_pg(&tenant);
+    }
     if gucs::token_bytes().is_empty() && (crate::citus::pruning::planning() || crate::citus::converting()) {
         return crate::uuids::to_pg(&Uuid::nil());
     }

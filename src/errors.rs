@@ -814,6 +814,31 @@ pub fn tenant_kek_changed(tenant: &uuid::Uuid) -> ! {
     )
 }
 
+/// 55000: a table holding other tenants' rows would be protected in a database bound to one tenant.
+pub fn bound_table_other_rows(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("{table} holds rows of other tenants than the one this database is bound to"),
+        None,
+        Some("A silo holds one tenant's rows: remove the others before protecting the table."),
+    )
+}
+
+/// 42501: the owner's code, run on an administrator's behalf, changes a setting.
+pub fn setting_in_owner_code(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{what} is refused: code of a table owner, run on an administrator's behalf, changes no setting"),
+        Some(
+            "A table owner's function reached by an administrator's statement runs with its owner's rights; a \
+             setting it changed could outlive it in the administrator's session (a search_path that picks the \
+             owner's operators)."
+                .into(),
+        ),
+        Some("Give the function a SET clause for what it needs, or have an administrator own it."),
+    )
+}
+
 /// 55000: the tenant was crypto-shredded.
 pub fn keys_destroyed(tenant: Option<&uuid::Uuid>) -> ! {
     let whose = match tenant {

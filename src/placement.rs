@@ -97,6 +97,8 @@ fn place_tenant(
             errors::unknown_database(database);
         }
     }
+    // transactions that hold the tenant's context end first; new ones wait, then see the placement
+    crate::context::wait_for_contexts(Some(&tenant));
     Spi::get_one_with_args::<String>(
         "WITH old AS (SELECT database FROM tenant.placement WHERE tenant OPERATOR(pg_catalog.=) $1), \
               new AS (INSERT INTO tenant.placement AS p (tenant, database, server) VALUES ($1, $2, $3) \
@@ -129,8 +131,10 @@ fn unplace_tenant(tenant: Option<pgrx::Uuid>) -> bool {
 #[search_path(pg_catalog, pg_temp)]
 fn bind_database(tenant: Option<pgrx::Uuid>) {
     let tenant = tenant_required(tenant);
-    // no binding or row can change meanwhile
+    // no binding can change meanwhile; transactions holding any tenant's context end first (their rows are then in
+    // the tables checked below), and new ones wait, then see the binding
     Spi::run("LOCK TABLE tenant.database_binding IN EXCLUSIVE MODE").unwrap_or_else(spi_error("lock the binding"));
+    crate::context::wait_for_contexts(None);
     let current = crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"));
     match current.map(|t| from_pg(&t)) {
         Some(bound) if bound == tenant => return,
@@ -150,15 +154,7 @@ fn bind_database(tenant: Option<pgrx::Uuid>) {
             .collect()
     });
     for (table, column) in tables {
-        // the names come from the catalog (regclass output is quoted as needed); the column is quoted here
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {table} WHERE {} IS DISTINCT FROM $1)",
-            pgrx::spi::quote_identifier(&column)
-        );
-        let others = Spi::get_one_with_args::<bool>(&sql, &[to_pg(&tenant).into()])
-            .unwrap_or_else(spi_error("read a protected table"))
-            .unwrap_or(false);
-        if others {
+        if holds_other_tenants(&table, &column, &tenant) {
             errors::bind_other_tenants_rows(&table);
         }
     }
@@ -175,6 +171,30 @@ fn bind_database(tenant: Option<pgrx::Uuid>) {
         &[to_pg(&tenant).into()],
     )
     .unwrap_or_else(spi_error("store the placement"));
+}
+
+/// Whether `table` (a qualified name from the catalog) holds rows whose `column` is not `tenant`. Read as the
+/// bootstrap superuser: every row counts.
+fn holds_other_tenants(table: &str, column: &str, tenant: &Uuid) -> bool {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {} IS DISTINCT FROM $1)",
+        pgrx::spi::quote_identifier(column)
+    );
+    crate::privileged::as_bootstrap_superuser(|| {
+        Spi::get_one_with_args::<bool>(&sql, &[to_pg(tenant).into()])
+            .unwrap_or_else(spi_error("read a protected table"))
+            .unwrap_or(false)
+    })
+}
+
+/// A table about to be protected in a database bound to a tenant: refused while it holds other tenants' rows (the
+/// silo would hold them, protected).
+pub fn check_table_to_protect(table: &str, column: &str) {
+    let bound = crate::privileged::as_bootstrap_superuser(bound_tenant).unwrap_or_else(spi_error("read the binding"));
+    let Some(bound) = bound else { return };
+    if holds_other_tenants(table, column, &from_pg(&bound)) {
+        errors::bound_table_other_rows(table);
+    }
 }
 
 /// Lifts the binding: the database serves any tenant not placed elsewhere. Returns whether it was bound.

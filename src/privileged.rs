@@ -18,6 +18,9 @@ use pgrx::pg_sys;
 struct Restore {
     user: Option<(pg_sys::Oid, i32)>,
     nest: i32,
+    /// Whether the settings changed inside are kept (pinned internal queries) or all discarded (another role's code
+    /// ran inside: nothing it set may outlive it).
+    keep: bool,
 }
 
 impl Drop for Restore {
@@ -27,7 +30,7 @@ impl Drop for Restore {
         // is restored either way (abort would restore the same values).
         unsafe {
             if !std::thread::panicking() {
-                pg_sys::AtEOXact_GUC(true, self.nest);
+                pg_sys::AtEOXact_GUC(self.keep, self.nest);
             }
             if let Some((user, sec)) = self.user {
                 pg_sys::SetUserIdAndSecContext(user, sec);
@@ -39,10 +42,16 @@ impl Drop for Restore {
 /// Pushes a GUC nest level with `search_path = pg_catalog, pg_temp` (and `jit = off`), optionally as the bootstrap
 /// superuser.
 fn pin(as_superuser: bool) -> Restore {
+    pin_as(as_superuser.then(|| pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)), 0, &[])
+}
+
+/// Pushes a GUC nest level with `search_path = pg_catalog, pg_temp`, `jit = off` and `settings`, optionally as
+/// `user` with the extra security-context flags `restrict`.
+fn pin_as(user_id: Option<pg_sys::Oid>, restrict: i32, settings: &[(&std::ffi::CStr, &std::ffi::CStr)]) -> Restore {
     // SAFETY: plain FFI getters/setters of backend-local state, paired by `Restore`. set_config_option with
     // GUC_ACTION_SAVE inside a new nest level is what fmgr_security_definer does for `SET search_path`.
     unsafe {
-        let user = if as_superuser {
+        let user = if user_id.is_some() {
             let mut user = pg_sys::InvalidOid;
             let mut sec = 0;
             pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
@@ -51,15 +60,13 @@ fn pin(as_superuser: bool) -> Restore {
             None
         };
         let nest = pg_sys::NewGUCNestLevel();
-        let restore = Restore { user, nest };
-        if let Some((_, sec)) = user {
-            pg_sys::SetUserIdAndSecContext(
-                pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-                sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-            );
+        let restore = Restore { user, nest, keep: restrict == 0 };
+        if let (Some((_, sec)), Some(id)) = (user, user_id) {
+            pg_sys::SetUserIdAndSecContext(id, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | restrict);
         }
         // jit off too: internal catalog queries are cheap, but JIT compiling them would cost tens of milliseconds
-        for (name, value) in [(c"search_path", c"pg_catalog, pg_temp"), (c"jit", c"off")] {
+        let pinned = [(c"search_path", c"pg_catalog, pg_temp"), (c"jit", c"off")];
+        for (name, value) in pinned.iter().chain(settings) {
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),
@@ -85,6 +92,20 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
 pub fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
     let _restore = pin(true);
     f()
+}
+
+/// Runs `f` as `owner`, the owner of a protected table, in `tenant`'s context, the way that tenant's own statements
+/// would run: row-level security confines it to the tenant's rows, and whatever code the owner attached to the table
+/// (triggers, defaults, constraints, index expressions, cascades) runs with the owner's rights, never raised, as a
+/// restricted operation (as VACUUM runs an owner's index expressions: no `SET ROLE`, no temporary objects). No
+/// parallel workers (they would not see the context). For moving a tenant's rows (`transfer`).
+pub fn as_owner_in_tenant<R>(owner: pg_sys::Oid, tenant: uuid::Uuid, f: impl FnOnce() -> R) -> R {
+    let _restore = pin_as(
+        Some(owner),
+        pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        &[(c"max_parallel_workers_per_gather", c"0")],
+    );
+    crate::context::with_internal_tenant(tenant, f)
 }
 
 /// Runs `f` (read-only SPI queries) with a fresh snapshot instead of the transaction's: what tenant_guard reads to

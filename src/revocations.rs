@@ -125,10 +125,12 @@ fn revoke_subject(
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn suspend_tenant(tenant: Option<pgrx::Uuid>) -> bool {
+    // no waiting for the tenant's transactions in flight: a suspension cuts them off at their next statement
+    let tenant = tenant_required(tenant);
     changed(
         "WITH i AS (INSERT INTO tenant.suspended_tenant (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING \
                     RETURNING 1) SELECT count(*) > 0 FROM i",
-        &[tenant_required(tenant).into()],
+        &[tenant.into()],
     )
 }
 

@@ -17,6 +17,11 @@
 //! tenant and the version. The importing database must unwrap them with the same master key, or with the exporting
 //! server's key configured as `tenant_guard.kek_previous_*` (then `tenant.rewrap_keys()`).
 //!
+//! **Rights.** The functions are for administrators and run as the bootstrap superuser to read and write the keys;
+//! each table's rows are read, written and deleted as the table's owner, in the tenant's context (see
+//! `privileged::as_owner_in_tenant`): row-level security confines every statement to the tenant, and code the owner
+//! attached to a table (triggers, defaults, constraints, index expressions, cascades) never runs with raised rights.
+//!
 //! **Order.** Tables are loaded so that a table comes after the tables its foreign keys reference (among those
 //! exported), and purged in the reverse order.
 
@@ -34,6 +39,8 @@ const FORMAT: &str = "tenant_guard tenant export v1";
 /// without its children (`ONLY`).
 struct Table {
     oid: pg_sys::Oid,
+    /// Its owner: the tenant's rows are read and written as the owner, in the tenant's context.
+    owner: pg_sys::Oid,
     name: String,
     tenant_column: String,
     columns: Vec<String>,
@@ -59,10 +66,11 @@ fn quote(ident: &str) -> String {
 
 /// The protected tables of this database, each once, parents before the tables that reference them.
 fn tables() -> Vec<Table> {
-    let rows: Vec<(pg_sys::Oid, String, String, bool, Vec<String>)> = Spi::connect(|client| {
+    type Listed = (pg_sys::Oid, pg_sys::Oid, String, String, bool, Vec<String>);
+    let rows: Vec<Listed> = Spi::connect(|client| {
         client
             .select(
-                "SELECT c.oid, s.table_name::pg_catalog.text, s.tenant_column::pg_catalog.text, \
+                "SELECT c.oid, c.relowner, s.table_name::pg_catalog.text, s.tenant_column::pg_catalog.text, \
                         c.relkind OPERATOR(pg_catalog.<>) 'p', \
                         (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum) \
                            FROM pg_catalog.pg_attribute a \
@@ -74,7 +82,7 @@ fn tables() -> Vec<Table> {
                             SELECT 1 FROM pg_catalog.pg_partition_ancestors(c.oid) p \
                               JOIN tenant.scoped_tables o ON o.table_name::pg_catalog.oid OPERATOR(pg_catalog.=) p.relid \
                              WHERE p.relid OPERATOR(pg_catalog.<>) c.oid)) \
-                  ORDER BY 2",
+                  ORDER BY 3",
                 None,
                 &[],
             )
@@ -82,10 +90,11 @@ fn tables() -> Vec<Table> {
             .filter_map(|r| {
                 Some((
                     r.get::<pg_sys::Oid>(1).ok()??,
-                    r.get::<String>(2).ok()??,
+                    r.get::<pg_sys::Oid>(2).ok()??,
                     r.get::<String>(3).ok()??,
-                    r.get::<bool>(4).ok()??,
-                    r.get::<Vec<String>>(5).ok()??,
+                    r.get::<String>(4).ok()??,
+                    r.get::<bool>(5).ok()??,
+                    r.get::<Vec<String>>(6).ok()??,
                 ))
             })
             .collect()
@@ -104,7 +113,14 @@ fn tables() -> Vec<Table> {
     });
     let mut pending: Vec<Table> = rows
         .into_iter()
-        .map(|(oid, name, tenant_column, only, columns)| Table { oid, name, tenant_column, columns, only })
+        .map(|(oid, owner, name, tenant_column, only, columns)| Table {
+            oid,
+            owner,
+            name,
+            tenant_column,
+            columns,
+            only,
+        })
         .collect();
     // Kahn's order: a table once every table it references (among the pending ones) is placed; a cycle keeps the
     // name order (its rows must then be loaded with deferrable constraints)
@@ -118,8 +134,13 @@ fn tables() -> Vec<Table> {
     ordered
 }
 
-/// The rows of `tenant` in `table` as (count, checksum, rows).
-fn read_rows(table: &Table, tenant: &Uuid) -> (i64, String, Value) {
+/// The rows of `tenant` in `table` as (count, checksum, rows as JSON text), read as the table's owner in the
+/// tenant's context. The rows stay text in Rust: a value of any depth (a jsonb column) passes through unparsed.
+fn read_rows(table: &Table, tenant: &Uuid) -> (i64, String, String) {
+    crate::privileged::as_owner_in_tenant(table.owner, *tenant, || read_rows_here(table, tenant))
+}
+
+fn read_rows_here(table: &Table, tenant: &Uuid) -> (i64, String, String) {
     let from = format!("{}{}", if table.only { "ONLY " } else { "" }, table.name);
     let columns: Vec<String> = table.columns.iter().map(|c| quote(c)).collect();
     let sql = format!(
@@ -128,13 +149,13 @@ fn read_rows(table: &Table, tenant: &Uuid) -> (i64, String, Value) {
                 pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to( \
                     COALESCE(pg_catalog.string_agg(j::pg_catalog.text, E'\\n' ORDER BY j::pg_catalog.text), ''), \
                     'UTF8')), 'hex'), \
-                COALESCE(pg_catalog.jsonb_agg(j ORDER BY j::pg_catalog.text), '[]') \
+                COALESCE(pg_catalog.jsonb_agg(j ORDER BY j::pg_catalog.text), '[]')::pg_catalog.text \
            FROM r",
         columns.join(", "),
         quote(&table.tenant_column),
     );
-    Spi::get_three_with_args::<i64, String, JsonB>(&sql, &[to_pg(tenant).into()])
-        .map(|(n, sum, rows)| (n.unwrap_or(0), sum.unwrap_or_default(), rows.map_or(json!([]), |j| j.0)))
+    Spi::get_three_with_args::<i64, String, String>(&sql, &[to_pg(tenant).into()])
+        .map(|(n, sum, rows)| (n.unwrap_or(0), sum.unwrap_or_default(), rows.unwrap_or_else(|| "[]".into())))
         .unwrap_or_else(spi_error("read a protected table"))
 }
 
@@ -153,32 +174,78 @@ fn read_keys(tenant: &Uuid) -> Value {
 }
 
 /// One tenant's rows from every protected table, its wrapped data keys, and a count and checksum per table.
-pub fn export(tenant: &Uuid) -> Value {
+/// The document as JSON text. Its small parts are built here; each table's rows are spliced in as the text
+/// PostgreSQL produced, assembled into one jsonb by PostgreSQL.
+pub fn export(tenant: &Uuid) -> String {
     crate::citus::replication::check_admin_here("export a tenant");
     // the tables that hold rows of the tenant (a table without any carries nothing, and need not exist where the
     // export is imported)
-    let tables: Vec<Value> = tables()
-        .iter()
-        .filter_map(|t| {
-            let (count, checksum, rows) = read_rows(t, tenant);
-            (count > 0).then(|| {
+    let mut entries: Vec<String> = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    for t in tables() {
+        let (count, checksum, table_rows) = read_rows(&t, tenant);
+        if count > 0 {
+            entries.push(
                 json!({
                     "table": t.name, "tenant_column": t.tenant_column, "columns": t.columns,
-                    "count": count, "checksum": checksum, "rows": rows,
+                    "count": count, "checksum": checksum,
                 })
-            })
-        })
-        .collect();
-    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text")
-        .unwrap_or_else(spi_error("read the database name"));
-    json!({
+                .to_string(),
+            );
+            rows.push(table_rows);
+        }
+    }
+    let head = json!({
         "format": FORMAT,
         "tenant": tenant.to_string(),
-        "database": database,
         "keys": read_keys(tenant),
         "key_provider": crate::keys::own_key_ref(tenant),
-        "tables": tables,
     })
+    .to_string();
+    Spi::get_one_with_args::<String>(
+        "SELECT ($1::pg_catalog.jsonb OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object( \
+                    'database', pg_catalog.current_database()::pg_catalog.text, \
+                    'tables', COALESCE((SELECT pg_catalog.jsonb_agg(e::pg_catalog.jsonb OPERATOR(pg_catalog.||) \
+                                                pg_catalog.jsonb_build_object('rows', r::pg_catalog.jsonb) ORDER BY o) \
+                                          FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), \
+                                                         pg_catalog.unnest($3::pg_catalog.text[])) \
+                                               WITH ORDINALITY AS u(e, r, o)), '[]')))::pg_catalog.text",
+        &[head.into(), entries.into(), rows.into()],
+    )
+    .unwrap_or_else(spi_error("assemble the export"))
+    .unwrap_or_else(|| errors::internal("tenant_guard could not assemble the export".into()))
+}
+
+/// Splits an export document (JSON text) into its skeleton, every table without its rows, parsed here, and each
+/// table's rows, kept as text with their count (None: not an array). PostgreSQL takes the document apart.
+fn split(document: &str) -> (Value, Vec<Option<(String, i64)>>) {
+    let (skeleton, rows, counts) = Spi::get_three_with_args::<String, Vec<Option<String>>, Vec<Option<i64>>>(
+        "WITH d AS (SELECT $1::pg_catalog.jsonb AS d), \
+              t AS (SELECT e, o FROM d, pg_catalog.jsonb_array_elements( \
+                        CASE WHEN pg_catalog.jsonb_typeof(d.d) OPERATOR(pg_catalog.=) 'object' \
+                              AND pg_catalog.jsonb_typeof(d.d OPERATOR(pg_catalog.->) 'tables') \
+                                  OPERATOR(pg_catalog.=) 'array' \
+                             THEN d.d OPERATOR(pg_catalog.->) 'tables' ELSE '[]' END) WITH ORDINALITY AS a(e, o)) \
+         SELECT (CASE WHEN pg_catalog.jsonb_typeof(d.d OPERATOR(pg_catalog.->) 'tables') OPERATOR(pg_catalog.=) 'array' \
+                      THEN pg_catalog.jsonb_set(d.d, '{tables}', COALESCE((SELECT pg_catalog.jsonb_agg( \
+                               CASE WHEN pg_catalog.jsonb_typeof(e) OPERATOR(pg_catalog.=) 'object' \
+                                    THEN e OPERATOR(pg_catalog.-) 'rows' ELSE e END ORDER BY o) FROM t), '[]')) \
+                      ELSE d.d END)::pg_catalog.text, \
+                ARRAY(SELECT CASE WHEN pg_catalog.jsonb_typeof(e OPERATOR(pg_catalog.->) 'rows') \
+                                       OPERATOR(pg_catalog.=) 'array' \
+                                  THEN (e OPERATOR(pg_catalog.->) 'rows')::pg_catalog.text END FROM t ORDER BY o), \
+                ARRAY(SELECT CASE WHEN pg_catalog.jsonb_typeof(e OPERATOR(pg_catalog.->) 'rows') \
+                                       OPERATOR(pg_catalog.=) 'array' \
+                                  THEN pg_catalog.jsonb_array_length(e OPERATOR(pg_catalog.->) 'rows')::pg_catalog.int8 \
+                             END FROM t ORDER BY o) \
+           FROM d",
+        &[document.into()],
+    )
+    .unwrap_or_else(spi_error("read the document"));
+    let skeleton: Value = serde_json::from_str(&skeleton.unwrap_or_default())
+        .unwrap_or_else(|_| bad_document("its keys or table lists are nested too deeply".into()));
+    let rows = rows.unwrap_or_default().into_iter().zip(counts.unwrap_or_default()).map(|(r, n)| r.zip(n)).collect();
+    (skeleton, rows)
 }
 
 fn bad_document(what: String) -> ! {
@@ -195,8 +262,10 @@ fn text<'a>(v: &'a Value, name: &str) -> &'a str {
 
 /// Loads an export into this database: keys first (the tenant must have none here, or exactly these), then each
 /// table's rows, then the counts and checksums are verified over what was written. Returns (table, rows) per table.
-pub fn import(doc: &Value) -> Vec<(String, i64)> {
+pub fn import(document: &str, expected: Option<Uuid>) -> Vec<(String, i64)> {
     crate::citus::replication::check_admin_here("import a tenant");
+    let (skeleton, rows) = split(document);
+    let doc = &skeleton;
     if doc.get("format").and_then(Value::as_str) != Some(FORMAT) {
         bad_document(format!("its format is not \"{FORMAT}\""));
     }
@@ -204,6 +273,10 @@ pub fn import(doc: &Value) -> Vec<(String, i64)> {
         Uuid::parse_str(text(doc, "tenant")).unwrap_or_else(|_| bad_document("\"tenant\" is not a uuid".into()));
     if tenant.is_nil() {
         bad_document("\"tenant\" is the nil uuid".into());
+    }
+    // an administrator importing a document someone else provided says whose it must be
+    if expected.is_some_and(|e| e != tenant) {
+        bad_document("it is not the export of the tenant given".into());
     }
     // a silo bound to another tenant takes no other tenant's rows
     let bound = crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"));
@@ -216,11 +289,12 @@ pub fn import(doc: &Value) -> Vec<(String, i64)> {
     // in this database's order (its foreign keys), whatever the document's
     let mut results = Vec::new();
     for table in &here {
-        let Some(entry) = listed.iter().find(|e| e.get("table").and_then(Value::as_str) == Some(table.name.as_str()))
+        let Some(at) = listed.iter().position(|e| e.get("table").and_then(Value::as_str) == Some(table.name.as_str()))
         else {
             continue;
         };
-        results.push((table.name.clone(), import_table(&tenant, table, entry)));
+        let table_rows = rows.get(at).and_then(Option::as_ref);
+        results.push((table.name.clone(), import_table(&tenant, table, &listed[at], table_rows)));
     }
     for entry in listed {
         let name = text(entry, "table");
@@ -232,7 +306,7 @@ pub fn import(doc: &Value) -> Vec<(String, i64)> {
     results
 }
 
-fn import_table(tenant: &Uuid, table: &Table, entry: &Value) -> i64 {
+fn import_table(tenant: &Uuid, table: &Table, entry: &Value, rows: Option<&(String, i64)>) -> i64 {
     let columns: Vec<String> = field(entry, "columns")
         .as_array()
         .unwrap_or_else(|| bad_document("\"columns\" is not an array".into()))
@@ -242,28 +316,31 @@ fn import_table(tenant: &Uuid, table: &Table, entry: &Value) -> i64 {
     if columns != table.columns || text(entry, "tenant_column") != table.tenant_column {
         errors::import_columns_differ(&table.name);
     }
-    let rows = field(entry, "rows");
+    let Some((rows, listed)) = rows else { bad_document("\"rows\" is missing or not an array".into()) };
     let count = field(entry, "count").as_i64().unwrap_or_else(|| bad_document("\"count\" is not a number".into()));
     let checksum = text(entry, "checksum");
     // every row must be the tenant's: a document edited to carry another tenant's rows is refused
     let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let insert = format!(
-        "WITH src AS (SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::{name}, $1)) \
+        "WITH src AS (SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::{name}, $1::pg_catalog.jsonb)) \
          INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM src \
           WHERE {tc} IS NOT DISTINCT FROM $2",
         name = table.name,
         cols = quoted.join(", "),
         tc = quote(&table.tenant_column),
     );
-    let written = Spi::connect_mut(|client| {
-        client
-            .update(&insert, None, &[JsonB(rows.clone()).into(), to_pg(tenant).into()])
-            .unwrap_or_else(spi_error("write the imported rows"))
-            .len() as i64
+    // as the owner in the tenant's context: the owner's code on the table runs with the owner's rights, and row-level
+    // security refuses a row of another tenant
+    let written = crate::privileged::as_owner_in_tenant(table.owner, *tenant, || {
+        Spi::connect_mut(|client| {
+            client
+                .update(&insert, None, &[rows.as_str().into(), to_pg(tenant).into()])
+                .unwrap_or_else(spi_error("write the imported rows"))
+                .len() as i64
+        })
     });
-    let listed = rows.as_array().map_or(0, Vec::len) as i64;
     let (here_count, here_sum, _) = read_rows(table, tenant);
-    if written != listed || here_count != count || here_sum != checksum {
+    if written != *listed || here_count != count || here_sum != checksum {
         errors::import_mismatch(&table.name, count, here_count);
     }
     written
@@ -273,6 +350,14 @@ fn import_keys(tenant: &Uuid, keys: &Value, key_provider: Option<&str>) {
     let keys = keys.as_array().unwrap_or_else(|| bad_document("\"keys\" is not an array".into()));
     let existing = read_keys(tenant);
     let existing = existing.as_array().map_or(&[][..], Vec::as_slice);
+    if let Some(r) = key_provider {
+        crate::keys::check_key_ref(r);
+    }
+    let here_ref = crate::keys::own_key_ref(tenant);
+    if (here_ref.is_some() || !existing.is_empty()) && here_ref.as_deref() != key_provider {
+        // the tenant's keys here and the document's would be wrapped by different master keys
+        errors::import_keys_exist(tenant);
+    }
     if !existing.is_empty() {
         let same = existing.len() == keys.len()
             && existing
@@ -298,6 +383,19 @@ fn import_keys(tenant: &Uuid, keys: &Value, key_provider: Option<&str>) {
             field(key, "version").as_i64().unwrap_or_else(|| bad_document("a key version is not a number".into()));
         let state = text(key, "state");
         let wrapped = key.get("wrapped").and_then(Value::as_str);
+        // every key must unwrap here, with the document's key provider (checked as set_key_provider checks it) or
+        // a master key of this server: a document cannot leave the tenant with keys nothing here can use
+        if let Some(w) = wrapped {
+            use base64::Engine;
+            // (PostgreSQL's base64 breaks lines every 76 characters)
+            let compact: String = w.split_whitespace().collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .unwrap_or_else(|_| bad_document("a wrapped key is not base64".into()));
+            let version =
+                u32::try_from(version).unwrap_or_else(|_| bad_document("a key version is out of range".into()));
+            crate::keys::check_importable(tenant, version, &bytes, key_provider);
+        }
         Spi::run_with_args(
             "INSERT INTO tenant.data_key (tenant, version, state, wrapped, created_at, retired_at, destroyed_at) \
              VALUES ($1, $2::pg_catalog.int4, $3, pg_catalog.decode($4, 'base64'), \
@@ -322,11 +420,13 @@ pub fn purge(tenant: &Uuid) -> i64 {
             table.name,
             quote(&table.tenant_column)
         );
-        removed += Spi::connect_mut(|client| {
-            client
-                .update(&sql, None, &[to_pg(tenant).into()])
-                .unwrap_or_else(spi_error("delete the tenant's rows"))
-                .len() as i64
+        removed += crate::privileged::as_owner_in_tenant(table.owner, *tenant, || {
+            Spi::connect_mut(|client| {
+                client
+                    .update(&sql, None, &[to_pg(tenant).into()])
+                    .unwrap_or_else(spi_error("delete the tenant's rows"))
+                    .len() as i64
+            })
         });
     }
     crate::keys::shred_tenant(tenant);
@@ -336,19 +436,26 @@ pub fn purge(tenant: &Uuid) -> i64 {
 // ---------------------------------------------------------------------------------------------------------------
 // SQL API. Thin wrappers; the logic is above.
 
-/// One tenant's rows, keys (wrapped) and checksums, as a document `tenant.import` loads elsewhere.
-#[pg_extern(volatile, parallel_unsafe, security_definer, name = "export")]
+/// One tenant's rows, keys (wrapped) and checksums, as the JSON text of the document `tenant.import` loads elsewhere
+/// (SQL: `tenant.export(uuid) returns jsonb` in sql/transfer.sql, over this: the rows never pass through Rust's
+/// JSON parser, whose depth limit a tenant's jsonb values could exceed).
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "_export")]
 #[search_path(pg_catalog, pg_temp)]
-fn export_sql(tenant: Option<pgrx::Uuid>) -> JsonB {
-    JsonB(export(&tenant_required(tenant)))
+fn export_sql(tenant: Option<pgrx::Uuid>) -> String {
+    export(&tenant_required(tenant))
 }
 
-/// Loads what `tenant.export` produced; verifies counts and checksums. One row per table.
-#[pg_extern(volatile, parallel_unsafe, security_definer, name = "import")]
+/// Loads what `tenant.export` produced, given as JSON text (SQL: `tenant.import(jsonb, uuid)` in sql/transfer.sql);
+/// verifies counts and checksums. One row per table.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "_import")]
 #[search_path(pg_catalog, pg_temp)]
-fn import_sql(document: Option<JsonB>) -> TableIterator<'static, (name!(table_name, String), name!(rows, i64))> {
+fn import_sql(
+    document: Option<&str>,
+    tenant: Option<pgrx::Uuid>,
+) -> TableIterator<'static, (name!(table_name, String), name!(rows, i64))> {
     let Some(document) = document else { errors::invalid_parameter("document must not be NULL".into(), None) };
-    TableIterator::new(import(&document.0))
+    let results = import(document, tenant.map(|t| from_pg(&t)));
+    TableIterator::new(results)
 }
 
 /// Removes the tenant's rows from every protected table, then shreds its keys. Returns the rows removed.

@@ -33,6 +33,13 @@ types(oid) AS (         -- types whose code changed, and every type that contain
                       AND d.classid = 'pg_constraint'::regclass
       JOIN pg_constraint c ON c.oid = d.objid AND c.contypid <> 0
     UNION
+    -- types given a cast or an operator, or whose casts' or operators' functions changed: run on their values
+    SELECT x.t FROM pg_cast c CROSS JOIN LATERAL (VALUES (c.castsource), (c.casttarget)) x(t)
+     WHERE tenant._xid_here(c.xmin) OR c.castfunc IN (SELECT oid FROM functions)
+    UNION
+    SELECT x.t FROM pg_operator o CROSS JOIN LATERAL (VALUES (o.oprleft), (o.oprright)) x(t)
+     WHERE x.t <> 0 AND (tenant._xid_here(o.xmin) OR o.oprcode IN (SELECT oid FROM functions))
+    UNION
     -- types whose own functions changed (a range's subtype_diff)
     SELECT d.objid FROM functions f
       JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = f.oid

@@ -12,7 +12,9 @@
 //!   trigger function, a domain check, a default, an operator the owner wrote), when an administrator's statement
 //!   reaches it, runs with its owner's rights instead, as if it were SECURITY DEFINER: an administrator seeding a
 //!   table, or running a migration the owner may not run, does not lend the owner's code the rights to trust an
-//!   issuer, read the key tables or alter a role.
+//!   issuer, read the key tables or alter a role. It runs as a restricted operation (no `SET ROLE`, no temporary
+//!   objects), and every setting it changes, session-level ones included, is undone when it returns: nothing it does
+//!   outlives the call in the administrator's session.
 //!
 //! PostgreSQL asks whether a function needs the hook when it looks the function up (functions it ships never ask),
 //! and keeps the answer as long as it keeps the lookup: a type's support functions for the life of the backend, a
@@ -34,8 +36,9 @@ static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
 thread_local! {
     /// Function -> (owner, whether the owner is trusted); emptied whenever pg_proc or pg_authid changes.
     static OWNERS: RefCell<HashMap<pg_sys::Oid, (pg_sys::Oid, bool)>> = RefCell::new(HashMap::new());
-    /// What each wrapped call changed, to restore when it ends: (user, security context) before, or None.
-    static SAVED: RefCell<Vec<Option<(pg_sys::Oid, i32)>>> = const { RefCell::new(Vec::new()) };
+    /// What each wrapped call changed, to restore when it ends: (user, security context) before, or None; and the
+    /// GUC nest level pushed for a call run as its owner on an administrator's behalf.
+    static SAVED: RefCell<Vec<Option<Saved>>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn init() {
@@ -103,8 +106,18 @@ fn is_admin_role(user: pg_sys::Oid) -> bool {
     }
 }
 
-/// What a call of `function` must run as, if not as now: (user, security context).
-fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32)> {
+/// What a wrapped call switched: the user and security context before it, and the GUC nest level it pushed (for a
+/// call run as its owner on an administrator's behalf).
+#[derive(Clone, Copy)]
+struct Saved {
+    user: pg_sys::Oid,
+    context: i32,
+    nest: Option<i32>,
+}
+
+/// What a call of `function` must run as, if not as now: (user, security context, whether it runs as its owner on
+/// an administrator's behalf).
+fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32, bool)> {
     if (function.to_u32() as i64) < pg_sys::FirstNormalObjectId as i64 {
         return None; // PostgreSQL's own
     }
@@ -112,19 +125,30 @@ fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32)> {
     // SAFETY: reads the backend's current user and security context.
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let mut changed = false;
+    let mut as_owner = false;
     let noforce = pg_sys::SECURITY_NOFORCE_RLS as i32;
     if context & noforce != 0 {
         context &= !noforce;
         changed = true;
     }
-    if is_admin_role(user) {
+    // an administrator's statement, also through a SECURITY DEFINER function of the owner (which already runs as
+    // the owner: its settings must not outlive it either)
+    // SAFETY: reads the session's outer user (what SET ROLE set, not what SECURITY DEFINER switched to).
+    let admin_behind = is_admin_role(user) || is_admin_role(unsafe { pg_sys::GetOuterUserId() });
+    if admin_behind {
         if let Some((owner, false)) = owner(function) {
-            user = owner;
-            context |= pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+            if is_admin_role(user) {
+                user = owner;
+                context |= pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+            }
+            // a restricted operation, as PostgreSQL runs an owner's index expressions in VACUUM: no SET ROLE, no
+            // temporary objects (which would shadow the administrator's tables for the rest of the session)
+            context |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
             changed = true;
+            as_owner = true;
         }
     }
-    changed.then_some((user, context))
+    changed.then_some((user, context, as_owner))
 }
 
 /// Whether a call of `function` is wrapped: every function PostgreSQL did not ship whose owner is neither a superuser
@@ -134,6 +158,14 @@ fn rights_for(function: pg_sys::Oid) -> Option<(pg_sys::Oid, i32)> {
 /// are therefore never inlined by the planner.
 fn wrapped(function: pg_sys::Oid) -> bool {
     (function.to_u32() as i64) >= pg_sys::FirstNormalObjectId as i64 && owner(function).is_some_and(|(_, t)| !t)
+}
+
+/// Whether the owner's code is running on an administrator's behalf (a wrapped call in progress that switched to
+/// its owner): it may change no setting (`SET`, `RESET`, `set_config`), which would outlive it in the
+/// administrator's session or transaction when it has a SET clause of its own (PostgreSQL then keeps a plain `SET`
+/// made inside past the function's end); without one, the nest level it runs in discards whatever it set.
+pub fn owner_code_for_administrator() -> bool {
+    SAVED.with_borrow(|s| s.iter().any(|saved| saved.is_some_and(|s| s.nest.is_some())))
 }
 
 #[pg_guard]
@@ -154,21 +186,31 @@ unsafe extern "C-unwind" fn hook(
             // SAFETY: the function manager passes the FmgrInfo of the function being called.
             let function = unsafe { (*flinfo).fn_oid };
             let change = rights_for(function);
-            let saved = change.map(|(user, context)| {
+            let saved = change.map(|(user, context, as_owner)| {
                 let (mut before_user, mut before_context) = (pg_sys::InvalidOid, 0);
-                // SAFETY: saves the current user and context, then switches as SECURITY DEFINER does.
+                // SAFETY: saves the current user and context, then switches as SECURITY DEFINER does; for an owner's
+                // code on an administrator's behalf, a new GUC nest level whose changes are all discarded when the
+                // call ends (see FHET_END): no setting the owner's code makes, even a session-level one
+                // (set_config(..., false), a search_path naming the owner's schema), outlives the call.
                 unsafe {
                     pg_sys::GetUserIdAndSecContext(&mut before_user, &mut before_context);
+                    let nest = as_owner.then(|| pg_sys::NewGUCNestLevel());
                     pg_sys::SetUserIdAndSecContext(user, context);
+                    Saved { user: before_user, context: before_context, nest }
                 }
-                (before_user, before_context)
             });
             SAVED.with_borrow_mut(|s| s.push(saved));
         }
         pg_sys::FmgrHookEventType::FHET_END | pg_sys::FmgrHookEventType::FHET_ABORT => {
-            if let Some(Some((user, context))) = SAVED.with_borrow_mut(Vec::pop) {
-                // SAFETY: restores exactly what the matching FHET_START saved.
-                unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+            if let Some(Some(saved)) = SAVED.with_borrow_mut(Vec::pop) {
+                // SAFETY: restores exactly what the matching FHET_START saved. The nest level is popped, discarding
+                // its changes, when the call ends normally; after an error, (sub)transaction abort pops it.
+                unsafe {
+                    if let (Some(nest), pg_sys::FmgrHookEventType::FHET_END) = (saved.nest, event) {
+                        pg_sys::AtEOXact_GUC(false, nest);
+                    }
+                    pg_sys::SetUserIdAndSecContext(saved.user, saved.context);
+                }
             }
         }
         _ => {}

@@ -46,6 +46,8 @@ enum Kind {
     Statistics,
     LargeObject,
     SessionState,
+    /// `set_config`: refused to the owner's code run on an administrator's behalf.
+    SettingWriter,
     QueryRunner,
     Other,
 }
@@ -150,6 +152,8 @@ fn classify(function: pg_sys::Oid) -> Kind {
             Kind::LargeObject
         } else if name == "pg_prepared_statement" || name == "pg_cursor" {
             Kind::SessionState
+        } else if name == "set_config" {
+            Kind::SettingWriter
         } else if runs_queries(&name) {
             Kind::QueryRunner
         } else {
@@ -183,6 +187,7 @@ pub fn executing(function: pg_sys::Oid) {
         // would see every tenant's rows of every table that owner owns
         // SAFETY: reads the backend's security context.
         Kind::QueryRunner => unsafe { pg_sys::InNoForceRLSOperation() },
+        Kind::SettingWriter => super::function_rights::owner_code_for_administrator(),
         Kind::Other => return,
     };
     if refused {
@@ -192,6 +197,7 @@ pub fn executing(function: pg_sys::Oid) {
             Kind::LargeObject => errors::large_objects_refused(&name),
             Kind::SessionState => errors::session_state_hidden(&name),
             Kind::QueryRunner => errors::query_in_foreign_key_action(&name),
+            Kind::SettingWriter => errors::setting_in_owner_code(&format!("{name}()")),
             _ => errors::statistics_hidden(&name),
         }
     }

@@ -181,6 +181,12 @@ unsafe extern "C-unwind" fn process_utility(
     }
     // SAFETY: query_string is the statement's NUL-terminated text.
     unsafe { prepared_statement_of(query_string) };
+    // SAFETY: reads the node tag only.
+    if unsafe { (*pstmt).utilityStmt.as_ref() }.is_some_and(|n| n.type_ == pg_sys::NodeTag::T_VariableSetStmt)
+        && function_rights::owner_code_for_administrator()
+    {
+        errors::setting_in_owner_code("SET");
+    }
     let internal = labels::in_internal_ddl();
     let _session = session::StatementScope::enter();
     let verdict = if internal {

@@ -152,6 +152,16 @@ pub fn rewrap_all() -> i64 {
 /// Longest key reference accepted, in bytes (the table's CHECK says the same).
 const MAX_KEY_REF: usize = 512;
 
+/// Refuses a key reference no provider should be given (22023).
+pub fn check_key_ref(r: &str) {
+    if r.is_empty() || r.len() > MAX_KEY_REF || r.chars().any(char::is_control) {
+        errors::invalid_parameter(
+            format!("key_ref must be 1 to {MAX_KEY_REF} bytes long, without control characters"),
+            Some("Pass the reference of the tenant's key in its KMS (an ARN, a key name), as the key command expects it."),
+        );
+    }
+}
+
 /// Gives `tenant` its own master key (bring your own key): `key_ref` names it to `tenant_guard.tenant_kek_command`
 /// (None: back to the platform's master key). Every live data key version of the tenant is unwrapped with the key
 /// that wraps it now and wrapped again with the new one, in place; keys it creates later are wrapped with the new
@@ -159,12 +169,7 @@ const MAX_KEY_REF: usize = 512;
 pub fn set_provider(tenant: &Uuid, new_ref: Option<&str>) -> i32 {
     crate::citus::replication::check_admin_here("set a tenant's key provider");
     if let Some(r) = new_ref {
-        if r.is_empty() || r.len() > MAX_KEY_REF || r.chars().any(char::is_control) {
-            errors::invalid_parameter(
-                format!("key_ref must be 1 to {MAX_KEY_REF} bytes long, without control characters"),
-                Some("Pass the reference of the tenant's key in its KMS (an ARN, a key name), as the key command expects it."),
-            );
-        }
+        check_key_ref(r);
     }
     cache::sync();
     check_writable("set a tenant's key provider");
@@ -176,7 +181,7 @@ pub fn set_provider(tenant: &Uuid, new_ref: Option<&str>) -> i32 {
         let mut again = Vec::new();
         for row in &rows {
             let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
-            let dek = unwrap_dek(tenant, row.version, wrapped, old_ref.as_deref());
+            let (dek, _) = unwrap_dek(tenant, row.version, wrapped, old_ref.as_deref());
             again.push((row.version, wrap_dek(tenant, row.version, &dek, new_ref)));
         }
         if rows.is_empty() {

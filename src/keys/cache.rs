@@ -17,8 +17,8 @@ const CACHE_CAPACITY: usize = 4096;
 pub struct Dek {
     pub version: u32,
     pub key: DataKey,
-    /// For a key unwrapped with the tenant's own master key: until when it may be used from the cache.
-    pub until: Option<std::time::Instant>,
+    /// For a key unwrapped with the tenant's own master key: when that key was loaded (see `master::Fresh`).
+    pub until: Option<super::master::Fresh>,
 }
 
 #[derive(Default)]

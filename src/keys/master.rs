@@ -7,6 +7,7 @@ use crate::ciphertext::{self, Key, KEY_LEN};
 use crate::errors;
 use crate::gucs::{self, KekSlot, KekSource};
 use crate::kek;
+use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -26,24 +27,45 @@ thread_local! {
     static TENANT_KEKS: RefCell<HashMap<(Uuid, String), Cached>> = RefCell::new(HashMap::new());
 }
 
-/// A tenant's own master key, and when this backend loaded it.
-type Cached = (Rc<TenantKek>, Instant);
+type Cached = Rc<TenantKek>;
+
+/// When a tenant's own master key was loaded from its provider: what it, and the data keys it unwrapped, may be
+/// used for from this backend's cache.
+#[derive(Clone, Copy)]
+pub struct Fresh {
+    loaded: Instant,
+    statement: pg_sys::TimestampTz,
+}
+
+impl Fresh {
+    pub fn now() -> Fresh {
+        // SAFETY: a plain read of backend state.
+        Fresh { loaded: Instant::now(), statement: unsafe { pg_sys::GetCurrentStatementStartTimestamp() } }
+    }
+
+    /// Whether it may still be used: younger than `tenant_guard.tenant_key_cache_seconds`, or loaded by the current
+    /// statement (with 0, the provider runs once per statement, not once per value).
+    pub fn valid(&self) -> bool {
+        // SAFETY: as in `now`.
+        self.loaded.elapsed() < Duration::from_secs(gucs::tenant_key_cache_seconds())
+            || self.statement == unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
+    }
+}
 
 /// A tenant's own master key (bring your own key), from `tenant_guard.tenant_kek_command`.
 pub struct TenantKek {
     pub key: Key,
     pub id: [u8; ciphertext::KEK_ID_LEN],
+    pub fresh: Fresh,
 }
 
 /// The master key of `tenant`'s provider (`key_ref`), from this backend's cache unless it is older than
 /// `tenant_guard.tenant_key_cache_seconds` or `fresh`; 58000 naming the tenant when the provider fails (a revoked
 /// customer key) or none is configured.
 pub fn tenant_kek(tenant: &Uuid, key_ref: &str, fresh: bool) -> Rc<TenantKek> {
-    let ttl = Duration::from_secs(gucs::tenant_key_cache_seconds());
     let cache_key = (*tenant, key_ref.to_owned());
     if !fresh {
-        let hit =
-            TENANT_KEKS.with_borrow(|c| c.get(&cache_key).filter(|(_, at)| at.elapsed() < ttl).map(|(k, _)| k.clone()));
+        let hit = TENANT_KEKS.with_borrow(|c| c.get(&cache_key).filter(|k| k.fresh.valid()).cloned());
         if let Some(hit) = hit {
             return hit;
         }
@@ -57,12 +79,12 @@ pub fn tenant_kek(tenant: &Uuid, key_ref: &str, fresh: bool) -> Rc<TenantKek> {
             errors::tenant_kek_unavailable(tenant, &e)
         }
     };
-    let loaded = Rc::new(TenantKek { id: ciphertext::kek_id(&key), key });
+    let loaded = Rc::new(TenantKek { id: ciphertext::kek_id(&key), key, fresh: Fresh::now() });
     TENANT_KEKS.with_borrow_mut(|c| {
         if c.len() >= 1024 {
             c.clear();
         }
-        c.insert(cache_key, (loaded.clone(), Instant::now()));
+        c.insert(cache_key, loaded.clone());
     });
     loaded
 }
@@ -109,14 +131,16 @@ pub fn current_kek(fresh: bool) -> Rc<LoadedKek> {
 ///
 /// A tenant with its own key (`key_ref`) has its data keys wrapped by that key: its provider is asked (through this
 /// backend's cache), and its failure fails the unwrap, naming the tenant.
-pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8], key_ref: Option<&str>) -> Key {
+/// Returns the key, and for a tenant's own key, when the master key that unwrapped it was loaded.
+pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8], key_ref: Option<&str>) -> (Key, Option<Fresh>) {
     let id = ciphertext::wrapped_kek_id(wrapped).unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
     if let Some(key_ref) = key_ref {
         for fresh in [false, true] {
             let own = tenant_kek(tenant, key_ref, fresh);
             if own.id == id {
-                return ciphertext::unwrap(&own.key, tenant.as_bytes(), version, wrapped)
+                let key = ciphertext::unwrap(&own.key, tenant.as_bytes(), version, wrapped)
                     .unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
+                return (key, Some(own.fresh));
             }
         }
         // not wrapped by the tenant's own key: its provider now returns another key than the one that wrapped it
@@ -127,8 +151,9 @@ pub fn unwrap_dek(tenant: &Uuid, version: u32, wrapped: &[u8], key_ref: Option<&
         let kek =
             if current.id == id { Some(current) } else { load_kek(KekSlot::Previous, fresh).filter(|k| k.id == id) };
         if let Some(kek) = kek {
-            return ciphertext::unwrap(&kek.key, tenant.as_bytes(), version, wrapped)
+            let key = ciphertext::unwrap(&kek.key, tenant.as_bytes(), version, wrapped)
                 .unwrap_or_else(|_| errors::wrapped_key_corrupt(version));
+            return (key, None);
         }
     }
     errors::kek_unknown(None)

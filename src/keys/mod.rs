@@ -48,7 +48,7 @@ fn cached(tenant: &Uuid, pick: impl FnOnce(&cache::Cache) -> Option<Rc<Dek>>) ->
     cache::sync();
     cache::with(|c| if c.destroyed.contains(tenant) { Err(()) } else { Ok(pick(c)) })
         .unwrap_or_else(|()| errors::keys_destroyed(None))
-        .filter(|dek| dek.until.is_none_or(|until| std::time::Instant::now() < until))
+        .filter(|dek| dek.until.is_none_or(|fresh| fresh.valid()))
 }
 
 /// The tenant's key rows, read fresh; 55000 (remembered) if the tenant was shredded.
@@ -66,15 +66,10 @@ fn live_rows(tenant: &Uuid, generation: u64) -> Vec<Row> {
 /// The usable key of a stored row.
 fn unwrap_row(tenant: &Uuid, row: &Row) -> Rc<Dek> {
     let wrapped = row.wrapped.as_deref().unwrap_or_else(|| errors::wrapped_key_corrupt(row.version));
-    let key = DataKey::new(&unwrap_dek(tenant, row.version, wrapped, row.key_ref.as_deref()));
-    Rc::new(Dek { version: row.version, key, until: own_key_deadline(row.key_ref.as_deref()) })
-}
-
-/// Until when a data key unwrapped with a tenant's own master key may be used from the cache before its provider
-/// is asked again (a revoked customer key stops decryption within `tenant_guard.tenant_key_cache_seconds`); None
-/// for the platform's key.
-fn own_key_deadline(key_ref: Option<&str>) -> Option<std::time::Instant> {
-    key_ref.map(|_| std::time::Instant::now() + std::time::Duration::from_secs(crate::gucs::tenant_key_cache_seconds()))
+    let (key, fresh) = unwrap_dek(tenant, row.version, wrapped, row.key_ref.as_deref());
+    // unwrapped with the tenant's own master key: usable from the cache as long as that key is (a revoked customer
+    // key stops decryption within tenant_guard.tenant_key_cache_seconds of when the key was loaded)
+    Rc::new(Dek { version: row.version, key: DataKey::new(&key), until: fresh })
 }
 
 /// The tenant's active data key, creating version 1 if the tenant has none.
@@ -148,7 +143,7 @@ fn create_first(tenant: &Uuid) -> Rc<Dek> {
     match ensure_key(tenant, false) {
         Ensured::Created(version, dek) => {
             let key_ref = own_key_ref(tenant);
-            Rc::new(Dek { version, key: DataKey::new(&dek), until: own_key_deadline(key_ref.as_deref()) })
+            Rc::new(Dek { version, key: DataKey::new(&dek), until: key_ref.map(|_| master::Fresh::now()) })
         }
         Ensured::Existing(row) => unwrap_row(tenant, &row),
     }
@@ -166,6 +161,14 @@ pgrx::extension_sql_file!(
         admin::set_key_provider
     ],
 );
+
+/// Checks that a wrapped data key about to be imported unwraps here: with the tenant's own key (`key_ref`, after the
+/// same checks as `tenant.set_key_provider`) or with a configured master key (58000, XX001 otherwise).
+pub fn check_importable(tenant: &Uuid, version: u32, wrapped: &[u8], key_ref: Option<&str>) {
+    let _ = master::unwrap_dek(tenant, version, wrapped, key_ref);
+}
+
+pub use admin::check_key_ref;
 
 /// The tenant's own key reference (bring your own key), if its own master key wraps its data keys.
 pub fn own_key_ref(tenant: &Uuid) -> Option<String> {

@@ -136,6 +136,7 @@ pub fn deparsed_per_row_predicate(column: &str) -> String {
 }
 
 pub(super) fn apply_protection(t: &Table, column: &str) {
+    crate::placement::check_table_to_protect(&t.qualified, column);
     let reach = reach(t);
     let (tbl, col) = (&t.qualified, spi::quote_identifier(column));
     let pred = policy_predicate(column, reach != Reach::Local);

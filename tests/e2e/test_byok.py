@@ -18,7 +18,7 @@ OWN_DIR = f"/tmp/tenant_guard-e2e-byok-{OWN_PORT}"
 KMS = f"{OWN_DIR}-kms"
 CLUSTER = os.path.join(os.path.dirname(__file__), "..", "support", "cluster.sh")
 # the fake KMS: one file per customer key, named by its reference; a missing file is a revoked key
-COMMAND = f'test -n "$1" && cat "{KMS}/$2.key"'
+COMMAND = f'echo "$1" >> "{KMS}/calls.log"; test -n "$1" && cat "{KMS}/$2.key"'
 
 
 def unavailable(tenant, why):
@@ -31,6 +31,9 @@ def own(keys):
     shutil.rmtree(KMS, ignore_errors=True)
     os.mkdir(KMS, 0o755)
     os.chmod(KMS, 0o755)
+    with open(f"{KMS}/calls.log", "w"):
+        pass
+    os.chmod(f"{KMS}/calls.log", 0o666)
     for name in ("acme", "globex", "other"):
         with open(f"{KMS}/{name}.key", "w") as f:
             f.write(os.urandom(32).hex())
@@ -190,3 +193,54 @@ def test_bad_calls(keys, own):
         assert sqlstate(c, f"SELECT tenant.set_key_provider('{t}', 'acme')")[0] == "42501"
         assert sqlstate(c, "SELECT * FROM tenant.key_provider")[0] == "42501"
         assert sqlstate(c, "SHOW tenant_guard.tenant_kek_command")[0] == "42501"
+
+
+def calls(tenant):
+    return open(f"{KMS}/calls.log").read().split().count(str(tenant))
+
+
+def test_with_no_cache_the_provider_runs_once_per_statement_not_once_per_value(keys, own):
+    t = uuid.uuid4()
+    with su(own) as s, app(keys, t, own) as c:
+        s.execute("SELECT tenant.set_key_provider(%s, 'globex')", (t,))
+        c.execute("CREATE TEMP TABLE cts AS SELECT tenant.encrypt('v' || g, 'ctx') AS ct FROM generate_series(1, 50) g")
+        before = calls(t)
+        assert c.execute("SELECT count(tenant.decrypt(ct, 'ctx')) FROM cts").fetchone() == (50,)
+        assert calls(t) - before == 1
+        c.execute("SELECT count(tenant.decrypt(ct, 'ctx')) FROM cts")
+        assert calls(t) - before == 2
+
+
+def test_an_import_checks_the_key_provider_it_brings_and_whose_export_it_is(keys, own):
+    t, other = uuid.uuid4(), uuid.uuid4()
+    with su(own) as s:
+        s.execute("SELECT tenant.set_key_provider(%s, 'acme')", (t,))
+        with app(keys, t, own) as c:
+            encrypt(c, "x")
+        document = s.execute("SELECT tenant.export(%s)", (t,)).fetchone()[0]
+        assert document["key_provider"] == "acme"
+        s.execute("SELECT tenant.purge(%s)", (t,))
+    s2 = f"{DB}_import"
+    with psycopg.connect(dsn(port=own, dbname="postgres"), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {s2}")
+        c.execute(f"CREATE DATABASE {s2}")
+    try:
+        with psycopg.connect(dsn(port=own, dbname=s2), autocommit=True) as d:
+            d.execute("CREATE EXTENSION tenant_guard")
+            Jsonb = psycopg.types.json.Jsonb
+            assert sqlstate(d, "SELECT * FROM tenant.import(%s, %s)", (Jsonb(document), other)) == (
+                "22023", "not a tenant export: it is not the export of the tenant given")
+            for bad in ("acme\n--endpoint=http://evil", ""):
+                assert sqlstate(d, "SELECT * FROM tenant.import(%s)", (Jsonb(dict(document, key_provider=bad)),)) == (
+                    "22023", "key_ref must be 1 to 512 bytes long, without control characters")
+            # a provider that does not return the key that wrapped them: refused, nothing stored
+            assert sqlstate(d, "SELECT * FROM tenant.import(%s)", (Jsonb(dict(document, key_provider="globex")),))[0] \
+                == "58000"
+            assert sqlstate(d, "SELECT * FROM tenant.import(%s)", (Jsonb(dict(document, key_provider=None)),))[0] \
+                == "58000"
+            assert d.execute("SELECT count(*) FROM tenant.key_provider").fetchone() == (0,)
+            assert d.execute("SELECT * FROM tenant.import(%s, %s)", (Jsonb(document), t)).fetchall() == []
+            assert d.execute("SELECT key_provider FROM tenant.keys WHERE tenant = %s", (t,)).fetchone() == ("acme",)
+    finally:
+        with psycopg.connect(dsn(port=own, dbname="postgres"), autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {s2}")

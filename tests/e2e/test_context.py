@@ -223,8 +223,9 @@ def test_tokens_are_not_readable_back(app, keys):
                      "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
                      "tenant_guard.hide_planner_statistics", "tenant_guard.hide_statistics",
                      "tenant_guard.max_token_lifetime", "tenant_guard.pooler_statement_prefix",
-                     "tenant_guard.replay_cache_size", "tenant_guard.tenant_claim",
-                     "tenant_guard.verification_cache_size"]
+                     "tenant_guard.replay_cache_size", "tenant_guard.stats_max_tenants",
+                     "tenant_guard.tenant_claim", "tenant_guard.tenant_key_cache_seconds",
+                     "tenant_guard.track_tenants", "tenant_guard.verification_cache_size"]
 
 
 # --- prepared statements and plan caching -------------------------------------------------------------------------
@@ -312,7 +313,9 @@ def test_admin_functions_are_not_executable_by_public(admin):
                        "_first_normal_oid", "_label_column", "_protect", "_code_nodes", "_code_objects",
                        "_node_code", "_untrusted_calls", "_untrusted_column_calls", "_untrusted_partition_keys", "_unique_without_tenant",
                        "_written_here", "_xid_here",
-                       "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version", "client_certificate"}
+                       "encrypt", "decrypt", "encrypt_bytea", "decrypt_bytea", "key_version", "client_certificate",
+                       # which tenant a database is bound to: what a router reads, as tenant.placement
+                       "database_tenant"}
     assert {"trust_issuer", "untrust_issuer", "_table_changed"} <= {name for name, _ in rows}
 
 

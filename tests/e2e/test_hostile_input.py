@@ -36,7 +36,8 @@ VALUES = {
 }
 # Calls that would change the shared test database beyond repair are made as the app role only, where the
 # privilege check refuses them first; everything else runs as a superuser too.
-APP_ONLY = {"untrust_issuer", "rewrap_keys", "shred", "rotate_key", "create_key"}
+APP_ONLY = {"untrust_issuer", "rewrap_keys", "shred", "rotate_key", "create_key", "bind_database", "unbind_database",
+            "place_tenant", "unplace_tenant", "purge", "stats_reset"}
 
 
 def functions(conn):
@@ -87,7 +88,10 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
         "authenticate", "claim", "claims", "client_certificate", "create_key", "current_id", "decrypt", "decrypt_bytea", "encrypt", "encrypt_bytea",
         "key_version", "protect", "reencrypt", "refresh_issuer", "reset", "resume_tenant", "revoke_subject",
         "revoke_token", "rewrap_keys", "rotate_key", "scope_issuer", "shred", "subject", "suspend_tenant",
-        "trust_issuer", "trust_issuer_discovery", "untrust_issuer", "verification_cache_stats"]), "a new function: add its argument types to VALUES"
+        "trust_issuer", "trust_issuer_discovery", "untrust_issuer", "verification_cache_stats",
+        "bind_database", "database_tenant", "export", "import", "place_tenant", "purge", "set_key_provider",
+        "stats_reasons", "stats_reset", "_export", "_import", "stats_summary", "stats_tenants", "unbind_database", "unplace_tenant"]), \
+        "a new function: add its argument types to VALUES"
     outcomes = {}
     for conn, role in ((app, "app"), (admin, "superuser")):
         conn.execute("SELECT tenant.authenticate(%s, 'session')", (keys.mint(keys_tenant()),))
@@ -108,7 +112,9 @@ def test_every_function_survives_hostile_arguments(admin, app, keys):
     # with a NULL argument to NULL at plan time, which runs nothing)
     for name in ("trust_issuer", "_trust_issuer", "untrust_issuer", "rewrap_keys", "shred", "rotate_key",
                  "create_key", "reencrypt", "_table_changed", "audit", "_audit", "trust_issuer_discovery",
-                 "refresh_issuer", "verification_cache_stats"):
+                 "refresh_issuer", "verification_cache_stats", "bind_database", "unbind_database", "place_tenant",
+                 "unplace_tenant", "export", "import", "purge", "set_key_provider", "stats_reset", "stats_tenants",
+                 "stats_reasons", "stats_summary", "_export", "_import"):
         got = [outcomes[("app", sig)] for n, sig, _ in fns if n == name]
         assert got and all("42501" in o and o <= {"42501", "ok"} for o in got), (name, got)
 

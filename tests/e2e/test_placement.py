@@ -2,6 +2,8 @@
 another database (tenant.place_tenant) and refused in the pool with an error that names the move, and the placement
 table a router reads. The same schema, labels and application SQL serve both."""
 
+import threading
+import time
 import uuid
 
 import psycopg
@@ -42,6 +44,7 @@ def silo(database, keys):
     yield SILO
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute("DELETE FROM tenant.placement")
+        c.execute("DROP SCHEMA crm CASCADE")    # the shared database's protected tables are other suites' too
     with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {SILO} WITH (FORCE)")
 
@@ -164,3 +167,76 @@ def test_the_placement_table_is_for_routers_to_read_and_administrators_to_write(
 def test_bad_arguments(silo, sql, params, expected):
     with su() as s:
         assert sqlstate(s, sql, params) == expected
+
+
+def test_a_move_waits_for_transactions_that_hold_the_tenants_context(keys, silo):
+    """A write in flight when the tenant is placed elsewhere commits before the placement does (the placement waits
+    for it), so an export taken after the placement holds it; a transaction that starts meanwhile waits, then is
+    refused."""
+    a = uuid.uuid4()
+    with app() as inflight, su() as s, app() as late:
+        inflight.execute("BEGIN")
+        inflight.execute("SELECT tenant.authenticate(%s)", (keys.mint(a),))
+        inflight.execute("INSERT INTO crm.contacts (name) VALUES ('in flight')")
+        placed = {}
+
+        def place():
+            with su() as admin:
+                admin.execute("SET lock_timeout = '20s'")
+                placed["old"] = admin.execute("SELECT tenant.place_tenant(%s, %s)", (a, silo)).fetchone()
+        t = threading.Thread(target=place)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the placement did not wait for the transaction in flight"
+        inflight.execute("COMMIT")
+        t.join(20)
+        assert placed == {"old": (None,)}
+        try:
+            assert s.execute("SELECT count(*) FROM crm.contacts WHERE tenant_id = %s", (a,)).fetchone() == (1,)
+            assert sqlstate(late, "SELECT tenant.authenticate(%s)", (keys.mint(a),)) == moved(a, silo)
+        finally:
+            s.execute("SELECT tenant.unplace_tenant(%s)", (a,))
+            s.execute("DELETE FROM crm.contacts")
+
+
+def test_binding_waits_for_transactions_in_flight_and_then_sees_their_rows(keys, silo):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with app(silo) as inflight:
+        inflight.execute("BEGIN")
+        inflight.execute("SELECT tenant.authenticate(%s)", (keys.mint(b),))
+        inflight.execute("INSERT INTO crm.contacts (name) VALUES ('b in flight')")
+        result = {}
+
+        def bind():
+            with su(silo) as admin:
+                admin.execute("SET lock_timeout = '20s'")
+                result["err"] = sqlstate(admin, "SELECT tenant.bind_database(%s)", (a,))
+        t = threading.Thread(target=bind)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the binding did not wait for the transaction in flight"
+        inflight.execute("COMMIT")
+        t.join(20)
+    with su(silo) as s:
+        try:
+            assert result["err"] == ("55000", "crm.contacts holds rows of other tenants than the one this database "
+                                              "would be bound to")
+            assert s.execute("SELECT tenant.database_tenant()").fetchone() == (None,)
+        finally:
+            s.execute("DELETE FROM crm.contacts")
+
+
+def test_a_bound_silo_cannot_gain_another_tenants_rows_by_protecting_a_table_later(keys, silo):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with su(silo) as s:
+        s.execute("SELECT tenant.bind_database(%s)", (a,))
+        try:
+            s.execute("CREATE TABLE crm.later (tenant_id uuid NOT NULL, v text)")
+            s.execute("INSERT INTO crm.later VALUES (%s, 'b row')", (b,))
+            assert sqlstate(s, "SECURITY LABEL FOR tenant_guard ON TABLE crm.later IS 'tenant_scoped'") == (
+                "55000", "crm.later holds rows of other tenants than the one this database is bound to")
+            s.execute("DELETE FROM crm.later")
+            s.execute("SECURITY LABEL FOR tenant_guard ON TABLE crm.later IS 'tenant_scoped'")
+        finally:
+            s.execute("DROP TABLE crm.later")
+            s.execute("SELECT tenant.unbind_database()")

@@ -340,7 +340,7 @@ def test_revocations_written_around_the_triggers_setting_still_reach_every_backe
     assert clean.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tenant.%' "
                          "AND tgname LIKE '%changed' AND tgenabled <> 'A'").fetchone()[0] == 0
     assert clean.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tenant.%' "
-                         "AND tgname LIKE '%replicated' AND tgenabled = 'R'").fetchone()[0] == 6
+                         "AND tgname LIKE '%replicated' AND tgenabled = 'R'").fetchone()[0] == 9
 
 
 @pytest.fixture

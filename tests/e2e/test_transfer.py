@@ -51,6 +51,8 @@ def move(database, keys):
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute(SCHEMA)
     yield SILO
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("DROP SCHEMA vault CASCADE")   # the shared database's protected tables are other suites' too
     with psycopg.connect(dsn(dbname="postgres"), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {SILO} WITH (FORCE)")
 
@@ -232,3 +234,85 @@ def test_only_administrators_export_import_and_purge(keys, move):
         for sql in (f"SELECT tenant.export('{a}')", "SELECT * FROM tenant.import('{}')",
                     f"SELECT tenant.purge('{a}')"):
             assert sqlstate(c, sql)[0] == "42501", sql
+
+
+def test_the_owners_code_runs_with_the_owners_rights_never_raised(keys, move):
+    """A table owner's trigger fires while an administrator imports or purges: it runs as the owner (in the tenant's
+    context), so it cannot make the owner a superuser, nor see another tenant's rows."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    owner = "tg_vault_owner"
+    setup = f"""
+        DROP SCHEMA IF EXISTS owned CASCADE;
+        DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{owner}') THEN
+            CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$;
+        CREATE SCHEMA owned AUTHORIZATION {owner};
+        SET ROLE {owner};
+        CREATE TABLE owned.notes (tenant_id uuid NOT NULL, body text NOT NULL);
+        CREATE TABLE owned.seen (who text, superuser boolean, visible bigint);
+        GRANT INSERT ON owned.seen TO PUBLIC;
+        CREATE FUNCTION owned.escalate() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+            INSERT INTO owned.seen SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                                          (SELECT count(*) FROM owned.notes);
+            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+            END IF;
+            RETURN NULL;
+        END $f$;
+        RESET ROLE;
+        SECURITY LABEL FOR tenant_guard ON TABLE owned.notes IS 'tenant_scoped';
+        CREATE TRIGGER escalate AFTER INSERT OR DELETE ON owned.notes FOR EACH STATEMENT
+            EXECUTE FUNCTION owned.escalate();
+        GRANT USAGE ON SCHEMA owned TO tg_app;
+        GRANT SELECT, INSERT ON owned.notes TO tg_app;
+    """
+    with su() as pool, su(move) as silo:
+        pool.execute(setup)
+        silo.execute(setup)
+    try:
+        for t in (a, b):
+            with app(keys, t) as c:
+                c.execute("INSERT INTO owned.notes (body) VALUES ('n1'), ('n2')")
+        with su() as pool, su(move) as silo:
+            pool.execute("DELETE FROM owned.seen")
+            document = pool.execute("SELECT tenant.export(%s)", (a,)).fetchone()[0]
+            assert dict(silo.execute("SELECT * FROM tenant.import(%s)", (psycopg.types.json.Jsonb(document),))
+                        .fetchall()) == {"owned.notes": 2}
+            assert pool.execute("SELECT tenant.purge(%s)", (a,)).fetchone() == (2,)
+            # the trigger ran as the owner, saw the tenant's rows only, and could not escalate
+            for db in (pool, silo):
+                for who, superuser, visible in db.execute("SELECT * FROM owned.seen").fetchall():
+                    assert (who, superuser) == (owner, False) and visible <= 2
+            assert pool.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() == (False,)
+            assert pool.execute("SELECT count(*) FROM owned.notes WHERE tenant_id = %s", (b,)).fetchone() == (2,)
+            silo.execute("SELECT tenant.purge(%s)", (a,))
+    finally:
+        with su() as pool, su(move) as silo:
+            for db in (pool, silo):
+                db.execute("DROP SCHEMA owned CASCADE")
+            pool.execute(f"ALTER ROLE {owner} NOSUPERUSER")
+
+
+def test_values_nested_deeper_than_any_parser_limit_move_unchanged(keys, move):
+    a = uuid.uuid4()
+    deep = "[" * 500 + "1" + "]" * 500
+    ddl = """CREATE SCHEMA deep; CREATE TABLE deep.docs (tenant_id uuid NOT NULL, body jsonb NOT NULL);
+             SECURITY LABEL FOR tenant_guard ON TABLE deep.docs IS 'tenant_scoped';
+             GRANT USAGE ON SCHEMA deep TO tg_app; GRANT SELECT, INSERT ON deep.docs TO tg_app;"""
+    with su() as pool, su(move) as silo:
+        pool.execute(ddl)
+        silo.execute(ddl)
+    try:
+        with app(keys, a) as c:
+            c.execute("INSERT INTO deep.docs (body) VALUES (%s::jsonb)", (deep,))
+        with su() as pool, su(move) as silo:
+            document = pool.execute("SELECT tenant.export(%s)::text", (a,)).fetchone()[0]
+            assert dict(silo.execute("SELECT * FROM tenant.import(%s::jsonb, %s)", (document, a)).fetchall()) == {
+                "deep.docs": 1}
+            assert silo.execute("SELECT body::text = %s::jsonb::text FROM deep.docs", (deep,)).fetchone() == (True,)
+            silo.execute("SELECT tenant.purge(%s)", (a,))
+            pool.execute("SELECT tenant.purge(%s)", (a,))
+    finally:
+        with su() as pool, su(move) as silo:
+            pool.execute("DROP SCHEMA deep CASCADE")
+            silo.execute("DROP SCHEMA deep CASCADE")

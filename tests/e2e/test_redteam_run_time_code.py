@@ -1,0 +1,138 @@
+"""Red-team suite: the owner's code that PostgreSQL picks at run time, and what it may leave behind (threats A43,
+A46; red team of issue 16).
+
+- A46: casts and operators over a type a protected table's column has run on that column's values whenever a query
+  converts or compares them (`to_jsonb`, `row_to_json`, `::text`, `=`), in each tenant's statements and in an
+  administrator's export: the owner may not add them, nor give a protected table a column of a type that has them.
+- A43: the owner's code reached by an administrator runs as the owner, as a restricted operation, and nothing it
+  sets outlives it: no session setting (a search_path naming the owner's schema) stays in the administrator's session.
+
+Schema and fixtures: redteam.py. The owner's functions write to a log table that must stay empty.
+"""
+
+import pytest
+
+from redteam import (A, B, DB, attacker, dsn, fails, owner, redteam_db, rows, su)  # noqa: F401
+
+CODE = "{} is refused: {}, which calls function {} would run over every tenant's rows of table {}"
+
+
+@pytest.fixture
+def spy(owner, su):
+    """An enum of the owner's, and a function that writes what it is given to the owner's log."""
+    owner.execute("CREATE TABLE app.rt46_log (v text)")
+    owner.execute("GRANT INSERT ON app.rt46_log TO PUBLIC")
+    owner.execute("CREATE TYPE app.rt46_flag AS ENUM ('plain', 'gold')")
+    owner.execute("CREATE FUNCTION app.rt46_json(app.rt46_flag) RETURNS json LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO app.rt46_log VALUES ($1::text); RETURN '\"x\"'; END $$")
+    owner.execute("CREATE FUNCTION app.rt46_eq(app.rt46_flag, app.rt46_flag) RETURNS boolean LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO app.rt46_log VALUES ($1::text); RETURN $1::text = $2::text; END $$")
+    try:
+        yield owner
+    finally:
+        assert rows(su, "SELECT count(*) FROM app.rt46_log") == [(0,)], "the owner's code saw values"
+        su.execute("ALTER TABLE app.orders DROP COLUMN IF EXISTS flag")
+        su.execute("DROP TABLE app.rt46_log; DROP TYPE app.rt46_flag CASCADE")
+
+
+def test_A46_no_cast_over_the_type_of_a_protected_column(spy):
+    spy.execute("ALTER TABLE app.orders ADD COLUMN flag app.rt46_flag")
+    assert fails(spy, "CREATE CAST (app.rt46_flag AS json) WITH FUNCTION app.rt46_json(app.rt46_flag)") == (
+        "42501", CODE.format("CREATE CAST", "column flag", "app.rt46_json(app.rt46_flag)", "app.orders"))
+
+
+def test_A46_no_operator_over_the_type_of_a_protected_column(spy):
+    spy.execute("ALTER TABLE app.orders ADD COLUMN flag app.rt46_flag")
+    assert fails(spy, "CREATE OPERATOR app.=== (LEFTARG = app.rt46_flag, RIGHTARG = app.rt46_flag, "
+                      "FUNCTION = app.rt46_eq)") == (
+        "42501", CODE.format("CREATE OPERATOR", "column flag", "app.rt46_eq(app.rt46_flag,app.rt46_flag)",
+                             "app.orders"))
+
+
+def test_A46_no_protected_column_of_a_type_that_has_a_cast(spy):
+    spy.execute("CREATE CAST (app.rt46_flag AS json) WITH FUNCTION app.rt46_json(app.rt46_flag)")
+    assert fails(spy, "ALTER TABLE app.orders ADD COLUMN flag app.rt46_flag") == (
+        "42501", CODE.format("ALTER TABLE", "column flag", "app.rt46_json(app.rt46_flag)", "app.orders"))
+
+
+def test_A46_the_audit_names_a_cast_an_administrator_left_on_a_protected_column(spy, su):
+    su.execute("ALTER TABLE app.orders ADD COLUMN flag app.rt46_flag")
+    su.execute("CREATE CAST (app.rt46_flag AS json) WITH FUNCTION app.rt46_json(app.rt46_flag)")
+    try:
+        found = rows(su, "SELECT severity, check_name FROM tenant.audit() "
+                         "WHERE object = 'column flag on app.orders' AND detail LIKE 'calls app.rt46_json(%'")
+        assert found == [("critical", "untrusted_code")]
+    finally:
+        su.execute("DROP CAST (app.rt46_flag AS json)")
+
+
+@pytest.fixture
+def seeded(owner, su):
+    """A trigger of the owner's on a table administrators seed (app.countries), whose function tries to leave
+    something in the administrator's session."""
+    owner.execute("CREATE TABLE app.rt43_log (v text)")
+    owner.execute("GRANT INSERT ON app.rt43_log TO PUBLIC")
+    try:
+        yield owner
+    finally:
+        su.execute("DROP TRIGGER IF EXISTS rt43b ON app.countries; DROP FUNCTION IF EXISTS app.rt43b_hook() CASCADE")
+        su.execute("DELETE FROM app.countries; DROP TABLE app.rt43_log")
+
+
+@pytest.mark.parametrize("setting", [
+    "search_path', 'app, pg_catalog",
+    "statement_timeout', '1",
+    "application_name', 'owned",
+])
+def test_A43_nothing_the_owners_code_sets_outlives_it_in_an_administrators_session(seeded, su, setting):
+    seeded.execute("CREATE FUNCTION app.rt43b_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   f"PERFORM set_config('{setting}', false); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt43b BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt43b_hook()")
+    name = setting.split("'")[0]
+    before = rows(su, f"SHOW {name}")
+    assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+        "42501", "set_config() is refused: code of a table owner, run on an administrator's behalf, changes no "
+                 "setting")
+    assert rows(su, f"SHOW {name}") == before
+
+
+def test_A43_the_owners_code_reached_by_an_administrator_makes_no_temporary_object(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt43b_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "CREATE TEMP TABLE countries (code text); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt43b BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt43b_hook()")
+    assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+        "42501", "cannot create temporary table within security-restricted operation")
+
+
+@pytest.mark.parametrize("body", [
+    "PERFORM set_config('search_path', 'app, pg_catalog', false)",
+    "PERFORM set_config('search_path', 'app, pg_catalog', true)",
+    "SET search_path = app, pg_catalog",
+    "SET LOCAL search_path = app, pg_catalog",
+])
+def test_A43_the_owners_code_with_a_set_clause_changes_no_setting_for_an_administrator(seeded, su, body):
+    """A SET clause (the recommended form of SECURITY DEFINER) keeps working; a plain SET inside it would outlive
+    the function, so the owner's code changes no setting while it runs for an administrator."""
+    seeded.execute("CREATE FUNCTION app.rt43b_hook() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                   f"SET search_path = pg_catalog AS $$ BEGIN {body}; RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt43b BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt43b_hook()")
+    before = rows(su, "SHOW search_path")
+    what = "set_config()" if "set_config" in body else "SET"
+    assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+        "42501", f"{what} is refused: code of a table owner, run on an administrator's behalf, changes no setting")
+    assert rows(su, "SHOW search_path") == before
+    # the application's own statements are not the administrator's: its owner's function may set what it likes
+    seeded.execute("DROP TRIGGER rt43b ON app.countries")
+
+
+def test_A43_a_set_clause_alone_is_fine(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt43b_hook() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                   "SET search_path = pg_catalog AS $$ BEGIN INSERT INTO app.rt43_log VALUES (NEW.code); "
+                   "RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt43b BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt43b_hook()")
+    su.execute("INSERT INTO app.countries VALUES ('FR')")
+    assert rows(su, "SELECT v FROM app.rt43_log") == [("FR",)]
