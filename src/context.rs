@@ -328,7 +328,7 @@ fn seal_locked(token: &[u8], verified: Rc<Verified>, refuse: fn(&Rejection) -> !
         return verified;
     }
     let before = invalidation::generation(Watched::Issuers);
-    lock_contexts(Some(&verified.tenant), pg_sys::ShareLock);
+    lock_contexts(&verified.tenant);
     // SAFETY: reads the invalidations committed while this transaction waited (as every statement start does).
     unsafe { pg_sys::AcceptInvalidationMessages() };
     if invalidation::generation(Watched::Issuers) == before {
@@ -341,36 +341,42 @@ fn seal_locked(token: &[u8], verified: Rc<Verified>, refuse: fn(&Rejection) -> !
     again
 }
 
-/// First key of the context locks (ASCII "tgc" and 1 for one tenant's, 2 for every tenant's).
-const CONTEXT_LOCK: u32 = 0x7467_6301;
-const ALL_CONTEXTS_LOCK: u32 = 0x7467_6302;
-/// Their advisory-lock subtype: no SQL function (pg_advisory_lock takes 1 and 2) can take or hold one.
+/// The advisory-lock subtype of the context locks: no SQL function (pg_advisory_lock takes 1 and 2) can take or
+/// hold one.
 const CONTEXT_LOCK_SUBTYPE: u16 = 0x7467;
+/// How long an administrator waits for transactions in flight when no lock_timeout is set.
+const CONTEXT_WAIT_MS: u64 = 60_000;
 
-/// Takes, in `mode`, until the transaction ends, the lock on `tenant`'s contexts in this database (None: the lock
-/// on every tenant's), and in share mode with a tenant, the lock on every tenant's too.
-fn lock_contexts(tenant: Option<&Uuid>, mode: u32) {
-    let tag = |class: u32, field3: u32| pg_sys::LOCKTAG {
-        // SAFETY: plain read of a backend global.
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: class,
-        locktag_field3: field3,
+/// The lock on one tenant's contexts in this database (None: on every tenant's): its tag is 96 bits of a SHA-256
+/// of the database and the tenant, so that no tenant id, chosen or not, shares another's lock.
+fn context_tag(tenant: Option<&Uuid>) -> pg_sys::LOCKTAG {
+    let mut h = Sha256::new();
+    h.update(b"tenant_guard context lock\0");
+    // SAFETY: plain read of a backend global.
+    h.update(unsafe { pg_sys::MyDatabaseId }.to_u32().to_be_bytes());
+    match tenant {
+        Some(t) => h.update(t.as_bytes()),
+        None => h.update(b"every tenant"),
+    }
+    let d: [u8; 32] = h.finalize().into();
+    let word = |i: usize| u32::from_be_bytes(d[i..i + 4].try_into().expect("4 bytes"));
+    pg_sys::LOCKTAG {
+        locktag_field1: word(0),
+        locktag_field2: word(4),
+        locktag_field3: word(8),
         locktag_field4: CONTEXT_LOCK_SUBTYPE,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
-    };
-    let mut tags = Vec::with_capacity(2);
-    if let Some(tenant) = tenant {
-        let words = tenant.as_bytes().chunks(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")));
-        tags.push(tag(CONTEXT_LOCK, words.fold(0, |acc, w| acc ^ w)));
     }
-    if tenant.is_none() || mode == pg_sys::ShareLock {
-        tags.push(tag(ALL_CONTEXTS_LOCK, 0));
-    }
-    for tag in tags {
+}
+
+/// Takes, until the transaction ends, the share locks a transaction sealed to `tenant` holds: on its contexts and on
+/// every tenant's.
+fn lock_contexts(tenant: &Uuid) {
+    for tag in [context_tag(Some(tenant)), context_tag(None)] {
         // SAFETY: a valid lock tag; a transaction-level lock (released at commit or abort), waiting as long as
-        // lock_timeout allows.
-        unsafe { pg_sys::LockAcquire(&tag, mode as pg_sys::LOCKMODE, false, false) };
+        // lock_timeout allows (only while an administrator's move or binding of this tenant commits).
+        unsafe { pg_sys::LockAcquire(&tag, pg_sys::ShareLock as pg_sys::LOCKMODE, false, false) };
     }
 }
 
@@ -378,7 +384,31 @@ fn lock_contexts(tenant: Option<&Uuid>, mode: u32) {
 /// new ones wait until this transaction ends. They then see its change (a placement, a suspension, a binding) and
 /// are refused: no transaction that established its context before the change writes after it.
 pub fn wait_for_contexts(tenant: Option<&Uuid>) {
-    lock_contexts(tenant, pg_sys::ExclusiveLock);
+    // Never queued: a waiting exclusive request would make every new transaction of the tenant (of every tenant, for
+    // a binding) queue behind it while one idle transaction holds its share. So the lock is tried, and tried again
+    // every 10 ms, for lock_timeout (else a minute), and taken the moment no transaction holds it.
+    let tag = context_tag(tenant);
+    // SAFETY: reads a setting PostgreSQL keeps in a global.
+    let limit = match unsafe { pg_sys::LockTimeout } {
+        ms if ms > 0 => ms as u64,
+        _ => CONTEXT_WAIT_MS,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        // SAFETY: a valid lock tag; a transaction-level lock, not waited for (dontWait).
+        let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, true) };
+        if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return;
+        }
+        if started.elapsed().as_millis() as u64 >= limit {
+            errors::contexts_busy(tenant);
+        }
+        // SAFETY: sleeping 10 ms, then serving interrupts (a cancel, statement_timeout) as any wait does.
+        unsafe {
+            pg_sys::pg_usleep(10_000);
+            pgrx::check_for_interrupts!();
+        }
+    }
 }
 
 /// Applies the scope rules to where the current token came from: a stored default never counts, and a session

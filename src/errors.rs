@@ -18,6 +18,7 @@
 //! | 42P01    | undefined_table                      | an imported export holds a table this database does not protect |
 //! | 55000    | object_not_in_prerequisite_state     | the library is not in shared_preload_libraries; the tenant's keys were destroyed; a Citus worker has no key for the tenant |
 //! | 3D000    | invalid_catalog_name                 | a tenant is placed in a database this server does not have |
+//! | 55P03    | lock_not_available                   | a move or binding waited in vain for a tenant's open transactions |
 //! | 58000    | system_error                         | the master key is not configured or cannot be loaded; a tenant's own key provider fails |
 //! | XX001    | data_corrupted                       | a ciphertext or a wrapped data key does not authenticate |
 //! | XX000    | internal_error                       | the issuer table could not be read (a bug)            |
@@ -824,11 +825,14 @@ pub fn bound_table_other_rows(table: &str) -> ! {
     )
 }
 
-/// 42501: the owner's code, run on an administrator's behalf, changes a setting.
+/// 42501: the owner's code, run on an administrator's behalf, would change a setting or take a session lock.
 pub fn setting_in_owner_code(what: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("{what} is refused: code of a table owner, run on an administrator's behalf, changes no setting"),
+        format!(
+            "{what} is refused: code of a table owner, run on an administrator's behalf, leaves nothing in the \
+             administrator's session"
+        ),
         Some(
             "A table owner's function reached by an administrator's statement runs with its owner's rights; a \
              setting it changed could outlive it in the administrator's session (a search_path that picks the \
@@ -836,6 +840,24 @@ pub fn setting_in_owner_code(what: &str) -> ! {
                 .into(),
         ),
         Some("Give the function a SET clause for what it needs, or have an administrator own it."),
+    )
+}
+
+/// 55P03: transactions holding a tenant's context (any tenant's: None) did not end in time for a move or a binding.
+pub fn contexts_busy(tenant: Option<&uuid::Uuid>) -> ! {
+    let whose = match tenant {
+        Some(t) => format!("tenant {t}"),
+        None => "a tenant".into(),
+    };
+    raise(
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+        format!("transactions of {whose} are still open: the change waits for them to end, and they did not"),
+        Some(
+            "Nothing was changed. Transactions that hold a tenant's context must end before it is moved or the \
+              database bound, so that what they write is not lost or left behind."
+                .into(),
+        ),
+        Some("Retry, set a longer lock_timeout, or end the open transactions (pg_stat_activity)."),
     )
 }
 

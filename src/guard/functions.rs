@@ -46,7 +46,8 @@ enum Kind {
     Statistics,
     LargeObject,
     SessionState,
-    /// `set_config`: refused to the owner's code run on an administrator's behalf.
+    /// `set_config` and the session-level advisory locks: refused to the owner's code run on an administrator's
+    /// behalf (they would outlive it in the administrator's session).
     SettingWriter,
     QueryRunner,
     Other,
@@ -121,6 +122,15 @@ fn kind(function: pg_sys::Oid) -> Kind {
     kind
 }
 
+/// PostgreSQL's functions that leave something in the session past the statement (see `Kind::SettingWriter`).
+const SESSION_WRITERS: [&str; 5] = [
+    "set_config",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+];
+
 fn classify(function: pg_sys::Oid) -> Kind {
     // SAFETY: syscache lookups of an existing function; palloc'd names are copied at once.
     unsafe {
@@ -152,7 +162,7 @@ fn classify(function: pg_sys::Oid) -> Kind {
             Kind::LargeObject
         } else if name == "pg_prepared_statement" || name == "pg_cursor" {
             Kind::SessionState
-        } else if name == "set_config" {
+        } else if SESSION_WRITERS.contains(&name.as_ref()) {
             Kind::SettingWriter
         } else if runs_queries(&name) {
             Kind::QueryRunner

@@ -240,3 +240,48 @@ def test_a_bound_silo_cannot_gain_another_tenants_rows_by_protecting_a_table_lat
         finally:
             s.execute("DROP TABLE crm.later")
             s.execute("SELECT tenant.unbind_database()")
+
+
+def test_tenants_never_share_a_context_lock(keys, silo):
+    """Two tenant ids that an XOR of their words would fold together: a transaction of one does not hold up the
+    other's move."""
+    a = uuid.UUID("a0a0a0a0-0000-4000-8000-00000000000a")
+    c = uuid.UUID("0000000a-0000-4000-8000-0000a0a0a0a0")
+    with app() as open_tx, su() as s:
+        open_tx.execute("BEGIN")
+        open_tx.execute("SELECT tenant.authenticate(%s)", (keys.mint(a),))
+        try:
+            s.execute("SET lock_timeout = '1s'")
+            assert s.execute("SELECT tenant.place_tenant(%s, %s)", (c, silo)).fetchone() == (None,)
+        finally:
+            open_tx.execute("ROLLBACK")
+            s.execute("SELECT tenant.unplace_tenant(%s)", (c,))
+
+
+def test_a_binding_that_waits_holds_up_no_tenant_and_gives_up_after_lock_timeout(keys, silo):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with app(silo) as idle:
+        idle.execute("BEGIN")
+        idle.execute("SELECT tenant.authenticate(%s)", (keys.mint(b),))
+        result = {}
+
+        def bind():
+            with su(silo) as admin:
+                admin.execute("SET lock_timeout = '2s'")
+                result["err"] = sqlstate(admin, "SELECT tenant.bind_database(%s)", (a,))
+        t = threading.Thread(target=bind)
+        t.start()
+        time.sleep(0.5)
+        # meanwhile another tenant's new transaction is not queued behind the waiting binding
+        with app(silo) as other:
+            started = time.monotonic()
+            other.execute("BEGIN")
+            other.execute("SELECT tenant.authenticate(%s)", (keys.mint(a),))
+            other.execute("COMMIT")
+            assert time.monotonic() - started < 1
+        t.join(10)
+        idle.execute("ROLLBACK")
+    assert result["err"] == ("55P03", "transactions of a tenant are still open: the change waits for them to end, "
+                                      "and they did not")
+    with su(silo) as s:
+        assert s.execute("SELECT tenant.database_tenant()").fetchone() == (None,)

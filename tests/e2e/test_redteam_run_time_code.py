@@ -92,8 +92,8 @@ def test_A43_nothing_the_owners_code_sets_outlives_it_in_an_administrators_sessi
     name = setting.split("'")[0]
     before = rows(su, f"SHOW {name}")
     assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
-        "42501", "set_config() is refused: code of a table owner, run on an administrator's behalf, changes no "
-                 "setting")
+        "42501", "set_config() is refused: code of a table owner, run on an administrator's behalf, leaves nothing in "
+                 "the administrator's session")
     assert rows(su, f"SHOW {name}") == before
 
 
@@ -122,7 +122,8 @@ def test_A43_the_owners_code_with_a_set_clause_changes_no_setting_for_an_adminis
     before = rows(su, "SHOW search_path")
     what = "set_config()" if "set_config" in body else "SET"
     assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
-        "42501", f"{what} is refused: code of a table owner, run on an administrator's behalf, changes no setting")
+        "42501", f"{what} is refused: code of a table owner, run on an administrator's behalf, leaves nothing in the "
+                 "administrator's session")
     assert rows(su, "SHOW search_path") == before
     # the application's own statements are not the administrator's: its owner's function may set what it likes
     seeded.execute("DROP TRIGGER rt43b ON app.countries")
@@ -136,3 +137,14 @@ def test_A43_a_set_clause_alone_is_fine(seeded, su):
                    "app.rt43b_hook()")
     su.execute("INSERT INTO app.countries VALUES ('FR')")
     assert rows(su, "SELECT v FROM app.rt43_log") == [("FR",)]
+
+
+def test_A43_the_owners_code_run_for_an_administrator_takes_no_session_lock(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt43b_hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "PERFORM pg_advisory_lock(42); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt43b BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt43b_hook()")
+    assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+        "42501", "pg_advisory_lock() is refused: code of a table owner, run on an administrator's behalf, leaves "
+                 "nothing in the administrator's session")
+    assert rows(su, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == [(0,)]
