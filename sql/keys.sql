@@ -29,10 +29,10 @@ REVOKE ALL ON tenant.key_provider FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.key_provider', '');
 
 CREATE VIEW tenant.keys AS
-SELECT k.tenant, k.version, k.state, k.created_at, k.retired_at, k.destroyed_at,
-       pg_catalog.encode(pg_catalog.substr(k.wrapped, 2, 8), 'hex') AS kek_id,
-       p.key_ref AS key_provider
-  FROM tenant.data_key k LEFT JOIN tenant.key_provider p ON p.tenant = k.tenant;
+SELECT data_key.tenant, version, state, created_at, retired_at, destroyed_at,
+       pg_catalog.encode(pg_catalog.substr(wrapped, 2, 8), 'hex') AS kek_id,
+       key_ref AS key_provider
+  FROM tenant.data_key LEFT JOIN tenant.key_provider ON key_provider.tenant = data_key.tenant;
 COMMENT ON VIEW tenant.keys IS
     'Data key versions per tenant: state, timestamps, the id of the master key that wraps each, and the tenant''s own '
     'key reference when its own master key wraps them (NULL: the platform''s). No key material.';

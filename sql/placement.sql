@@ -21,9 +21,10 @@ CREATE TABLE tenant.database_binding (
     bound_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE tenant.database_binding IS
-    'The one tenant this database serves (a silo), if any: tokens for any other tenant are refused. Use '
-    'tenant.bind_database() and tenant.unbind_database(); read with tenant.database_tenant().';
+    'The one tenant this database serves (a silo), if any: tokens for any other tenant are refused. Readable by '
+    'everyone, like tenant.placement. Use tenant.bind_database() and tenant.unbind_database().';
 REVOKE ALL ON tenant.database_binding FROM PUBLIC;
+GRANT SELECT ON tenant.database_binding TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.database_binding', '');
 
 COMMENT ON FUNCTION tenant.place_tenant(uuid, text, text) IS

@@ -823,7 +823,7 @@ AS 'MODULE_PATHNAME', 'current_id_wrapper';
 -- src/placement.rs:212
 -- tenant_guard::placement::database_tenant
 CREATE OR REPLACE FUNCTION "database_tenant"() RETURNS uuid /* Option < pgrx :: Uuid > */
-STRICT STABLE SECURITY DEFINER PARALLEL SAFE
+STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'database_tenant_wrapper';
@@ -1099,10 +1099,10 @@ REVOKE ALL ON tenant.key_provider FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tenant.key_provider', '');
 
 CREATE OR REPLACE VIEW tenant.keys AS
-SELECT k.tenant, k.version, k.state, k.created_at, k.retired_at, k.destroyed_at,
-       pg_catalog.encode(pg_catalog.substr(k.wrapped, 2, 8), 'hex') AS kek_id,
-       p.key_ref AS key_provider
-  FROM tenant.data_key k LEFT JOIN tenant.key_provider p ON p.tenant = k.tenant;
+SELECT data_key.tenant, version, state, created_at, retired_at, destroyed_at,
+       pg_catalog.encode(pg_catalog.substr(wrapped, 2, 8), 'hex') AS kek_id,
+       key_ref AS key_provider
+  FROM tenant.data_key LEFT JOIN tenant.key_provider ON key_provider.tenant = data_key.tenant;
 
 COMMENT ON VIEW tenant.keys IS
     'Data key versions per tenant: state, timestamps, the id of the master key that wraps each, and the tenant''s own '
@@ -1275,6 +1275,10 @@ SELECT * FROM tenant.stats_reasons();
 COMMENT ON VIEW tenant.stats_rejections IS
     'Refused tokens and contexts by tenant and reason. A refusal is counted under a tenant only when its token was '
     'proven to be the tenant''s (its signature checked); every other refusal has tenant NULL.';
+
+COMMENT ON FUNCTION tenant.stats_tenants() IS 'The rows of tenant.stats (for administrators and monitoring).';
+
+COMMENT ON FUNCTION tenant.stats_reasons() IS 'The rows of tenant.stats_rejections (for administrators and monitoring).';
 
 COMMENT ON FUNCTION tenant.stats_summary() IS
     'The statistics table: capacity (tenant_guard.stats_max_tenants), tenants in it, tenants evicted to make room and '
@@ -1499,10 +1503,12 @@ CREATE TABLE tenant.database_binding (
 );
 
 COMMENT ON TABLE tenant.database_binding IS
-    'The one tenant this database serves (a silo), if any: tokens for any other tenant are refused. Use '
-    'tenant.bind_database() and tenant.unbind_database(); read with tenant.database_tenant().';
+    'The one tenant this database serves (a silo), if any: tokens for any other tenant are refused. Readable by '
+    'everyone, like tenant.placement. Use tenant.bind_database() and tenant.unbind_database().';
 
 REVOKE ALL ON tenant.database_binding FROM PUBLIC;
+
+GRANT SELECT ON tenant.database_binding TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('tenant.database_binding', '');
 

@@ -17,6 +17,8 @@ COMMENT ON VIEW tenant.stats_rejections IS
     'Refused tokens and contexts by tenant and reason. A refusal is counted under a tenant only when its token was '
     'proven to be the tenant''s (its signature checked); every other refusal has tenant NULL.';
 
+COMMENT ON FUNCTION tenant.stats_tenants() IS 'The rows of tenant.stats (for administrators and monitoring).';
+COMMENT ON FUNCTION tenant.stats_reasons() IS 'The rows of tenant.stats_rejections (for administrators and monitoring).';
 COMMENT ON FUNCTION tenant.stats_summary() IS
     'The statistics table: capacity (tenant_guard.stats_max_tenants), tenants in it, tenants evicted to make room and '
     'refusals under no tenant since the last full reset, whether collection is on (tenant_guard.track_tenants), and '

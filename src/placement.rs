@@ -208,8 +208,8 @@ fn unbind_database() -> bool {
     .unwrap_or(false)
 }
 
-/// The tenant this database is bound to; NULL in a pool.
-#[pg_extern(stable, parallel_safe, security_definer)]
+/// The tenant this database is bound to; NULL in a pool. (Everyone may read `tenant.database_binding`.)
+#[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn database_tenant() -> Option<pgrx::Uuid> {
     crate::placement::bound_tenant().unwrap_or_else(spi_error("read the binding"))

@@ -7,8 +7,11 @@
 #[cfg(test)]
 mod files {
     /// Every SQL file of the extension, by name.
-    const SQL_FILES: [(&str, &str); 24] = [
+    const SQL_FILES: [(&str, &str); 27] = [
         ("admin_role.sql", include_str!("../../sql/admin_role.sql")),
+        ("placement.sql", include_str!("../../sql/placement.sql")),
+        ("tenant_stats.sql", include_str!("../../sql/tenant_stats.sql")),
+        ("transfer.sql", include_str!("../../sql/transfer.sql")),
         ("audit.sql", include_str!("../../sql/audit.sql")),
         ("bootstrap.sql", include_str!("../../sql/bootstrap.sql")),
         ("citus.sql", include_str!("../../sql/citus.sql")),
@@ -183,8 +186,13 @@ mod tests {
             Some(
                 "tenant._audit_citus() search_path=pg_catalog, pg_temp; \
                  tenant._citus_digest(text) search_path=pg_catalog, pg_temp; \
+                 tenant._export(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant._import(text,uuid) search_path=pg_catalog, pg_temp; \
                  tenant._table_changed_trigger() search_path=pg_catalog, pg_temp; \
+                 tenant.bind_database(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.create_key(uuid) search_path=pg_catalog, pg_temp; \
+                 tenant.place_tenant(uuid,text,text) search_path=pg_catalog, pg_temp; \
+                 tenant.purge(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.refresh_issuer(text) search_path=pg_catalog, pg_temp; \
                  tenant.resume_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.revoke_subject(text,text,timestamp with time zone) search_path=pg_catalog, pg_temp; \
@@ -192,11 +200,14 @@ mod tests {
                  tenant.rewrap_keys() search_path=pg_catalog, pg_temp; \
                  tenant.rotate_key(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.scope_issuer(text,uuid[]) search_path=pg_catalog, pg_temp; \
+                 tenant.set_key_provider(uuid,text) search_path=pg_catalog, pg_temp; \
                  tenant.shred(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.suspend_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.trust_issuer(text,jsonb,text,text,uuid[],boolean,boolean) search_path=pg_catalog, pg_temp; \
                  tenant.trust_issuer_discovery(text,text,text,uuid[],boolean,boolean,text[]) search_path=pg_catalog, \
                  pg_temp; \
+                 tenant.unbind_database() search_path=pg_catalog, pg_temp; \
+                 tenant.unplace_tenant(uuid) search_path=pg_catalog, pg_temp; \
                  tenant.untrust_issuer(text) search_path=pg_catalog, pg_temp"
             )
         );
