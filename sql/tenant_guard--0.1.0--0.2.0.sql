@@ -475,6 +475,9 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
                 (SELECT s.stxexprs::pg_catalog.text FROM pg_catalog.pg_statistic_ext s WHERE s.oid = obj)
            WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN
                 (SELECT ty.typdefaultbin::pg_catalog.text FROM pg_catalog.pg_type ty WHERE ty.oid = obj)
+           WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN
+                (SELECT pg_catalog.concat_ws(' ', r.ev_qual, r.ev_action) FROM pg_catalog.pg_rewrite r
+                  WHERE r.oid = obj)
            END
 $$;
 

@@ -861,6 +861,27 @@ pub fn contexts_busy(tenant: Option<&uuid::Uuid>) -> ! {
     )
 }
 
+/// 42501: an administrator's statement reaches an expression of an untrusted owner that calls a function it must
+/// not run with an administrator's rights.
+pub fn admin_reaches_owner_call(relation: &str, function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "an administrator's statement is refused: {relation}, of a role that is not an administrator, calls \
+             {function} in its expressions"
+        ),
+        Some(
+            "A default, check, view, rule or column domain written by the relation's owner runs with the rights of \
+             whoever runs the statement; this function would run a query, change a setting, take a session lock or \
+             do what only superusers may, with an administrator's rights."
+                .into(),
+        ),
+        Some(
+            "Have an administrator review and own the relation, or remove the call; or run the statement as its owner.",
+        ),
+    )
+}
+
 /// 55000: the tenant was crypto-shredded.
 pub fn keys_destroyed(tenant: Option<&uuid::Uuid>) -> ! {
     let whose = match tenant {

@@ -120,6 +120,8 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     unsafe { super::prepared_statement_of((*query_desc).sourceText) };
     // SAFETY: the QueryDesc's plan, valid for the executor's whole run.
     unsafe { crate::citus::context::forward_for_plan((*query_desc).plannedstmt) };
+    // SAFETY: as above.
+    unsafe { super::admin_reach::check_plan((*query_desc).plannedstmt) };
     if let Some(what) = WATCHED.get() {
         let refused = match what {
             Watched::Explain => !gucs::explain_allowed(),

@@ -172,6 +172,12 @@ fn classify(function: pg_sys::Oid) -> Kind {
     }
 }
 
+/// Whether one of PostgreSQL's functions runs a query given as text, changes a setting or takes a session lock: what
+/// an owner's expression may not make an administrator's statement do (see `admin_reach`).
+pub fn acts_on_session(function: pg_sys::Oid) -> bool {
+    matches!(kind(function), Kind::QueryRunner | Kind::SettingWriter)
+}
+
 /// Whether tenant_guard is installed in the current database.
 pub fn installed_here() -> bool {
     // SAFETY: a catalog lookup by name, missing_ok.

@@ -20,6 +20,7 @@
 //! Names are resolved under the statement's own lock and qualified in the statement ([`lookup`]), so the guard
 //! decides on the object the statement will alter. tenant_guard's own DDL (protecting a table) is let through.
 
+mod admin_reach;
 pub mod executor;
 mod function_rights;
 pub mod functions;
@@ -186,6 +187,26 @@ unsafe extern "C-unwind" fn process_utility(
         && function_rights::owner_code_for_administrator()
     {
         errors::setting_in_owner_code("SET");
+    }
+    // COPY FROM computes the relation's defaults and checks without a plan
+    // SAFETY: reads the statement's node; a CopyStmt's relation is a RangeVar or NULL.
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_CopyStmt {
+            let copy = node as *mut pg_sys::CopyStmt;
+            if (*copy).is_from && !(*copy).relation.is_null() {
+                let relid = pg_sys::RangeVarGetRelidExtended(
+                    (*copy).relation,
+                    pg_sys::NoLock as _,
+                    pg_sys::RVROption::RVR_MISSING_OK,
+                    None,
+                    std::ptr::null_mut(),
+                );
+                if relid != pg_sys::InvalidOid {
+                    admin_reach::check_relation(relid);
+                }
+            }
+        }
     }
     let internal = labels::in_internal_ddl();
     let _session = session::StatementScope::enter();

@@ -148,3 +148,63 @@ def test_A43_the_owners_code_run_for_an_administrator_takes_no_session_lock(seed
         "42501", "pg_advisory_lock() is refused: code of a table owner, run on an administrator's behalf, leaves "
                  "nothing in the administrator's session")
     assert rows(su, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == [(0,)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A43, PostgreSQL's own functions written into the owner's expressions (red team round 12)
+
+
+REACHES = ("42501", "an administrator's statement is refused: {}, of a role that is not an administrator, calls {} "
+                    "in its expressions")
+
+
+@pytest.fixture
+def owned(owner, su):
+    yield owner
+    su.execute("DROP VIEW IF EXISTS app.rt48_v; DROP TABLE IF EXISTS app.rt48 CASCADE")
+
+
+@pytest.mark.parametrize("ddl, statement, function", [
+    ("CREATE TABLE app.rt48 (code text, loot text DEFAULT query_to_xml('select 1', false, false, '')::text)",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "query_to_xml(text,boolean,boolean,text)"),
+    ("CREATE TABLE app.rt48 (code text CHECK (set_config('work_mem', '77kB', false) IS NOT NULL))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "set_config(text,text,boolean)"),
+    ("CREATE TABLE app.rt48 (code text); CREATE RULE rt48 AS ON INSERT TO app.rt48 DO ALSO "
+     "SELECT set_config('statement_timeout', '1234', false)",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "set_config(text,text,boolean)"),
+    ("CREATE TABLE app.rt48 (code text); CREATE VIEW app.rt48_v AS "
+     "SELECT code, set_config('application_name', 'owned', false) AS s FROM app.rt48",
+     "SELECT * FROM app.rt48_v", "set_config(text,text,boolean)"),
+    ("CREATE TABLE app.rt48 (code text, f text DEFAULT pg_read_file('/etc/hostname'))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "pg_read_file(text)"),
+], ids=["default runs a query", "check sets", "rule sets", "view sets", "superuser-only function"])
+def test_A43_an_administrator_does_not_run_the_owners_expressions_with_its_rights(owned, su, ddl, statement,
+                                                                                   function):
+    owned.execute(ddl)
+    owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
+    relation = "app.rt48_v" if "VIEW" in ddl else "app.rt48"
+    settings = rows(su, "SELECT current_setting('work_mem'), current_setting('statement_timeout'), "
+                        "current_setting('application_name')")
+    assert fails(su, statement) == (REACHES[0], REACHES[1].format(relation, function))
+    assert rows(su, "SELECT current_setting('work_mem'), current_setting('statement_timeout'), "
+                    "current_setting('application_name')") == settings
+
+
+def test_A43_copy_from_by_an_administrator_is_refused_the_same_way(owned, su):
+    owned.execute("CREATE TABLE app.rt48 (code text, loot text DEFAULT query_to_xml('select 1', false, false, '')"
+                  "::text)")
+    with su.cursor() as cur:
+        try:
+            with cur.copy("COPY app.rt48 (code) FROM STDIN") as copy:
+                copy.write_row(("FR",))
+            raise AssertionError("COPY ran")
+        except Exception as e:  # noqa: BLE001
+            assert getattr(e, "sqlstate", None) == "42501", e
+
+
+def test_A43_the_owners_ordinary_expressions_still_run_for_an_administrator(owned, su):
+    owned.execute("CREATE TABLE app.rt48 (code text CHECK (length(code) = 2), at timestamptz DEFAULT now(), "
+                  "n int GENERATED ALWAYS AS (length(code)) STORED)")
+    owned.execute("CREATE VIEW app.rt48_v AS SELECT upper(code) AS code FROM app.rt48")
+    su.execute("INSERT INTO app.rt48 (code) VALUES ('fr')")
+    assert rows(su, "SELECT code FROM app.rt48_v") == [("FR",)]
