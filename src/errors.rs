@@ -826,6 +826,24 @@ pub fn bound_table_other_rows(table: &str) -> ! {
 }
 
 /// 42501: the owner's code, run on an administrator's behalf, would change a setting or take a session lock.
+/// The owner's code, run on an administrator's behalf, reading the administrator's session (see
+/// `guard::function_rights`).
+pub fn session_read_in_owner_code(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} is refused: code of a table owner, run on an administrator's behalf, reads nothing of the \
+             administrator's session"
+        ),
+        Some(
+            "A table owner's function reached by an administrator's statement runs with its owner's rights; the \
+             administrator's statement, settings, prepared statements and cursors are not the owner's to read."
+                .into(),
+        ),
+        Some("Have an administrator own the function, or run the statement as the table owner."),
+    )
+}
+
 pub fn setting_in_owner_code(what: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -863,6 +881,26 @@ pub fn contexts_busy(tenant: Option<&uuid::Uuid>) -> ! {
 
 /// 42501: an administrator's statement reaches an expression of an untrusted owner that calls a function it must
 /// not run with an administrator's rights.
+/// An administrator's statement reaching a relation that would read or write other relations with the
+/// administrator's rights (see `guard::admin_reach`).
+pub fn admin_reaches_owner_relation(relation: &str, what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "an administrator's statement is refused: {relation}, of a role that is not an administrator, is {what}"
+        ),
+        Some(
+            "Its owner chose which relations it reads or writes (or which sequence it advances), and they would be \
+             read or written with the rights of whoever runs the statement."
+                .into(),
+        ),
+        Some(
+            "Have an administrator review and own the relation, or remove what reads with the caller's rights; or run \
+             the statement as its owner.",
+        ),
+    )
+}
+
 pub fn admin_reaches_owner_call(relation: &str, function: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -54,6 +54,10 @@ pub static KEK_PREVIOUS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<
 pub static KEK_PREVIOUS_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static TENANT_KEK_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static TENANT_KEY_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
+/// The extensions whose SECURITY INVOKER functions an administrator's statement may run from the expressions of a
+/// relation whose owner is not trusted (see `guard::admin_reach`): functions that only compute over their arguments.
+pub static ADMIN_REACH_EXTENSIONS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"btree_gin,btree_gist,citext,cube,earthdistance,fuzzystrmatch,hstore,intarray,isn,ltree,pg_trgm,pgcrypto,unaccent,uuid-ossp"));
 
 /// Largest accepted `tenant_guard.clock_skew`, in seconds.
 pub const MAX_CLOCK_SKEW: i32 = 300;
@@ -151,6 +155,18 @@ pub fn init() {
         c"Claim that carries the tenant id (a uuid), for issuers that do not name their own.",
         c"tenant.trust_issuer(..., tenant_claim => ...) overrides it per issuer. Superuser only.",
         &TENANT_CLAIM,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.admin_reach_extensions",
+        c"Extensions whose functions an administrator's statement may run from the expressions of a table or view \
+          whose owner is not an administrator (a default, a check, a view, a rule).",
+        c"Comma-separated extension names. Functions of other extensions (dblink, Citus), and functions an \
+          administrator wrote that are not SECURITY DEFINER, would run there with the administrator's rights: such \
+          a statement is refused (42501). List only extensions whose functions compute over their arguments. \
+          Superuser only.",
+        &ADMIN_REACH_EXTENSIONS,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -706,6 +722,11 @@ pub fn tenant_claim<'a>() -> &'a str {
 
 fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().and_then(|v| v.into_string().ok()).filter(|v| !v.trim().is_empty())
+}
+
+/// Whether `extension` is listed in `tenant_guard.admin_reach_extensions`.
+pub fn admin_reach_extension(extension: &str) -> bool {
+    string_setting(&ADMIN_REACH_EXTENSIONS).is_some_and(|list| list.split(',').any(|name| name.trim() == extension))
 }
 
 /// A configured master-key provider (see `keys`).

@@ -102,6 +102,7 @@ unsafe extern "C-unwind" fn post_parse_analyze(
             report_activity((*pstate).p_sourcetext);
             crate::guard::statement_parsed((*pstate).p_sourcetext);
         }
+        crate::guard::query_analyzed(query);
         if let Some(prev) = PREV_POST_PARSE_ANALYZE {
             pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstate, query, jstate));
         }

@@ -49,6 +49,9 @@ enum Kind {
     /// `set_config` and the session-level advisory locks: refused to the owner's code run on an administrator's
     /// behalf (they would outlive it in the administrator's session).
     SettingWriter,
+    /// `current_query`, `current_setting` and `pg_show_all_settings` (`pg_settings`): refused to the owner's code run
+    /// on an administrator's behalf (the administrator's statement, and what it set, are not the owner's to read).
+    SessionReader,
     QueryRunner,
     Other,
 }
@@ -123,13 +126,45 @@ fn kind(function: pg_sys::Oid) -> Kind {
 }
 
 /// PostgreSQL's functions that leave something in the session past the statement (see `Kind::SettingWriter`).
-const SESSION_WRITERS: [&str; 5] = [
+const SESSION_WRITERS: [&str; 9] = [
     "set_config",
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
     "pg_try_advisory_lock",
     "pg_try_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
+    "setseed",
 ];
+
+/// PostgreSQL's functions that read what the session runs or has set (see `Kind::SessionReader`).
+const SESSION_READERS: [&str; 3] = ["current_query", "current_setting", "pg_show_all_settings"];
+
+/// PostgreSQL's volatile functions that compute from their arguments, the clock or a random source, or take a
+/// sequence's number (an administrator's sequence named in the owner's code is refused apart: see `admin_reach`).
+/// Its other volatile functions change something beyond their result (`setval`, the replication slot and logical
+/// decoding functions, `pg_notify`, `brin_summarize_new_values`, ...).
+const COMPUTE_ONLY: [&str; 11] = [
+    "random",
+    "random_normal",
+    "gen_random_uuid",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "currval",
+    "txid_current",
+    "txid_current_if_assigned",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+];
+
+/// Whether one of PostgreSQL's volatile functions only computes (see `COMPUTE_ONLY`).
+pub fn computes_only(function: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup of an existing function; NULL or a NUL-terminated copy.
+    let name = unsafe { super::cstr(pg_sys::get_func_name(function)) };
+    COMPUTE_ONLY.contains(&name.as_str())
+}
 
 fn classify(function: pg_sys::Oid) -> Kind {
     // SAFETY: syscache lookups of an existing function; palloc'd names are copied at once.
@@ -164,6 +199,8 @@ fn classify(function: pg_sys::Oid) -> Kind {
             Kind::SessionState
         } else if SESSION_WRITERS.contains(&name.as_ref()) {
             Kind::SettingWriter
+        } else if SESSION_READERS.contains(&name.as_ref()) {
+            Kind::SessionReader
         } else if runs_queries(&name) {
             Kind::QueryRunner
         } else {
@@ -172,11 +209,33 @@ fn classify(function: pg_sys::Oid) -> Kind {
     }
 }
 
-/// Whether one of PostgreSQL's functions runs a query given as text, changes a setting or takes a session lock: what
-/// an owner's expression may not make an administrator's statement do (see `admin_reach`).
+/// Whether a function runs a query given as text, changes or reads a setting, takes a session lock, reads statistics
+/// or large objects, signals other sessions or answers by the caller's privileges: what an owner's expression may not
+/// make an administrator's statement do (see `admin_reach`).
 pub fn acts_on_session(function: pg_sys::Oid) -> bool {
-    matches!(kind(function), Kind::QueryRunner | Kind::SettingWriter)
+    if matches!(
+        kind(function),
+        Kind::QueryRunner
+            | Kind::SettingWriter
+            | Kind::SessionReader
+            | Kind::Statistics
+            | Kind::LargeObject
+            | Kind::SessionState
+    ) {
+        return true;
+    }
+    // what an administrator's rights reach further: other sessions, and settings only superusers may read
+    // SAFETY: a syscache lookup of an existing function; NULL or a NUL-terminated copy.
+    let name = unsafe { super::cstr(pg_sys::get_func_name(function)) };
+    ADMIN_REACH.contains(&name.as_str()) || (name.starts_with("has_") && name.ends_with("_privilege"))
 }
+
+/// PostgreSQL's functions whose effect depends on the caller's rights beyond the session: refused in an owner's
+/// expressions reached by an administrator (see `admin_reach`).
+/// The privilege inquiry functions (`has_*_privilege`, `pg_has_role`) are among them: the catalog views that show
+/// each caller only what it may see (`pg_stats`' sampled values, `pg_user_mappings`' options) filter with them.
+const ADMIN_REACH: [&str; 5] =
+    ["pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_has_role", "row_security_active"];
 
 /// Whether tenant_guard is installed in the current database.
 pub fn installed_here() -> bool {
@@ -198,7 +257,12 @@ pub fn executing(function: pg_sys::Oid) {
         // large objects belong to one database
         Kind::LargeObject => !gucs::large_objects_allowed() && confined() && installed_here(),
         // behind a pooler, the session's prepared statements and cursors are earlier clients'
-        Kind::SessionState => !gucs::session_scope_allowed() && confined() && installed_here(),
+        // and the owner's code run for an administrator reads nothing of the administrator's session
+        Kind::SessionState => {
+            (!gucs::session_scope_allowed() && confined() && installed_here())
+                || super::function_rights::owner_code_for_administrator()
+        }
+        Kind::SessionReader => super::function_rights::owner_code_for_administrator(),
         // inside a foreign-key check or action, row-level security is off for the tables' owner: a query run there
         // would see every tenant's rows of every table that owner owns
         // SAFETY: reads the backend's security context.
@@ -211,7 +275,11 @@ pub fn executing(function: pg_sys::Oid) {
         let name = unsafe { super::cstr(pg_sys::get_func_name(function)) };
         match kind(function) {
             Kind::LargeObject => errors::large_objects_refused(&name),
+            Kind::SessionState if super::function_rights::owner_code_for_administrator() => {
+                errors::session_read_in_owner_code(&format!("{name}()"))
+            }
             Kind::SessionState => errors::session_state_hidden(&name),
+            Kind::SessionReader => errors::session_read_in_owner_code(&format!("{name}()")),
             Kind::QueryRunner => errors::query_in_foreign_key_action(&name),
             Kind::SettingWriter => errors::setting_in_owner_code(&format!("{name}()")),
             _ => errors::statistics_hidden(&name),

@@ -188,6 +188,53 @@ unsafe extern "C-unwind" fn process_utility(
     {
         errors::setting_in_owner_code("SET");
     }
+    // SAFETY: reads the node tag only.
+    if unsafe { (*pstmt).utilityStmt.as_ref() }.is_some_and(|n| n.type_ == pg_sys::NodeTag::T_VariableShowStmt)
+        && function_rights::owner_code_for_administrator()
+    {
+        errors::session_read_in_owner_code("SHOW");
+    }
+    // ALTER TABLE checks the relation's constraints and computes values when it changes a column's type, validates,
+    // adds or attaches, and ALTER DOMAIN checks every stored value, with the rights of whoever runs it, without a plan
+    // SAFETY: reads the statement's node: an AlterTableStmt's relation is a RangeVar, an AlterDomainStmt's typeName
+    // a list of names.
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt {
+            let alter = node as *mut pg_sys::AlterTableStmt;
+            // the subcommands that compute or check values (dropping a constraint or changing the owner, an
+            // administrator's ways out, do not)
+            let evaluates = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds).iter_ptr().any(|cmd| {
+                matches!(
+                    (*cmd).subtype,
+                    pg_sys::AlterTableType::AT_AlterColumnType
+                        | pg_sys::AlterTableType::AT_ValidateConstraint
+                        | pg_sys::AlterTableType::AT_AddColumn
+                        | pg_sys::AlterTableType::AT_AddConstraint
+                        | pg_sys::AlterTableType::AT_AttachPartition
+                )
+            });
+            if evaluates && !(*alter).relation.is_null() {
+                let relid = pg_sys::RangeVarGetRelidExtended(
+                    (*alter).relation,
+                    pg_sys::NoLock as _,
+                    pg_sys::RVROption::RVR_MISSING_OK,
+                    None,
+                    std::ptr::null_mut(),
+                );
+                if relid != pg_sys::InvalidOid {
+                    admin_reach::check_written(relid);
+                }
+            }
+        } else if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterDomainStmt {
+            let alter = node as *mut pg_sys::AlterDomainStmt;
+            let name = pg_sys::makeTypeNameFromNameList((*alter).typeName);
+            let typid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name, true);
+            if typid != pg_sys::InvalidOid {
+                admin_reach::check_type(typid);
+            }
+        }
+    }
     // COPY FROM computes the relation's defaults and checks without a plan
     // SAFETY: reads the statement's node; a CopyStmt's relation is a RangeVar or NULL.
     unsafe {
@@ -203,7 +250,7 @@ unsafe extern "C-unwind" fn process_utility(
                     std::ptr::null_mut(),
                 );
                 if relid != pg_sys::InvalidOid {
-                    admin_reach::check_relation(relid);
+                    admin_reach::check_written(relid);
                 }
             }
         }
@@ -504,6 +551,15 @@ unsafe fn prepared_statement_of(text: *const std::ffi::c_char) {
 pub unsafe fn statement_parsed(text: *const std::ffi::c_char) {
     // SAFETY: as the caller promises.
     unsafe { prepared::parsed(text) };
+}
+
+/// A statement just parse-analyzed, before it is rewritten or planned (see `admin_reach`).
+///
+/// # Safety
+/// `query` is NULL or a parse-analyzed Query.
+pub unsafe fn query_analyzed(query: *mut pg_sys::Query) {
+    // SAFETY: as the caller promises.
+    unsafe { admin_reach::check_query(query) };
 }
 
 /// The statement a parse-analyzed wrapper runs: EXPLAIN and CREATE TABLE AS hold their statement as a Query, whose

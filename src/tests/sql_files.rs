@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod files {
     /// Every SQL file of the extension, by name.
-    const SQL_FILES: [(&str, &str); 27] = [
+    const SQL_FILES: [(&str, &str); 29] = [
         ("admin_role.sql", include_str!("../../sql/admin_role.sql")),
         ("placement.sql", include_str!("../../sql/placement.sql")),
         ("tenant_stats.sql", include_str!("../../sql/tenant_stats.sql")),
@@ -26,6 +26,8 @@ mod files {
         ("revocations.sql", include_str!("../../sql/revocations.sql")),
         ("shared_verifications.sql", include_str!("../../sql/shared_verifications.sql")),
         ("trusted_code.sql", include_str!("../../sql/trusted_code.sql")),
+        ("queries/admin_reach_calls.sql", include_str!("../../sql/queries/admin_reach_calls.sql")),
+        ("queries/admin_reach_relation.sql", include_str!("../../sql/queries/admin_reach_relation.sql")),
         ("queries/issuer_state.sql", include_str!("../../sql/queries/issuer_state.sql")),
         ("queries/key_rows.sql", include_str!("../../sql/queries/key_rows.sql")),
         ("queries/managed_policy_intact.sql", include_str!("../../sql/queries/managed_policy_intact.sql")),

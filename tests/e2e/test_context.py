@@ -219,7 +219,7 @@ def test_tokens_are_not_readable_back(app, keys):
     assert sqlstate(app, "SHOW tenant_guard.token")[0] == "42501"
     assert sqlstate(app, "SELECT current_setting('tenant_guard.token')")[0] == "42501"
     names = [r[0] for r in app.execute("SELECT name FROM pg_settings WHERE name LIKE 'tenant_guard.%' ORDER BY 1")]
-    assert names == ["tenant_guard.allow_explain", "tenant_guard.allow_large_objects",
+    assert names == ["tenant_guard.admin_reach_extensions", "tenant_guard.allow_explain", "tenant_guard.allow_large_objects",
                      "tenant_guard.allow_session_scope", "tenant_guard.clock_skew",
                      "tenant_guard.hide_planner_statistics", "tenant_guard.hide_statistics",
                      "tenant_guard.max_token_lifetime", "tenant_guard.pooler_statement_prefix",

@@ -10,6 +10,7 @@ A46; red team of issue 16).
 Schema and fixtures: redteam.py. The owner's functions write to a log table that must stay empty.
 """
 
+import psycopg
 import pytest
 
 from redteam import (A, B, DB, attacker, dsn, fails, owner, redteam_db, rows, su)  # noqa: F401
@@ -177,17 +178,352 @@ def owned(owner, su):
      "SELECT * FROM app.rt48_v", "set_config(text,text,boolean)"),
     ("CREATE TABLE app.rt48 (code text, f text DEFAULT pg_read_file('/etc/hostname'))",
      "INSERT INTO app.rt48 (code) VALUES ('FR')", "pg_read_file(text)"),
-], ids=["default runs a query", "check sets", "rule sets", "view sets", "superuser-only function"])
+    ("CREATE TABLE app.rt48 (id int, code text) PARTITION BY LIST (id); "
+     "CREATE TABLE app.rt48_1 PARTITION OF app.rt48 FOR VALUES IN (1); "
+     "ALTER TABLE app.rt48_1 ADD CONSTRAINT c CHECK (set_config('work_mem', '77kB', false) IS NOT NULL)",
+     "INSERT INTO app.rt48 VALUES (1, 'FR')", "set_config(text,text,boolean)"),
+    ("CREATE TABLE app.rt48 (code text, f text DEFAULT current_setting('data_directory'))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "current_setting(text)"),
+    ("CREATE TABLE app.rt48 (code text, f boolean DEFAULT pg_cancel_backend(0))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "pg_cancel_backend(integer)"),
+], ids=["default runs a query", "check sets", "rule sets", "view sets", "superuser-only function",
+        "a partition's check", "reads a setting", "signals a session"])
 def test_A43_an_administrator_does_not_run_the_owners_expressions_with_its_rights(owned, su, ddl, statement,
                                                                                    function):
     owned.execute(ddl)
     owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
-    relation = "app.rt48_v" if "VIEW" in ddl else "app.rt48"
+    relation = "app.rt48_v" if "VIEW" in ddl else "app.rt48_1" if "PARTITION OF" in ddl else "app.rt48"
     settings = rows(su, "SELECT current_setting('work_mem'), current_setting('statement_timeout'), "
                         "current_setting('application_name')")
     assert fails(su, statement) == (REACHES[0], REACHES[1].format(relation, function))
     assert rows(su, "SELECT current_setting('work_mem'), current_setting('statement_timeout'), "
                     "current_setting('application_name')") == settings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A43, the functions that are neither the owner's nor PostgreSQL's, and the code the owner's code reaches (round 14)
+
+
+@pytest.fixture
+def admin_made(su):
+    """Functions an administrator made: two extensions', one of the DBA's own that runs what it is given, one SECURITY
+    DEFINER helper."""
+    su.execute('CREATE EXTENSION IF NOT EXISTS dblink; CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
+    su.execute("CREATE FUNCTION public.rt48_run(q text) RETURNS text LANGUAGE plpgsql AS "
+               "$$ BEGIN EXECUTE q; RETURN 'ran'; END $$")
+    su.execute("CREATE FUNCTION public.rt48_stamp() RETURNS text LANGUAGE sql SECURITY DEFINER "
+               "SET search_path = pg_catalog AS $$ SELECT 'stamped' $$")
+    yield su
+    su.execute("DROP TABLE IF EXISTS app.rt48_log; DROP AGGREGATE IF EXISTS app.rt48_agg(text, boolean); "
+               "DROP FUNCTION public.rt48_run(text), public.rt48_stamp(); "
+               'DROP EXTENSION dblink; DROP EXTENSION "uuid-ossp"')
+
+
+@pytest.mark.parametrize("ddl, statement, relation, function", [
+    ("CREATE TABLE app.rt48 (code text, f text DEFAULT dblink_exec('dbname=postgres', 'CREATE ROLE rt48_x'))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "public.dblink_exec(text,text)"),
+    ("CREATE TABLE app.rt48 (code text, f boolean DEFAULT tenant.revoke_token('an honest jti'))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "tenant.revoke_token(text)"),
+    ("CREATE TABLE app.rt48 (code text, f text DEFAULT public.rt48_run('ALTER ROLE rt48_x SUPERUSER'))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "public.rt48_run(text)"),
+    ("CREATE TABLE app.rt48 (code text, f bytea DEFAULT lo_get(1))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "lo_get(oid)"),
+    ("CREATE AGGREGATE app.rt48_agg(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'work_mem'); "
+     "CREATE TABLE app.rt48 (code text); CREATE VIEW app.rt48_v AS SELECT app.rt48_agg(code, false) FROM app.rt48",
+     "SELECT * FROM app.rt48_v", "app.rt48_v", "set_config(text,text,boolean)"),
+    ("CREATE TABLE app.rt48 (code text); CREATE TABLE app.rt48_log (s text); "
+     "CREATE RULE rt48 AS ON INSERT TO app.rt48 DO ALSO "
+     "INSERT INTO app.rt48_log SELECT setting FROM pg_settings WHERE name = 'data_directory'",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "pg_show_all_settings()"),
+    ("CREATE TABLE app.rt48 (code text); CREATE TABLE app.rt48_log (s text); "
+     "CREATE RULE rt48 AS ON INSERT TO app.rt48 DO ALSO "
+     "INSERT INTO app.rt48_log SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'orders'",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "app.rt48", "has_column_privilege(oid,smallint,text)"),
+], ids=["an extension runs a query", "tenant_guard's API", "an administrator's own function", "a large object",
+        "an aggregate's step", "a rule reads settings through a catalog view",
+        "a rule reads sampled values through a catalog view"])
+def test_A43_an_administrator_does_not_run_other_code_the_owner_names_with_its_rights(admin_made, owned, su, ddl,
+                                                                                       statement, relation, function):
+    owned.execute(ddl)
+    owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
+    revoked = rows(su, "SELECT count(*) FROM tenant.revoked_token")
+    assert fails(su, statement) == (REACHES[0], REACHES[1].format(relation, function))
+    assert rows(su, "SELECT count(*) FROM pg_roles WHERE rolname = 'rt48_x'") == [(0,)]
+    assert rows(su, "SELECT count(*) FROM tenant.revoked_token") == revoked
+
+
+def test_A43_an_administrator_runs_listed_extensions_and_security_definer_helpers(admin_made, owned, su):
+    owned.execute("CREATE TABLE app.rt48 (code text, id uuid DEFAULT uuid_generate_v4(), "
+                  "stamp text DEFAULT public.rt48_stamp())")
+    owned.execute("GRANT ALL ON app.rt48 TO PUBLIC")
+    su.execute("INSERT INTO app.rt48 (code) VALUES ('FR')")
+    assert rows(su, "SELECT code, id IS NOT NULL, stamp FROM app.rt48") == [("FR", True, "stamped")]
+    # uuid-ossp is listed by default; without it, its function is refused like any other extension's
+    su.execute("SET tenant_guard.admin_reach_extensions = 'pgcrypto'")
+    assert fails(su, "INSERT INTO app.rt48 (code) VALUES ('DE')") == (
+        REACHES[0], REACHES[1].format("app.rt48", "public.uuid_generate_v4()"))
+    # listing an extension does not let through a function that runs a query
+    owned.execute("CREATE TABLE app.rt48_log (s text, f text DEFAULT dblink_exec('dbname=postgres', 'SELECT 1'))")
+    owned.execute("GRANT ALL ON app.rt48_log TO PUBLIC")
+    su.execute("SET tenant_guard.admin_reach_extensions = 'dblink,uuid-ossp'")
+    assert fails(su, "INSERT INTO app.rt48_log (s) VALUES ('DE')") == (
+        REACHES[0], REACHES[1].format("app.rt48_log", "public.dblink_exec(text,text)"))
+    su.execute("RESET tenant_guard.admin_reach_extensions")
+
+
+def test_A43_only_superusers_choose_the_extensions_an_administrator_runs(owner):
+    assert fails(owner, "SET tenant_guard.admin_reach_extensions = 'dblink'") == (
+        "42501", 'permission denied to set parameter "tenant_guard.admin_reach_extensions"')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A43, red team round 14: what reads with the caller's rights besides functions, what runs before the executor,
+# PostgreSQL's functions that check rights inside, the owner's domains in an administrator's own expressions
+
+READS_AS_CALLER = ("42501", "an administrator's statement is refused: {}, of a role that is not an administrator, "
+                            "is {}")
+
+
+@pytest.fixture
+def admin_role(redteam_db, su):
+    """A login member of tenant_guard_admin that is not a superuser and does not bypass row-level security."""
+    su.execute("DROP ROLE IF EXISTS rt48_admin")
+    su.execute("CREATE ROLE rt48_admin LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE tenant_guard_admin")
+    su.execute("GRANT USAGE ON SCHEMA app TO rt48_admin")
+    try:
+        with psycopg.connect(dsn(user="rt48_admin", dbname=DB), autocommit=True) as c:
+            yield c
+    finally:
+        su.execute("DROP OWNED BY rt48_admin; DROP ROLE rt48_admin")
+
+
+def test_A43_a_security_invoker_view_is_not_read_with_an_administrators_rights(owned, su):
+    owned.execute("CREATE TABLE app.rt48 (code text)")
+    owned.execute("CREATE VIEW app.rt48_v WITH (security_invoker = true) AS "
+                  "SELECT t.issuer AS code FROM tenant.trusted_issuer t")
+    owned.execute("GRANT ALL ON app.rt48_v TO PUBLIC")
+    assert fails(su, "SELECT * FROM app.rt48_v") == (
+        READS_AS_CALLER[0], READS_AS_CALLER[1].format("app.rt48_v", "a security_invoker view"))
+
+
+def test_A43_a_security_invoker_view_in_place_of_a_table_takes_no_administrators_insert(owned, su):
+    owned.execute("CREATE VIEW app.rt48 WITH (security_invoker = true) AS "
+                  "SELECT issuer AS code, jwks FROM tenant.trusted_issuer")
+    owned.execute("ALTER VIEW app.rt48 ALTER COLUMN jwks SET DEFAULT '{\"keys\": []}'::jsonb")
+    owned.execute("GRANT ALL ON app.rt48 TO PUBLIC")
+    before = rows(su, "SELECT count(*) FROM tenant.trusted_issuer")
+    assert fails(su, "INSERT INTO app.rt48 (code) VALUES ('FR')") == (
+        READS_AS_CALLER[0], READS_AS_CALLER[1].format("app.rt48", "a security_invoker view"))
+    assert rows(su, "SELECT count(*) FROM tenant.trusted_issuer") == before
+    su.execute("DROP VIEW app.rt48")
+
+
+def test_A43_a_policy_that_reads_relations_is_not_run_with_an_administrators_rights(owned, su, admin_role):
+    owned.execute("CREATE TABLE app.rt48 (code text)")
+    owned.execute("ALTER TABLE app.rt48 ENABLE ROW LEVEL SECURITY")
+    owned.execute("CREATE POLICY rt48 ON app.rt48 USING (EXISTS (SELECT 1 FROM tenant.issuer_tenant))")
+    owned.execute("GRANT ALL ON app.rt48 TO PUBLIC")
+    assert fails(admin_role, "SELECT * FROM app.rt48") == (
+        READS_AS_CALLER[0], READS_AS_CALLER[1].format("app.rt48", "a table whose policy reads other relations"))
+    # a superuser is not subject to the policy: nothing is read with its rights
+    assert rows(su, "SELECT count(*) FROM app.rt48") == [(0,)]
+
+
+def test_A43_nothing_of_the_owners_is_evaluated_while_an_administrators_statement_is_planned(owned, su):
+    owned.execute("CREATE SEQUENCE app.rt48_leak MINVALUE 0 START 0")
+    owned.execute("CREATE FUNCTION app.rt48_spy(v text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS "
+                  "$$ BEGIN PERFORM setval('app.rt48_leak', length(v)); RETURN v; END $$")
+    owned.execute("CREATE TABLE app.rt48 (code text)")
+    owned.execute("CREATE VIEW app.rt48_v AS SELECT code FROM app.rt48 "
+                  "WHERE code = app.rt48_spy(current_setting('data_directory'))")
+    owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
+    for statement in ["SELECT * FROM app.rt48_v", "EXPLAIN SELECT * FROM app.rt48_v",
+                      "CREATE TEMP TABLE rt48_copy AS SELECT * FROM app.rt48_v"]:
+        assert fails(su, statement) == (REACHES[0], REACHES[1].format("app.rt48_v", "current_setting(text)"))
+    assert rows(owned, "SELECT last_value, is_called FROM app.rt48_leak") == [(0, False)]
+    owned.execute("DROP FUNCTION app.rt48_spy(text) CASCADE; DROP SEQUENCE app.rt48_leak")
+
+
+@pytest.fixture
+def admin_sequence(su):
+    su.execute("CREATE SEQUENCE public.rt48_invoice START 1000")
+    su.execute("GRANT USAGE ON SEQUENCE public.rt48_invoice TO PUBLIC")
+    yield su
+    su.execute("DROP TABLE IF EXISTS app.rt48 CASCADE; DROP SEQUENCE public.rt48_invoice")
+
+
+@pytest.mark.parametrize("ddl, statement, function", [
+    ("CREATE TABLE app.rt48 (code text, f text DEFAULT pg_create_physical_replication_slot('rt48_slot', true)::text)",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "pg_create_physical_replication_slot(name,boolean,boolean)"),
+    ("CREATE TABLE app.rt48 (code text, f bigint DEFAULT setval(('public.' || 'rt48_invoice')::regclass, 1))",
+     "INSERT INTO app.rt48 (code) VALUES ('FR')", "setval(regclass,bigint)"),
+    ("CREATE TABLE app.rt48 (code text); CREATE VIEW app.rt48_v AS "
+     "SELECT code, pg_notify('loot', code)::text AS n FROM app.rt48",
+     "SELECT * FROM app.rt48_v", "pg_notify(text,text)"),
+    ("CREATE TABLE app.rt48 (code text); CREATE VIEW app.rt48_v AS "
+     "SELECT slot_name FROM pg_logical_slot_get_changes('rt48_slot', NULL, NULL) s(lsn, xid, slot_name)",
+     "SELECT * FROM app.rt48_v", "pg_logical_slot_get_changes(name,pg_lsn,integer,text[])"),
+], ids=["creates a replication slot", "resets a sequence", "notifies", "decodes the log"])
+def test_A43_postgresqls_functions_that_act_beyond_their_result_are_refused(admin_sequence, owned, su, ddl,
+                                                                             statement, function):
+    owned.execute(ddl)
+    owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
+    relation = "app.rt48_v" if "VIEW" in ddl else "app.rt48"
+    assert fails(su, statement) == (REACHES[0], REACHES[1].format(relation, function))
+    assert rows(su, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    assert rows(su, "SELECT last_value, is_called FROM public.rt48_invoice") == [(1000, False)]
+
+
+def test_A43_an_administrators_sequence_is_not_advanced_by_the_owners_default(admin_sequence, owned, su):
+    owned.execute("CREATE TABLE app.rt48 (code text, n bigint DEFAULT nextval('public.rt48_invoice'))")
+    owned.execute("GRANT ALL ON app.rt48 TO PUBLIC")
+    assert fails(su, "INSERT INTO app.rt48 (code) VALUES ('FR')") == (
+        READS_AS_CALLER[0], READS_AS_CALLER[1].format("app.rt48", "a relation whose code uses a sequence of an "
+                                                                  "administrator's"))
+    assert rows(su, "SELECT last_value, is_called FROM public.rt48_invoice") == [(1000, False)]
+    # the owner's own sequences (serial, identity) still number an administrator's rows
+    owned.execute("CREATE TABLE app.rt48_own (code text, id serial, n bigint GENERATED ALWAYS AS IDENTITY)")
+    owned.execute("GRANT ALL ON app.rt48_own TO PUBLIC")
+    su.execute("INSERT INTO app.rt48_own (code) VALUES ('FR')")
+    assert rows(su, "SELECT code, id, n FROM app.rt48_own") == [("FR", 1, 1)]
+    su.execute("DROP TABLE app.rt48_own")
+
+
+@pytest.fixture
+def owner_domain(owned, su):
+    owned.execute("CREATE DOMAIN app.rt48_code AS text "
+                  "CHECK (set_config('search_path', 'app, pg_catalog, public', false) IS NOT NULL)")
+    owned.execute("CREATE FUNCTION app.rt48_normalize(c app.rt48_code) RETURNS text LANGUAGE sql AS "
+                  "$$ SELECT upper(c) $$")
+    yield owned
+    su.execute("DROP TABLE IF EXISTS public.rt48_admin; DROP DOMAIN app.rt48_code CASCADE")
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT app.rt48_normalize('fr')",
+    "SELECT 'fr'::app.rt48_code",
+    "INSERT INTO public.rt48_admin VALUES ('fr')",
+], ids=["an argument of the owner's function", "a cast", "a column of the administrator's own table"])
+def test_A43_the_owners_domain_checks_do_not_run_in_an_administrators_expressions(owner_domain, su, statement):
+    su.execute("CREATE TABLE IF NOT EXISTS public.rt48_admin (c app.rt48_code)")
+    path = rows(su, "SHOW search_path")
+    assert fails(su, statement) == (REACHES[0], REACHES[1].format("type app.rt48_code",
+                                                                  "set_config(text,text,boolean)"))
+    assert rows(su, "SHOW search_path") == path
+
+
+def test_A43_the_owners_domain_default_does_not_run_in_an_administrators_own_table(owned, su):
+    owned.execute("CREATE DOMAIN app.rt48_dflt AS text DEFAULT query_to_xml('SELECT 1', false, false, '')::text")
+    try:
+        su.execute("CREATE TABLE public.rt48_admin (id int, d app.rt48_dflt)")
+        for statement in ["INSERT INTO public.rt48_admin (id) VALUES (1)", "INSERT INTO public.rt48_admin DEFAULT VALUES",
+                          "UPDATE public.rt48_admin SET d = DEFAULT"]:
+            assert fails(su, statement) == (REACHES[0], REACHES[1].format(
+                "type app.rt48_dflt", "query_to_xml(text,boolean,boolean,text)"))
+    finally:
+        su.execute("DROP TABLE IF EXISTS public.rt48_admin; DROP DOMAIN app.rt48_dflt")
+
+
+def test_A43_copy_from_into_an_administrators_own_table_checks_the_owners_domain(owned, su):
+    owned.execute("CREATE DOMAIN app.rt48_chk AS text CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL)")
+    try:
+        su.execute("CREATE TABLE public.rt48_admin (id int, e app.rt48_chk)")
+        with su.cursor() as cur:
+            try:
+                with cur.copy("COPY public.rt48_admin FROM STDIN") as copy:
+                    copy.write_row((1, "v"))
+                raise AssertionError("COPY ran")
+            except psycopg.Error as e:
+                assert (e.sqlstate, e.diag.message_primary) == (REACHES[0], REACHES[1].format(
+                    "type app.rt48_chk", "query_to_xml(text,boolean,boolean,text)"))
+        assert rows(su, "SELECT count(*) FROM public.rt48_admin") == [(0,)]
+    finally:
+        su.execute("DROP TABLE IF EXISTS public.rt48_admin; DROP DOMAIN app.rt48_chk")
+
+
+@pytest.mark.parametrize("ddl, statement", [
+    ("CREATE TABLE app.rt48 (id int, CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL))",
+     "ALTER TABLE app.rt48 ALTER COLUMN id TYPE bigint"),
+    ("CREATE TABLE app.rt48 (id int); INSERT INTO app.rt48 VALUES (1); ALTER TABLE app.rt48 ADD CONSTRAINT c "
+     "CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL) NOT VALID",
+     "ALTER TABLE app.rt48 VALIDATE CONSTRAINT c"),
+    ("CREATE TABLE app.rt48 (id int, CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL))",
+     "ALTER TABLE app.rt48 ADD COLUMN n float8 DEFAULT random()"),
+], ids=["a type change checks again", "a constraint validated", "a rewrite checks again"])
+def test_A43_an_administrators_alter_table_does_not_check_the_owners_constraints_with_its_rights(owned, su, ddl,
+                                                                                                 statement):
+    owned.execute(ddl)
+    assert fails(su, statement) == (REACHES[0], REACHES[1].format("app.rt48",
+                                                                  "query_to_xml(text,boolean,boolean,text)"))
+    # what the administrator does to review it is not refused: take it over, then run the statement
+    su.execute("ALTER TABLE app.rt48 OWNER TO postgres")
+    su.execute(statement)
+
+
+def test_A43_an_administrators_alter_domain_does_not_check_the_owners_values_with_its_rights(owned, su):
+    owned.execute("CREATE DOMAIN app.rt48_v AS int")
+    owned.execute("ALTER DOMAIN app.rt48_v ADD CONSTRAINT c CHECK (query_to_xml('SELECT 1', false, false, '') "
+                  "IS NOT NULL) NOT VALID")
+    try:
+        assert fails(su, "ALTER DOMAIN app.rt48_v VALIDATE CONSTRAINT c") == (REACHES[0], REACHES[1].format(
+            "type app.rt48_v", "query_to_xml(text,boolean,boolean,text)"))
+    finally:
+        su.execute("DROP DOMAIN app.rt48_v")
+
+
+@pytest.mark.parametrize("read, refused", [
+    ("current_query()", "current_query()"),
+    ("(SELECT string_agg(statement, ' | ') FROM pg_prepared_statements)", "pg_prepared_statement()"),
+    ("(SELECT string_agg(statement, ' | ') FROM pg_cursors)", "pg_cursor()"),
+    ("current_setting('rt48.secret', true)", "current_setting()"),
+    ("(SELECT setting FROM pg_settings WHERE name = 'rt48.secret')", "pg_show_all_settings()"),
+], ids=["the statement", "prepared statements", "cursors", "a setting", "the settings view"])
+def test_A43_the_owners_code_reads_nothing_of_an_administrators_session(seeded, su, read, refused):
+    seeded.execute(f"CREATE FUNCTION app.rt48_read() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   f"INSERT INTO app.rt43_log VALUES ({read}); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt48_read BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_read()")
+    try:
+        su.execute("SET rt48.secret = 'the administrator''s'")
+        su.execute("PREPARE rt48_p AS SELECT 'prepared by the administrator'")
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", f"{refused} is refused: code of a table owner, run on an administrator's behalf, reads nothing "
+                     "of the administrator's session")
+        assert rows(su, "SELECT count(*) FROM app.rt43_log") == [(0,)]
+    finally:
+        su.execute("DROP TRIGGER IF EXISTS rt48_read ON app.countries; DROP FUNCTION IF EXISTS app.rt48_read()")
+
+
+def test_A43_the_owners_code_does_not_show_an_administrators_settings(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt48_show() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE v text; BEGIN "
+                   "EXECUTE 'SHOW rt48.secret' INTO v; INSERT INTO app.rt43_log VALUES (v); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt48_show BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_show()")
+    try:
+        su.execute("SET rt48.secret = 'the administrator''s'")
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", "SHOW is refused: code of a table owner, run on an administrator's behalf, reads nothing of the "
+                     "administrator's session")
+        assert rows(su, "SELECT count(*) FROM app.rt43_log") == [(0,)]
+    finally:
+        su.execute("DROP TRIGGER IF EXISTS rt48_show ON app.countries; DROP FUNCTION IF EXISTS app.rt48_show()")
+
+
+def test_A43_the_owners_code_does_not_release_an_administrators_session_locks(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt48_unlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "PERFORM pg_advisory_unlock_all(); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt48_unlock BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_unlock()")
+    try:
+        su.execute("SELECT pg_advisory_lock(4848)")
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", "pg_advisory_unlock_all() is refused: code of a table owner, run on an administrator's behalf, "
+                     "leaves nothing in the administrator's session")
+        assert rows(su, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                    ) == [(1,)]
+    finally:
+        su.execute("SELECT pg_advisory_unlock_all()")
+        su.execute("DROP TRIGGER IF EXISTS rt48_unlock ON app.countries; DROP FUNCTION IF EXISTS app.rt48_unlock()")
 
 
 def test_A43_copy_from_by_an_administrator_is_refused_the_same_way(owned, su):
