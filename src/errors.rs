@@ -901,6 +901,25 @@ pub fn admin_reaches_owner_relation(relation: &str, what: &str) -> ! {
     )
 }
 
+/// A domain of a role that is not an administrator whose code calls a function an administrator may not run from
+/// it (see `guard::admin_reach`).
+pub fn domain_code_refused(statement: &str, domain: &str, function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{statement} is refused: domain {domain} calls {function}, which would run with the rights of whoever \
+             converts a value to it"
+        ),
+        Some(
+            "A domain's checks and default run wherever a value is converted to it, with the rights of whoever runs \
+             the statement (an administrator too); this function would run a query, read or change a setting, take \
+             a lock or act with those rights."
+                .into(),
+        ),
+        Some("Call a function of your own from the check instead, or have an administrator create the domain."),
+    )
+}
+
 pub fn admin_reaches_owner_call(relation: &str, function: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -21,7 +21,7 @@
 //!
 //! The verdict on a relation is kept for the statement in progress only.
 
-use super::{functions, ADMIN_ROLE};
+use super::functions;
 use crate::errors;
 use crate::gucs;
 use crate::privileged::with_pinned_search_path;
@@ -32,15 +32,20 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 /// A statement: (local transaction id, statement start).
-type Statement = (u32, pg_sys::TimestampTz);
-/// The statement the verdicts are for, and the verdict per relation.
-type Verdicts = (Option<Statement>, HashMap<pg_sys::Oid, Option<String>>);
+/// A statement: (local transaction id, statement start, command id). The command id tells apart the statements of
+/// one message and the catalog changes a statement makes as it runs.
+type Statement = (u32, pg_sys::TimestampTz, pg_sys::CommandId);
+/// The statement the answers are for, and the answer per object.
+type PerStatement<V> = (Option<Statement>, HashMap<pg_sys::Oid, V>);
 
 thread_local! {
     /// Relation -> the first refused function its owner's expressions call (None: nothing to refuse), for the
     /// statement in progress: judged again at each statement (an administrator's statements are few; a relcache
     /// callback slot, of which PostgreSQL has ten for every extension together, is not spent on this).
-    static VERDICTS: RefCell<Verdicts> = RefCell::new((None, HashMap::new()));
+    static VERDICTS: RefCell<PerStatement<Option<String>>> = RefCell::new((None, HashMap::new()));
+    /// Relation -> its nearest ancestor of an untrusted owner, for the statement in progress.
+    static ANCESTORS: RefCell<PerStatement<Option<pg_sys::Oid>>> =
+        RefCell::new((None, HashMap::new()));
     /// Set while a relation is being judged (the judging query runs through the executor too).
     static JUDGING: Cell<bool> = const { Cell::new(false) };
 }
@@ -48,19 +53,18 @@ thread_local! {
 /// The statement the cached verdicts belong to: (local transaction id, statement start).
 fn statement() -> Statement {
     // SAFETY: plain reads of backend state.
-    (crate::pg_version::local_transaction_id(), unsafe { pg_sys::GetCurrentStatementStartTimestamp() })
+    unsafe {
+        (
+            crate::pg_version::local_transaction_id(),
+            pg_sys::GetCurrentStatementStartTimestamp(),
+            pg_sys::GetCurrentCommandId(false),
+        )
+    }
 }
 
 /// Whether `role` is a superuser or has the privileges of tenant_guard_admin.
 fn trusted(role: pg_sys::Oid) -> bool {
-    // SAFETY: role lookups by oid and name (missing_ok).
-    unsafe {
-        if pg_sys::superuser_arg(role) {
-            return true;
-        }
-        let admin = pg_sys::get_role_oid(ADMIN_ROLE.as_ptr(), true);
-        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, admin)
-    }
+    super::function_rights::role_trusted(role)
 }
 
 /// The first function the owner's code on a relation (or a domain's checks and default) calls that an administrator's
@@ -241,14 +245,85 @@ fn column_types(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 
 fn check_one(relid: pg_sys::Oid) {
     // the relations of trusted owners (every catalog, most tables) cost a syscache lookup
-    if relation_owner(relid).is_none_or(trusted) || !functions::installed_here() {
+    let Some(owner) = relation_owner(relid) else { return };
+    if (relid.to_u32() as i64) < pg_sys::FirstNormalObjectId as i64 || !functions::installed_here() {
         return;
     }
+    let name = if !trusted(owner) {
+        super::display_name(relid)
+    } else {
+        // a trusted role's partition or child of an untrusted role's table carries the code it inherited (defaults,
+        // checks): judged as that role's
+        match untrusted_ancestor(relid) {
+            Some(ancestor) => {
+                format!("{} (code inherited from {})", super::display_name(relid), super::display_name(ancestor))
+            }
+            None => return,
+        }
+    };
     if let Some(what) = reads_as_caller(relid) {
-        errors::admin_reaches_owner_relation(&super::display_name(relid), &what);
+        errors::admin_reaches_owner_relation(&name, &what);
     }
     if let Some(function) = refused_call(relid, false) {
-        errors::admin_reaches_owner_call(&super::display_name(relid), &function);
+        errors::admin_reaches_owner_call(&name, &function);
+    }
+}
+
+/// The nearest ancestor (through partitioning or inheritance) of a relation that a role that is not trusted owns.
+fn untrusted_ancestor(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    let now = statement();
+    let known = ANCESTORS.with_borrow_mut(|(at, v)| {
+        if *at != Some(now) {
+            *at = Some(now);
+            v.clear();
+        }
+        v.get(&relid).copied()
+    });
+    if let Some(known) = known {
+        return known;
+    }
+    let found = untrusted_ancestor_in_catalog(relid);
+    ANCESTORS.with_borrow_mut(|(_, v)| v.insert(relid, found));
+    found
+}
+
+fn untrusted_ancestor_in_catalog(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    let was = JUDGING.replace(true);
+    let ancestors: Vec<(pg_sys::Oid, pg_sys::Oid)> = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "WITH RECURSIVE a(oid, depth) AS (SELECT $1::pg_catalog.oid, 0 UNION \
+                         SELECT i.inhparent, a.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i \
+                           JOIN a ON i.inhrelid OPERATOR(pg_catalog.=) a.oid) \
+                     SELECT a.oid, c.relowner FROM a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.oid \
+                      WHERE a.depth OPERATOR(pg_catalog.>) 0 ORDER BY a.depth",
+                    None,
+                    &[relid.into()],
+                )
+                .map(|rows| {
+                    rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    });
+    JUDGING.set(was);
+    ancestors.into_iter().find(|(_, owner)| !trusted(*owner)).map(|(ancestor, _)| ancestor)
+}
+
+/// Refuses a domain whose checks or default, written by a role that is not trusted, call a function an
+/// administrator's statement may not run: PostgreSQL converts values to a domain in many places no statement shows
+/// (PL/pgSQL variables and RETURN, array and composite literals read while a statement is parsed), so such a domain
+/// is refused when it is made, not only when a statement is judged.
+pub fn check_new_domain(statement: &str, typid: pg_sys::Oid) {
+    if super::is_admin() || !functions::installed_here() {
+        return;
+    }
+    if let Some(function) = refused_call(typid, true) {
+        // SAFETY: a syscache lookup of an existing type; a palloc'd, NUL-terminated name.
+        let name = unsafe { super::cstr(pg_sys::format_type_be_qualified(typid)) };
+        errors::domain_code_refused(statement, &name, &function);
     }
 }
 

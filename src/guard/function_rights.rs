@@ -164,8 +164,32 @@ fn wrapped(function: pg_sys::Oid) -> bool {
 /// its owner): it may change no setting (`SET`, `RESET`, `set_config`), which would outlive it in the
 /// administrator's session or transaction when it has a SET clause of its own (PostgreSQL then keeps a plain `SET`
 /// made inside past the function's end); without one, the nest level it runs in discards whatever it set.
+///
+/// Also when PostgreSQL itself switched from an administrator to a role that is not trusted, in the
+/// administrator's session: a foreign-key action runs as the referencing table's owner (its rules too), a
+/// materialized view is refreshed and an index built as the relation's owner.
 pub fn owner_code_for_administrator() -> bool {
-    SAVED.with_borrow(|s| s.iter().any(|saved| saved.is_some_and(|s| s.nest.is_some())))
+    if SAVED.with_borrow(|s| s.iter().any(|saved| saved.is_some_and(|s| s.nest.is_some()))) {
+        return true;
+    }
+    // SAFETY: plain reads of the backend's user ids and security context, and role lookups.
+    unsafe {
+        (pg_sys::InLocalUserIdChange() || pg_sys::InSecurityRestrictedOperation())
+            && !role_trusted(pg_sys::GetUserId())
+            && role_trusted(pg_sys::GetOuterUserId())
+    }
+}
+
+/// Whether `role` is a superuser or has the privileges of tenant_guard_admin.
+pub fn role_trusted(role: pg_sys::Oid) -> bool {
+    // SAFETY: role lookups by oid and name (missing_ok).
+    unsafe {
+        if pg_sys::superuser_arg(role) {
+            return true;
+        }
+        let admin = pg_sys::get_role_oid(ADMIN_ROLE.as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, admin)
+    }
 }
 
 #[pg_guard]

@@ -200,7 +200,10 @@ unsafe extern "C-unwind" fn process_utility(
     // a list of names.
     unsafe {
         let node = (*pstmt).utilityStmt;
-        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt {
+        // what PostgreSQL runs on behalf of a statement (a partition's ALTER TABLE steps) and tenant_guard's own DDL
+        // evaluate nothing the statement did not
+        let own = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND || labels::in_internal_ddl();
+        if !own && !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt {
             let alter = node as *mut pg_sys::AlterTableStmt;
             // the subcommands that compute or check values (dropping a constraint or changing the owner, an
             // administrator's ways out, do not)
@@ -226,7 +229,7 @@ unsafe extern "C-unwind" fn process_utility(
                     admin_reach::check_written(relid);
                 }
             }
-        } else if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterDomainStmt {
+        } else if !own && !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterDomainStmt {
             let alter = node as *mut pg_sys::AlterDomainStmt;
             let name = pg_sys::makeTypeNameFromNameList((*alter).typeName);
             let typid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name, true);
@@ -354,6 +357,23 @@ unsafe extern "C-unwind" fn process_utility(
     }
     if owner_line {
         post_check::verify(&what);
+    }
+    // a domain's code is judged when it is written (see `admin_reach::check_new_domain`)
+    if tag == pg_sys::NodeTag::T_CreateDomainStmt || tag == pg_sys::NodeTag::T_AlterDomainStmt {
+        // SAFETY: the node is the statement's CreateDomainStmt or AlterDomainStmt; both name the domain with a list.
+        let (names, statement) = unsafe {
+            if tag == pg_sys::NodeTag::T_CreateDomainStmt {
+                ((*(node as *mut pg_sys::CreateDomainStmt)).domainname, "CREATE DOMAIN")
+            } else {
+                ((*(node as *mut pg_sys::AlterDomainStmt)).typeName, "ALTER DOMAIN")
+            }
+        };
+        // SAFETY: a list of names; the lookup is missing_ok.
+        let typid =
+            unsafe { pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList(names), true) };
+        if typid != pg_sys::InvalidOid {
+            admin_reach::check_new_domain(statement, typid);
+        }
     }
 }
 

@@ -391,8 +391,10 @@ def test_A43_an_administrators_sequence_is_not_advanced_by_the_owners_default(ad
 
 @pytest.fixture
 def owner_domain(owned, su):
-    owned.execute("CREATE DOMAIN app.rt48_code AS text "
-                  "CHECK (set_config('search_path', 'app, pg_catalog, public', false) IS NOT NULL)")
+    # the owner may not write such a domain (see the test below): an administrator made it and handed it over
+    su.execute("CREATE DOMAIN app.rt48_code AS text "
+               "CHECK (set_config('search_path', 'app, pg_catalog, public', false) IS NOT NULL)")
+    su.execute("ALTER DOMAIN app.rt48_code OWNER TO rt_owner")
     owned.execute("CREATE FUNCTION app.rt48_normalize(c app.rt48_code) RETURNS text LANGUAGE sql AS "
                   "$$ SELECT upper(c) $$")
     yield owned
@@ -413,7 +415,8 @@ def test_A43_the_owners_domain_checks_do_not_run_in_an_administrators_expression
 
 
 def test_A43_the_owners_domain_default_does_not_run_in_an_administrators_own_table(owned, su):
-    owned.execute("CREATE DOMAIN app.rt48_dflt AS text DEFAULT query_to_xml('SELECT 1', false, false, '')::text")
+    su.execute("CREATE DOMAIN app.rt48_dflt AS text DEFAULT query_to_xml('SELECT 1', false, false, '')::text")
+    su.execute("ALTER DOMAIN app.rt48_dflt OWNER TO rt_owner")
     try:
         su.execute("CREATE TABLE public.rt48_admin (id int, d app.rt48_dflt)")
         for statement in ["INSERT INTO public.rt48_admin (id) VALUES (1)", "INSERT INTO public.rt48_admin DEFAULT VALUES",
@@ -425,7 +428,8 @@ def test_A43_the_owners_domain_default_does_not_run_in_an_administrators_own_tab
 
 
 def test_A43_copy_from_into_an_administrators_own_table_checks_the_owners_domain(owned, su):
-    owned.execute("CREATE DOMAIN app.rt48_chk AS text CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL)")
+    su.execute("CREATE DOMAIN app.rt48_chk AS text CHECK (query_to_xml('SELECT 1', false, false, '') IS NOT NULL)")
+    su.execute("ALTER DOMAIN app.rt48_chk OWNER TO rt_owner")
     try:
         su.execute("CREATE TABLE public.rt48_admin (id int, e app.rt48_chk)")
         with su.cursor() as cur:
@@ -462,8 +466,8 @@ def test_A43_an_administrators_alter_table_does_not_check_the_owners_constraints
 
 def test_A43_an_administrators_alter_domain_does_not_check_the_owners_values_with_its_rights(owned, su):
     owned.execute("CREATE DOMAIN app.rt48_v AS int")
-    owned.execute("ALTER DOMAIN app.rt48_v ADD CONSTRAINT c CHECK (query_to_xml('SELECT 1', false, false, '') "
-                  "IS NOT NULL) NOT VALID")
+    su.execute("ALTER DOMAIN app.rt48_v ADD CONSTRAINT c CHECK (query_to_xml('SELECT 1', false, false, '') "
+               "IS NOT NULL) NOT VALID")
     try:
         assert fails(su, "ALTER DOMAIN app.rt48_v VALIDATE CONSTRAINT c") == (REACHES[0], REACHES[1].format(
             "type app.rt48_v", "query_to_xml(text,boolean,boolean,text)"))
@@ -507,6 +511,90 @@ def test_A43_the_owners_code_does_not_show_an_administrators_settings(seeded, su
         assert rows(su, "SELECT count(*) FROM app.rt43_log") == [(0,)]
     finally:
         su.execute("DROP TRIGGER IF EXISTS rt48_show ON app.countries; DROP FUNCTION IF EXISTS app.rt48_show()")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A43, red team round 16: code PostgreSQL itself runs as the owner in the administrator's session, code a trusted
+# role's partition inherits, domains converted where no statement shows them
+
+
+@pytest.mark.parametrize("ddl, statement, message", [
+    ("CREATE RULE rt48 AS ON DELETE TO app.rt48_c DO ALSO SELECT set_config('search_path', 'app, public', false)",
+     "DELETE FROM app.rt48_p", "set_config() is refused: code of a table owner, run on an administrator's behalf, "
+                               "leaves nothing in the administrator's session"),
+    ("CREATE RULE rt48 AS ON DELETE TO app.rt48_c DO ALSO INSERT INTO app.rt48_log VALUES (current_query())",
+     "DELETE FROM app.rt48_p", "current_query() is refused: code of a table owner, run on an administrator's "
+                               "behalf, reads nothing of the administrator's session"),
+    ("CREATE MATERIALIZED VIEW app.rt48_mv AS SELECT current_query() AS q WITH NO DATA",
+     "REFRESH MATERIALIZED VIEW app.rt48_mv", "current_query() is refused: code of a table owner, run on an "
+                                              "administrator's behalf, reads nothing of the administrator's session"),
+    ("CREATE MATERIALIZED VIEW app.rt48_mv AS SELECT pg_advisory_unlock_all()::text AS l WITH NO DATA",
+     "REFRESH MATERIALIZED VIEW app.rt48_mv", "pg_advisory_unlock_all() is refused: code of a table owner, run on an "
+                                              "administrator's behalf, leaves nothing in the administrator's session"),
+], ids=["a foreign-key cascade sets", "a foreign-key cascade reads the statement", "a refresh reads the statement",
+        "a refresh releases locks"])
+def test_A43_code_postgresql_runs_as_the_owner_in_an_administrators_session_leaves_and_reads_nothing(
+        owned, su, ddl, statement, message):
+    owned.execute("CREATE TABLE app.rt48_p (id int PRIMARY KEY); CREATE TABLE app.rt48_log (v text); "
+                  "CREATE TABLE app.rt48_c (id int, pid int REFERENCES app.rt48_p (id) ON DELETE CASCADE)")
+    owned.execute("INSERT INTO app.rt48_p VALUES (1); INSERT INTO app.rt48_c VALUES (1, 1)")
+    owned.execute(ddl)
+    owned.execute("GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC")
+    try:
+        su.execute("SELECT pg_advisory_lock(4848)")
+        path = rows(su, "SHOW search_path")
+        assert fails(su, statement) == ("42501", message)
+        assert rows(su, "SHOW search_path") == path
+        assert rows(su, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                    ) == [(1,)]
+        assert rows(su, "SELECT count(*) FROM app.rt48_log") == [(0,)]
+    finally:
+        su.execute("SELECT pg_advisory_unlock_all()")
+        su.execute("DROP MATERIALIZED VIEW IF EXISTS app.rt48_mv; DROP TABLE app.rt48_c, app.rt48_p, app.rt48_log")
+
+
+def test_A43_an_administrators_partition_of_the_owners_table_carries_the_owners_code(owned, su):
+    owned.execute("CREATE TABLE app.rt48 (id int, day date, loot text DEFAULT query_to_xml('SELECT 1', false, false, "
+                  "'')::text) PARTITION BY RANGE (day)")
+    su.execute("CREATE TABLE app.rt48_2025 PARTITION OF app.rt48 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    for statement in ["INSERT INTO app.rt48_2025 (id, day) VALUES (1, '2025-05-05')",
+                      "INSERT INTO app.rt48 (id, day) VALUES (1, '2025-05-05')"]:
+        assert fails(su, statement)[0] == "42501"
+    assert fails(su, "INSERT INTO app.rt48_2025 (id, day) VALUES (1, '2025-05-05')") == (REACHES[0], REACHES[1].format(
+        "app.rt48_2025 (code inherited from app.rt48)", "query_to_xml(text,boolean,boolean,text)"))
+    assert rows(owned, "SELECT count(*) FROM app.rt48") == [(0,)]
+
+
+@pytest.mark.parametrize("statement, function", [
+    ("CREATE DOMAIN app.rt48_d AS text CHECK (set_config('search_path', 'app', false) IS NOT NULL)",
+     "set_config(text,text,boolean)"),
+    ("CREATE DOMAIN app.rt48_d AS text DEFAULT query_to_xml('SELECT 1', false, false, '')::text",
+     "query_to_xml(text,boolean,boolean,text)"),
+    ("CREATE DOMAIN app.rt48_d AS text; ALTER DOMAIN app.rt48_d ADD CHECK (current_setting('rt48.x', true) IS NULL)",
+     "current_setting(text,boolean)"),
+    ("CREATE DOMAIN app.rt48_d AS text; ALTER DOMAIN app.rt48_d SET DEFAULT tenant.revoke_token('x')::text",
+     "tenant.revoke_token(text)"),
+], ids=["a check sets", "a default runs a query", "a check added reads a setting", "a default calls the API"])
+def test_A43_the_owner_writes_no_domain_an_administrator_could_not_convert_to(owned, su, statement, function):
+    verb = "ALTER DOMAIN" if "ALTER DOMAIN" in statement else "CREATE DOMAIN"
+    try:
+        assert fails(owned, statement) == (
+            "42501", f"{verb} is refused: domain app.rt48_d calls {function}, which would run with the rights of "
+                     "whoever converts a value to it")
+    finally:
+        su.execute("DROP DOMAIN IF EXISTS app.rt48_d")
+
+
+def test_A43_the_owner_still_writes_domains_that_call_its_own_functions(owned, su):
+    owned.execute("CREATE FUNCTION app.rt48_ok(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS "
+                  "$$ SELECT length(t) = 2 $$")
+    try:
+        owned.execute("CREATE DOMAIN app.rt48_d AS text CHECK (app.rt48_ok(VALUE) AND upper(VALUE) = VALUE) "
+                      "DEFAULT 'FR'")
+        su.execute("DO $$ DECLARE v app.rt48_d := 'DE'; BEGIN NULL; END $$")
+        assert fails(su, "SELECT 'fr'::app.rt48_d")[0] == "23514"
+    finally:
+        su.execute("DROP DOMAIN IF EXISTS app.rt48_d; DROP FUNCTION app.rt48_ok(text)")
 
 
 def test_A43_the_owners_code_does_not_release_an_administrators_session_locks(seeded, su):
