@@ -920,6 +920,20 @@ pub fn domain_code_refused(statement: &str, domain: &str, function: &str) -> ! {
     )
 }
 
+/// A table owner detaching an administrator's partition (see `guard::admin_reach`).
+pub fn detach_administrators_partition(partition: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("DETACH PARTITION is refused: {partition} belongs to an administrator"),
+        Some(
+            "The partition carries the defaults and checks it inherited from this table; detached, they would be an \
+             administrator's table's, run with the rights of whoever writes it."
+                .into(),
+        ),
+        Some("Have an administrator detach it."),
+    )
+}
+
 pub fn admin_reaches_owner_call(relation: &str, function: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -269,6 +269,11 @@ fn check_one(relid: pg_sys::Oid) {
     }
 }
 
+/// Whether a relation's owner is a superuser or an administrator.
+pub fn owned_by_administrator(relid: pg_sys::Oid) -> bool {
+    relation_owner(relid).is_some_and(trusted)
+}
+
 /// The nearest ancestor (through partitioning or inheritance) of a relation that a role that is not trusted owns.
 fn untrusted_ancestor(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     let now = statement();

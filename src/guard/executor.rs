@@ -116,6 +116,7 @@ unsafe fn protected_table(query_desc: *mut pg_sys::QueryDesc) -> Option<pg_sys::
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     ENTRIES.set(ENTRIES.get() + 1);
     crate::context::statement_started(query_desc as usize);
+    super::function_rights::executor_started(query_desc as usize);
     // SAFETY: a valid QueryDesc from the executor; its text is NUL-terminated.
     unsafe { super::prepared_statement_of((*query_desc).sourceText) };
     // SAFETY: the QueryDesc's plan, valid for the executor's whole run.
@@ -214,6 +215,7 @@ unsafe extern "C-unwind" fn executor_run(
     redact_reported_text(query_desc);
     // a cursor or portal run again by a later statement: the context must still hold (revoked, suspended?)
     crate::context::statement_continued(query_desc as usize);
+    super::function_rights::executor_running(query_desc as usize);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);
@@ -269,6 +271,7 @@ unsafe extern "C-unwind" fn executor_run(
     redact_reported_text(query_desc);
     // a cursor or portal run again by a later statement: the context must still hold (revoked, suspended?)
     crate::context::statement_continued(query_desc as usize);
+    super::function_rights::executor_running(query_desc as usize);
     let _mark = hold_mark(query_desc);
     let _depth = RunDepth::enter();
     ENTRIES.set(ENTRIES.get() + 1);

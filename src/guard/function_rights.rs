@@ -28,7 +28,7 @@ use super::ADMIN_ROLE;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 static mut PREV_NEEDS: pg_sys::needs_fmgr_hook_type = None;
 static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
@@ -39,6 +39,8 @@ thread_local! {
     /// What each wrapped call changed, to restore when it ends: (user, security context) before, or None; and the
     /// GUC nest level pushed for a call run as its owner on an administrator's behalf.
     static SAVED: RefCell<Vec<Option<Saved>>> = const { RefCell::new(Vec::new()) };
+    /// The executor runs the owner's code started on an administrator's behalf, in this transaction.
+    static OWNER_STARTED: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
 }
 
 pub fn init() {
@@ -63,6 +65,25 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
     if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
         // calls an ERROR cut short leave nothing to restore: abort restored the user itself
         SAVED.with_borrow_mut(Vec::clear);
+    }
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT) {
+        OWNER_STARTED.with_borrow_mut(HashSet::clear);
+    }
+}
+
+/// An executor run started: remembered when the owner's code started it on an administrator's behalf.
+pub fn executor_started(query_desc: usize) {
+    if owner_code_for_administrator() {
+        OWNER_STARTED.with_borrow_mut(|s| s.insert(query_desc));
+    }
+}
+
+/// An executor run continued (a cursor fetched, moved): the owner's code run on an administrator's behalf may
+/// fetch only from what it started itself, not from the administrator's cursors (a PL/pgSQL loop's portals have
+/// guessable names), which would hand it rows read with the administrator's rights.
+pub fn executor_running(query_desc: usize) {
+    if owner_code_for_administrator() && !OWNER_STARTED.with_borrow(|s| s.contains(&query_desc)) {
+        crate::errors::session_read_in_owner_code("FETCH from a cursor of the administrator's");
     }
 }
 

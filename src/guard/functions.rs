@@ -49,7 +49,8 @@ enum Kind {
     /// `set_config` and the session-level advisory locks: refused to the owner's code run on an administrator's
     /// behalf (they would outlive it in the administrator's session).
     SettingWriter,
-    /// `current_query`, `current_setting` and `pg_show_all_settings` (`pg_settings`): refused to the owner's code run
+    /// `current_query`, `current_setting`, `pg_show_all_settings` (`pg_settings`), `current_schemas` and
+    /// `pg_listening_channels`: refused to the owner's code run
     /// on an administrator's behalf (the administrator's statement, and what it set, are not the owner's to read).
     SessionReader,
     QueryRunner,
@@ -126,12 +127,16 @@ fn kind(function: pg_sys::Oid) -> Kind {
 }
 
 /// PostgreSQL's functions that leave something in the session past the statement (see `Kind::SettingWriter`).
-const SESSION_WRITERS: [&str; 9] = [
+const SESSION_WRITERS: [&str; 13] = [
     "set_config",
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
     "pg_try_advisory_lock",
     "pg_try_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
     "pg_advisory_unlock",
     "pg_advisory_unlock_shared",
     "pg_advisory_unlock_all",
@@ -139,7 +144,8 @@ const SESSION_WRITERS: [&str; 9] = [
 ];
 
 /// PostgreSQL's functions that read what the session runs or has set (see `Kind::SessionReader`).
-const SESSION_READERS: [&str; 3] = ["current_query", "current_setting", "pg_show_all_settings"];
+const SESSION_READERS: [&str; 5] =
+    ["current_query", "current_setting", "pg_show_all_settings", "current_schemas", "pg_listening_channels"];
 
 /// PostgreSQL's volatile functions that compute from their arguments, the clock or a random source, or take a
 /// sequence's number (an administrator's sequence named in the owner's code is refused apart: see `admin_reach`).

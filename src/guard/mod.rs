@@ -189,10 +189,21 @@ unsafe extern "C-unwind" fn process_utility(
         errors::setting_in_owner_code("SET");
     }
     // SAFETY: reads the node tag only.
-    if unsafe { (*pstmt).utilityStmt.as_ref() }.is_some_and(|n| n.type_ == pg_sys::NodeTag::T_VariableShowStmt)
+    let reads_session = match unsafe { (*pstmt).utilityStmt.as_ref() }.map(|n| n.type_) {
+        Some(pg_sys::NodeTag::T_VariableShowStmt) => Some("SHOW"),
+        // EXPLAIN (SETTINGS) shows the settings the session changed
+        Some(pg_sys::NodeTag::T_ExplainStmt) => Some("EXPLAIN"),
+        _ => None,
+    };
+    if let Some(what) = reads_session.filter(|_| function_rights::owner_code_for_administrator()) {
+        errors::session_read_in_owner_code(what);
+    }
+    // nor close the administrator's cursors (FETCH and MOVE are refused when they run: see function_rights)
+    // SAFETY: reads the node tag only.
+    if unsafe { (*pstmt).utilityStmt.as_ref() }.is_some_and(|n| n.type_ == pg_sys::NodeTag::T_ClosePortalStmt)
         && function_rights::owner_code_for_administrator()
     {
-        errors::session_read_in_owner_code("SHOW");
+        errors::session_read_in_owner_code("CLOSE");
     }
     // ALTER TABLE checks the relation's constraints and computes values when it changes a column's type, validates,
     // adds or attaches, and ALTER DOMAIN checks every stored value, with the rights of whoever runs it, without a plan
@@ -203,6 +214,30 @@ unsafe extern "C-unwind" fn process_utility(
         // what PostgreSQL runs on behalf of a statement (a partition's ALTER TABLE steps) and tenant_guard's own DDL
         // evaluate nothing the statement did not
         let own = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND || labels::in_internal_ddl();
+        if !own && !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt && !is_admin() {
+            // an administrator's partition keeps the defaults and checks it inherited: detached by the table's
+            // owner, it would carry that owner's code as an administrator's table
+            let alter = node as *mut pg_sys::AlterTableStmt;
+            for cmd in pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds).iter_ptr() {
+                if matches!(
+                    (*cmd).subtype,
+                    pg_sys::AlterTableType::AT_DetachPartition | pg_sys::AlterTableType::AT_DetachPartitionFinalize
+                ) && !(*cmd).def.is_null()
+                {
+                    let partition = (*((*cmd).def as *mut pg_sys::PartitionCmd)).name;
+                    let relid = pg_sys::RangeVarGetRelidExtended(
+                        partition,
+                        pg_sys::NoLock as _,
+                        pg_sys::RVROption::RVR_MISSING_OK,
+                        None,
+                        std::ptr::null_mut(),
+                    );
+                    if relid != pg_sys::InvalidOid && admin_reach::owned_by_administrator(relid) {
+                        errors::detach_administrators_partition(&display_name(relid));
+                    }
+                }
+            }
+        }
         if !own && !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_AlterTableStmt {
             let alter = node as *mut pg_sys::AlterTableStmt;
             // the subcommands that compute or check values (dropping a constraint or changing the owner, an
@@ -368,9 +403,25 @@ unsafe extern "C-unwind" fn process_utility(
                 ((*(node as *mut pg_sys::AlterDomainStmt)).typeName, "ALTER DOMAIN")
             }
         };
-        // SAFETY: a list of names; the lookup is missing_ok.
-        let typid =
-            unsafe { pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList(names), true) };
+        // the domain the statement made or altered, found the way PostgreSQL found it (a new one in its creation
+        // schema: a search by name could find a temporary lookalike first)
+        // SAFETY: a list of names; the lookups are missing_ok or return InvalidOid.
+        let typid = unsafe {
+            if tag == pg_sys::NodeTag::T_CreateDomainStmt {
+                let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+                let schema = pg_sys::QualifiedNameGetCreationNamespace(names, &mut name);
+                pg_sys::GetSysCacheOid(
+                    pg_sys::SysCacheIdentifier::TYPENAMENSP as _,
+                    pg_sys::Anum_pg_type_oid as _,
+                    pg_sys::Datum::from(name),
+                    pg_sys::Datum::from(schema),
+                    pg_sys::Datum::from(0),
+                    pg_sys::Datum::from(0),
+                )
+            } else {
+                pg_sys::LookupTypeNameOid(std::ptr::null_mut(), pg_sys::makeTypeNameFromNameList(names), true)
+            }
+        };
         if typid != pg_sys::InvalidOid {
             admin_reach::check_new_domain(statement, typid);
         }

@@ -481,7 +481,10 @@ def test_A43_an_administrators_alter_domain_does_not_check_the_owners_values_wit
     ("(SELECT string_agg(statement, ' | ') FROM pg_cursors)", "pg_cursor()"),
     ("current_setting('rt48.secret', true)", "current_setting()"),
     ("(SELECT setting FROM pg_settings WHERE name = 'rt48.secret')", "pg_show_all_settings()"),
-], ids=["the statement", "prepared statements", "cursors", "a setting", "the settings view"])
+    ("array_to_string(current_schemas(true), ',')", "current_schemas()"),
+    ("(SELECT string_agg(c, ',') FROM pg_listening_channels() c)", "pg_listening_channels()"),
+], ids=["the statement", "prepared statements", "cursors", "a setting", "the settings view", "the search path",
+        "the channels"])
 def test_A43_the_owners_code_reads_nothing_of_an_administrators_session(seeded, su, read, refused):
     seeded.execute(f"CREATE FUNCTION app.rt48_read() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                    f"INSERT INTO app.rt43_log VALUES ({read}); RETURN NEW; END $$")
@@ -496,6 +499,33 @@ def test_A43_the_owners_code_reads_nothing_of_an_administrators_session(seeded, 
         assert rows(su, "SELECT count(*) FROM app.rt43_log") == [(0,)]
     finally:
         su.execute("DROP TRIGGER IF EXISTS rt48_read ON app.countries; DROP FUNCTION IF EXISTS app.rt48_read()")
+
+
+def test_A43_the_owners_code_takes_no_lock_for_the_administrators_transaction(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt48_xlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   "PERFORM pg_advisory_xact_lock(4848); RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt48_xlock BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_xlock()")
+    try:
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", "pg_advisory_xact_lock() is refused: code of a table owner, run on an administrator's behalf, "
+                     "leaves nothing in the administrator's session")
+    finally:
+        su.execute("DROP TRIGGER IF EXISTS rt48_xlock ON app.countries; DROP FUNCTION IF EXISTS app.rt48_xlock()")
+
+
+def test_A43_the_owners_code_explains_nothing_in_an_administrators_session(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt48_explain() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE v text; BEGIN "
+                   "EXECUTE 'EXPLAIN (SETTINGS) SELECT 1' INTO v; INSERT INTO app.rt43_log VALUES (v); RETURN NEW; "
+                   "END $$")
+    seeded.execute("CREATE TRIGGER rt48_explain BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_explain()")
+    try:
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", "EXPLAIN is refused: code of a table owner, run on an administrator's behalf, reads nothing of "
+                     "the administrator's session")
+    finally:
+        su.execute("DROP TRIGGER IF EXISTS rt48_explain ON app.countries; DROP FUNCTION IF EXISTS app.rt48_explain()")
 
 
 def test_A43_the_owners_code_does_not_show_an_administrators_settings(seeded, su):
@@ -595,6 +625,52 @@ def test_A43_the_owner_still_writes_domains_that_call_its_own_functions(owned, s
         assert fails(su, "SELECT 'fr'::app.rt48_d")[0] == "23514"
     finally:
         su.execute("DROP DOMAIN IF EXISTS app.rt48_d; DROP FUNCTION app.rt48_ok(text)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A43, red team round 17: the administrator's cursors, a partition detached by the table's owner, a temporary
+# lookalike of a new domain
+
+
+def test_A43_the_owners_code_fetches_nothing_from_an_administrators_cursors(seeded, su):
+    seeded.execute("CREATE FUNCTION app.rt48_fetch() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE r refcursor := "
+                   "'rt48_c'; v record; BEGIN FETCH r INTO v; INSERT INTO app.rt43_log VALUES (v::text); "
+                   "RETURN NEW; END $$")
+    seeded.execute("CREATE TRIGGER rt48_fetch BEFORE INSERT ON app.countries FOR EACH ROW EXECUTE FUNCTION "
+                   "app.rt48_fetch()")
+    try:
+        su.execute("BEGIN")
+        su.execute("DECLARE rt48_c CURSOR FOR SELECT issuer FROM tenant.trusted_issuer ORDER BY issuer")
+        assert fails(su, "INSERT INTO app.countries VALUES ('FR')") == (
+            "42501", "FETCH from a cursor of the administrator's is refused: code of a table owner, run on an "
+                     "administrator's behalf, reads nothing of the administrator's session")
+        su.execute("ROLLBACK")
+        assert rows(su, "SELECT count(*) FROM app.rt43_log") == [(0,)]
+    finally:
+        if su.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            su.execute("ROLLBACK")
+        su.execute("DROP TRIGGER IF EXISTS rt48_fetch ON app.countries; DROP FUNCTION IF EXISTS app.rt48_fetch()")
+
+
+def test_A43_the_owner_does_not_detach_an_administrators_partition(owned, su):
+    owned.execute("CREATE TABLE app.rt48 (id int, loot text DEFAULT query_to_xml('SELECT 1', false, false, '')"
+                  "::text) PARTITION BY LIST (id)")
+    su.execute("CREATE TABLE app.rt48_1 PARTITION OF app.rt48 FOR VALUES IN (1)")
+    assert fails(owned, "ALTER TABLE app.rt48 DETACH PARTITION app.rt48_1") == (
+        "42501", "DETACH PARTITION is refused: app.rt48_1 belongs to an administrator")
+    su.execute("ALTER TABLE app.rt48 DETACH PARTITION app.rt48_1")      # an administrator may
+    su.execute("DROP TABLE app.rt48_1")
+
+
+def test_A43_a_temporary_lookalike_does_not_hide_a_new_domain(owned, su):
+    owned.execute("CREATE DOMAIN pg_temp.rt48_d AS text")
+    owned.execute("SET search_path = app")
+    try:
+        assert fails(owned, "CREATE DOMAIN rt48_d AS text CHECK (set_config('search_path', 'app', false) IS NOT NULL)"
+                     ) == ("42501", "CREATE DOMAIN is refused: domain app.rt48_d calls set_config(text,text,boolean), "
+                                    "which would run with the rights of whoever converts a value to it")
+    finally:
+        su.execute("DROP DOMAIN IF EXISTS app.rt48_d")
 
 
 def test_A43_the_owners_code_does_not_release_an_administrators_session_locks(seeded, su):
