@@ -70,17 +70,10 @@ fn trusted(role: pg_sys::Oid) -> bool {
 /// The first function the owner's code on a relation (or a domain's checks and default) calls that an administrator's
 /// rights must not run (see `refused`); None when there is none.
 fn refused_call(object: pg_sys::Oid, domain: bool) -> Option<String> {
-    let now = statement();
-    let known = VERDICTS.with_borrow_mut(|(at, v)| {
-        if *at != Some(now) {
-            *at = Some(now);
-            v.clear();
-        }
-        v.get(&object).cloned()
-    });
-    if let Some(known) = known {
-        return known;
-    }
+    per_statement(&VERDICTS, object, || judge_calls(object, domain))
+}
+
+fn judge_calls(object: pg_sys::Oid, domain: bool) -> Option<String> {
     let found = JUDGING.replace(true);
     struct Reset(bool);
     impl Drop for Reset {
@@ -117,9 +110,29 @@ fn refused_call(object: pg_sys::Oid, domain: bool) -> Option<String> {
                 .unwrap_or_else(|e| errors::internal(format!("tenant_guard could not read a relation's code: {e}")))
         })
     });
-    let verdict = calls.iter().find(|call| refused(call)).map(|call| call.name.clone());
-    VERDICTS.with_borrow_mut(|(_, v)| v.insert(object, verdict.clone()));
-    verdict
+    calls.iter().find(|call| refused(call)).map(|call| call.name.clone())
+}
+
+/// The answer for `object` kept in `cache` for the statement in progress, or `compute`d and kept.
+fn per_statement<V: Clone>(
+    cache: &'static std::thread::LocalKey<RefCell<PerStatement<V>>>,
+    object: pg_sys::Oid,
+    compute: impl FnOnce() -> V,
+) -> V {
+    let now = statement();
+    let known = cache.with_borrow_mut(|(at, v)| {
+        if *at != Some(now) {
+            *at = Some(now);
+            v.clear();
+        }
+        v.get(&object).cloned()
+    });
+    if let Some(known) = known {
+        return known;
+    }
+    let found = compute();
+    cache.with_borrow_mut(|(_, v)| v.insert(object, found.clone()));
+    found
 }
 
 /// A function the owner's code calls (see `sql/queries/admin_reach_calls.sql`).
@@ -276,20 +289,7 @@ pub fn owned_by_administrator(relid: pg_sys::Oid) -> bool {
 
 /// The nearest ancestor (through partitioning or inheritance) of a relation that a role that is not trusted owns.
 fn untrusted_ancestor(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    let now = statement();
-    let known = ANCESTORS.with_borrow_mut(|(at, v)| {
-        if *at != Some(now) {
-            *at = Some(now);
-            v.clear();
-        }
-        v.get(&relid).copied()
-    });
-    if let Some(known) = known {
-        return known;
-    }
-    let found = untrusted_ancestor_in_catalog(relid);
-    ANCESTORS.with_borrow_mut(|(_, v)| v.insert(relid, found));
-    found
+    per_statement(&ANCESTORS, relid, || untrusted_ancestor_in_catalog(relid))
 }
 
 fn untrusted_ancestor_in_catalog(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {

@@ -39,6 +39,22 @@ pub unsafe fn pin(rv: *mut pg_sys::RangeVar, lockmode: u32) -> pg_sys::Oid {
     relid
 }
 
+/// Resolves `rv` as it stands (InvalidOid when it does not exist or is NULL), holding `lockmode` to the end of the
+/// transaction (`NoLock`: none), for a check that does not change the statement: with the statement's own lock the
+/// relation cannot be renamed away from the name before the statement resolves it again.
+///
+/// # Safety
+/// `rv` is a RangeVar of a parse tree, or NULL.
+pub unsafe fn resolve(rv: *mut pg_sys::RangeVar, lockmode: pg_sys::LOCKMODE) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    // SAFETY: rv is a valid RangeVar; missing_ok.
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(rv, lockmode, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut())
+    }
+}
+
 /// Resolves a qualified-name list whose leading parts name a relation (DROP POLICY's `[schema.]table.policy`, with
 /// `keep_last` = 1), holding `lockmode`. Returns the relation and the list to put in the statement instead:
 /// `schema.table.<kept parts>`.

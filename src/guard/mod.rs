@@ -224,14 +224,8 @@ unsafe extern "C-unwind" fn process_utility(
                     pg_sys::AlterTableType::AT_DetachPartition | pg_sys::AlterTableType::AT_DetachPartitionFinalize
                 ) && !(*cmd).def.is_null()
                 {
-                    let partition = (*((*cmd).def as *mut pg_sys::PartitionCmd)).name;
-                    let relid = pg_sys::RangeVarGetRelidExtended(
-                        partition,
-                        pg_sys::NoLock as _,
-                        pg_sys::RVROption::RVR_MISSING_OK,
-                        None,
-                        std::ptr::null_mut(),
-                    );
+                    // no lock: the caller is not trusted, and may not queue one on a table it may not touch
+                    let relid = lookup::resolve((*((*cmd).def as *mut pg_sys::PartitionCmd)).name, pg_sys::NoLock as _);
                     if relid != pg_sys::InvalidOid && admin_reach::owned_by_administrator(relid) {
                         errors::detach_administrators_partition(&display_name(relid));
                     }
@@ -252,14 +246,8 @@ unsafe extern "C-unwind" fn process_utility(
                         | pg_sys::AlterTableType::AT_AttachPartition
                 )
             });
-            if evaluates && !(*alter).relation.is_null() {
-                let relid = pg_sys::RangeVarGetRelidExtended(
-                    (*alter).relation,
-                    pg_sys::NoLock as _,
-                    pg_sys::RVROption::RVR_MISSING_OK,
-                    None,
-                    std::ptr::null_mut(),
-                );
+            if evaluates && is_admin() {
+                let relid = lookup::resolve((*alter).relation, pg_sys::AlterTableGetLockLevel((*alter).cmds));
                 if relid != pg_sys::InvalidOid {
                     admin_reach::check_written(relid);
                 }
@@ -279,14 +267,8 @@ unsafe extern "C-unwind" fn process_utility(
         let node = (*pstmt).utilityStmt;
         if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_CopyStmt {
             let copy = node as *mut pg_sys::CopyStmt;
-            if (*copy).is_from && !(*copy).relation.is_null() {
-                let relid = pg_sys::RangeVarGetRelidExtended(
-                    (*copy).relation,
-                    pg_sys::NoLock as _,
-                    pg_sys::RVROption::RVR_MISSING_OK,
-                    None,
-                    std::ptr::null_mut(),
-                );
+            if (*copy).is_from && is_admin() {
+                let relid = lookup::resolve((*copy).relation, pg_sys::RowExclusiveLock as _);
                 if relid != pg_sys::InvalidOid {
                     admin_reach::check_written(relid);
                 }
