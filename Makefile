@@ -90,7 +90,7 @@ test-pg: deps
 
 ## end-to-end tests (several connections, COMMIT, session scope, connection options, PyJWT interop)
 test-e2e: install
-	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) $(VENV)/bin/python -m pytest -q tests/e2e
+	tests/support/with-cluster.sh $(E2E_DIR) $(E2E_PORT) $(VENV)/bin/python -m pytest -q --timeout=300 tests/e2e
 
 ## the Citus suite (tests/citus/): a coordinator and two workers on this machine. Runs where Citus is installed in
 ## the PostgreSQL under test, and says it was skipped elsewhere; not part of `make test` (no package registry here has
@@ -114,7 +114,7 @@ test-fuzz:
 ## cargo-fuzz needs nightly compiler flags: RUSTC_BOOTSTRAP=1 allows them on the stable toolchain;
 ## libFuzzer is C++, built with clang++ (installed by deps.sh; a fresh machine may have no c++)
 fuzz: deps
-	@cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2' || cargo install cargo-fuzz --version 0.13.2 --locked
+	@cargo fuzz --version 2>/dev/null | grep -q ' 0\.13\.2' || cargo install cargo-fuzz --version 0.13.2 --locked --debug
 	for t in token jwks ciphertext; do \
 	  CXX=clang++ RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz -O $$t -- \
 	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \

@@ -401,10 +401,11 @@ pub fn check_type(typid: pg_sys::Oid) {
 /// `query` is NULL or a parse-analyzed Query.
 pub unsafe fn check_query(query: *mut pg_sys::Query) {
     // SAFETY: as in `check_relation`.
-    if query.is_null() || JUDGING.get() || unsafe { pg_sys::creating_extension } || !super::is_admin() {
+    if query.is_null() || JUDGING.get() || unsafe { pg_sys::creating_extension } {
         return;
     }
     // SAFETY: as the caller promises; EXPLAIN, CREATE TABLE AS and DECLARE hold their analyzed statement as a Query.
+    // Other utility statements (a ROLLBACK of an aborted block among them) return before anything is looked up.
     let text = unsafe {
         let mut node = query as *mut pg_sys::Node;
         loop {
@@ -423,7 +424,7 @@ pub unsafe fn check_query(query: *mut pg_sys::Query) {
                 return;
             }
         }
-        if (*node).type_ != pg_sys::NodeTag::T_Query {
+        if (*node).type_ != pg_sys::NodeTag::T_Query || !super::is_admin() {
             return;
         }
         let out = pg_sys::nodeToString(node as *const std::ffi::c_void);

@@ -137,9 +137,13 @@ unsafe extern "C-unwind" fn object_access(
 }
 
 /// Whether the current user is a superuser or has the privileges of `tenant_guard_admin`.
+///
+/// False outside a running transaction (an aborted block's ROLLBACK): the catalog may not be read there (PostgreSQL
+/// 17 refuses the resource owner a released transaction keeps), and false is the confining answer.
 pub fn is_admin() -> bool {
-    // SAFETY: plain catalog lookups for the current user.
-    unsafe { pg_sys::superuser() || has_privs_of(ADMIN_ROLE) }
+    // SAFETY: IsTransactionState reads the transaction state; the rest are plain catalog lookups for the current
+    // user, inside a running transaction.
+    unsafe { pg_sys::IsTransactionState() && (pg_sys::superuser() || has_privs_of(ADMIN_ROLE)) }
 }
 
 /// Whether the current user has the privileges of the named role (false when it does not exist).

@@ -62,6 +62,51 @@ def test_context_is_undone_by_rollback(app, keys):
     assert sqlstate(app, "SELECT tenant.current_id()") == NO_CONTEXT
 
 
+# A transaction block that failed ends with ROLLBACK (or COMMIT, or ROLLBACK TO a savepoint) after PostgreSQL has
+# released its resources: the extension's hooks must read no catalog then (PostgreSQL 17 and later refuse it, and
+# the failed statement's locks would stay held by a connection stuck in its aborted block).
+ABORTED_BLOCK_ENDS = {
+    "rollback": ["ROLLBACK"],
+    "commit": ["COMMIT"],
+    "abort": ["ABORT"],
+    "savepoint": ["ROLLBACK TO SAVEPOINT s", "SELECT 1", "RELEASE SAVEPOINT s", "COMMIT"],
+}
+
+
+@pytest.mark.parametrize("who", ["app", "admin member", "superuser"])
+@pytest.mark.parametrize("end", sorted(ABORTED_BLOCK_ENDS))
+def test_an_aborted_block_ends_cleanly_for_every_role(admin, keys, who, end):
+    admin.execute("DROP ROLE IF EXISTS tg_ctx_admin")
+    admin.execute("CREATE ROLE tg_ctx_admin LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE tenant_guard_admin")
+    admin.execute("GRANT SELECT ON public.docs TO tg_ctx_admin")
+    user = {"app": APP, "admin member": "tg_ctx_admin", "superuser": None}[who]
+    try:
+        with psycopg.connect(dsn(user=user) if user else dsn(), autocommit=True) as c:
+            c.execute("BEGIN")
+            c.execute("SAVEPOINT s")
+            c.execute(psycopg.sql.SQL("SET LOCAL tenant_guard.token = {}").format(
+                psycopg.sql.Literal(keys.mint(TENANT_A, aud="someone-else"))))
+            # the table is locked, then the block fails (the app: no context, its token was rejected)
+            c.execute("LOCK TABLE public.docs IN ACCESS SHARE MODE")
+            failing, error = ("SELECT body FROM public.docs", psycopg.errors.InsufficientPrivilege) if who == "app" \
+                else ("SELECT 1 / 0", psycopg.errors.DivisionByZero)
+            with pytest.raises(error):
+                c.execute(failing)
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            for statement in ABORTED_BLOCK_ENDS[end]:
+                c.execute(statement)
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert c.execute("SELECT 41 + 1").fetchone()[0] == 42
+            # the failed block's lock is gone: the table can be locked at once
+            admin.execute("SET lock_timeout = '2s'")
+            with admin.transaction():
+                admin.execute("LOCK TABLE public.docs IN ACCESS EXCLUSIVE MODE")
+            admin.execute("RESET lock_timeout")
+    finally:
+        admin.execute("DROP OWNED BY tg_ctx_admin")
+        admin.execute("DROP ROLE tg_ctx_admin")
+
+
 def test_context_is_undone_by_rollback_to_savepoint(app, keys):
     app.execute("BEGIN")
     app.execute("SAVEPOINT s")

@@ -23,8 +23,9 @@ if [ -n "$missing" ]; then
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q ' 0\.18\.0'; then
+  # a debug build: half the compile time of a release one, and cargo-pgrx's own speed does not matter to a build
   echo "deps: installing cargo-pgrx 0.18.0 (takes a few minutes)"
-  cargo install cargo-pgrx --version 0.18.0 --locked
+  cargo install cargo-pgrx --version 0.18.0 --locked --debug
 fi
 
 if ! grep -qs "^pg$PG *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
@@ -32,7 +33,7 @@ if ! grep -qs "^pg$PG *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml
   cargo pgrx init "--pg$PG" "$PG_CONFIG"
 fi
 
-if ! "$VENV/bin/python" -c 'import psycopg, jwt, cryptography, pytest' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import psycopg, jwt, cryptography, pytest, pytest_timeout' 2>/dev/null; then
   echo "deps: creating $VENV for the end-to-end tests, demo and benchmarks"
   rm -rf "$VENV"
   /usr/bin/python3 -m venv "$VENV"
