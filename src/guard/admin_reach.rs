@@ -242,15 +242,13 @@ fn column_types(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
         if relation.is_null() {
             return Vec::new();
         }
-        let desc = (*relation).rd_att;
-        let mut found = Vec::new();
-        for i in 0..(*desc).natts as usize {
-            let attribute = (*desc).attrs.as_ptr().add(i);
-            let typid = (*attribute).atttypid;
-            if !(*attribute).attisdropped && (typid.to_u32() as i64) >= pg_sys::FirstNormalObjectId as i64 {
-                found.push(typid);
-            }
-        }
+        // pgrx reads the attributes where each major keeps them (PostgreSQL 18 moved them behind compact ones);
+        // the descriptor stays the relation's (neither released nor freed by the wrapper)
+        let found = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att)
+            .iter()
+            .filter(|a| !a.attisdropped && (a.atttypid.to_u32() as i64) >= pg_sys::FirstNormalObjectId as i64)
+            .map(|a| a.atttypid)
+            .collect();
         pg_sys::RelationClose(relation);
         found
     }
