@@ -70,6 +70,8 @@ ABORTED_BLOCK_ENDS = {
     "commit": ["COMMIT"],
     "abort": ["ABORT"],
     "savepoint": ["ROLLBACK TO SAVEPOINT s", "SELECT 1", "RELEASE SAVEPOINT s", "COMMIT"],
+    "chain": ["ROLLBACK AND CHAIN", "SELECT 1", "COMMIT"],
+    "prepared": ["PREPARE TRANSACTION 'tg_ctx_aborted'"],
 }
 
 
