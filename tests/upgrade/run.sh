@@ -15,7 +15,7 @@ VENV=${VENV:-.venv}
 OLD_VERSION=0.1.0 OLD_COMMIT=5fae071
 NEW_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 PG_CONFIG=/usr/lib/postgresql/$PG/bin/pg_config
-target=$PWD/target work=$PWD/target/upgrade
+work=$PWD/target/upgrade
 cache=${TG_CACHE:-/var/cache/tenant_guard}/upgrade-pg$PG
 ext=usr/share/postgresql/$PG/extension
 mkdir -p "$work" "$cache"
@@ -25,9 +25,9 @@ if [ ! -f "$old_pkg/.done" ]; then
   echo "upgrade: building $OLD_VERSION from commit $OLD_COMMIT (once, in $cache)"
   rm -rf "$cache/src-$OLD_VERSION" "$old_pkg"; mkdir -p "$cache/src-$OLD_VERSION"
   git archive "$OLD_COMMIT" | tar -x -C "$cache/src-$OLD_VERSION"
-  # built in this clone's target directory: 0.1.0 locks the same versions of all but two of its dependencies, so
-  # they are compiled once for both versions (cargo links each version's own library again when it is packaged)
-  (cd "$cache/src-$OLD_VERSION" && CARGO_TARGET_DIR="$target" \
+  # in its own target directory: sharing this clone's made `cargo pgrx package` of the new version write the old
+  # version's schema
+  (cd "$cache/src-$OLD_VERSION" && CARGO_TARGET_DIR="$cache/target-$OLD_VERSION" \
      cargo pgrx package --pg-config "$PG_CONFIG" --profile dev --out-dir "$old_pkg" >"$cache/build-$OLD_VERSION.log" 2>&1) \
     || { tail -30 "$cache/build-$OLD_VERSION.log"; exit 1; }
   touch "$old_pkg/.done"
