@@ -69,9 +69,9 @@ cleanup() {
   for ((i=${#mounts[@]}-1; i>=0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-bind() {  # bind SOURCE TARGET [ro]
+bind() {  # bind SOURCE TARGET [ro]: recursively, so that a toolchain that is itself a mount (a root inside a root) comes too
   mkdir -p "$2"
-  mount --bind "$1" "$2"; mounts+=("$2")
+  mount --rbind "$1" "$2"; mounts+=("$2")
   [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2"
   return 0
 }
