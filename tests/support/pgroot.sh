@@ -69,7 +69,8 @@ cleanup() {
   for ((i=${#mounts[@]}-1; i>=0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-bind() {  # bind SOURCE TARGET [ro]: recursively, so that a toolchain that is itself a mount (a root inside a root) comes too
+# bind SOURCE TARGET [ro], recursively: a toolchain that is itself a mount (a root inside a root) comes along
+bind() {
   mkdir -p "$2"
   mount --rbind "$1" "$2"; mounts+=("$2")
   [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2"

@@ -25,7 +25,7 @@ if [ ! -f "$old_pkg/.done" ]; then
   echo "upgrade: building $OLD_VERSION from commit $OLD_COMMIT (once, in $cache)"
   rm -rf "$cache/src-$OLD_VERSION" "$old_pkg"; mkdir -p "$cache/src-$OLD_VERSION"
   git archive "$OLD_COMMIT" | tar -x -C "$cache/src-$OLD_VERSION"
-  # in its own target directory: sharing this clone's made `cargo pgrx package` of the new version write the old
+  # in its own target directory: with this clone's shared, `cargo pgrx package` of the new version wrote the old
   # version's schema
   (cd "$cache/src-$OLD_VERSION" && CARGO_TARGET_DIR="$cache/target-$OLD_VERSION" \
      cargo pgrx package --pg-config "$PG_CONFIG" --profile dev --out-dir "$old_pkg" >"$cache/build-$OLD_VERSION.log" 2>&1) \
